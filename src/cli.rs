@@ -1,0 +1,241 @@
+//! The command line: flags, their validation and the messages for bad values.
+//!
+//! Owns: the clap definitions and the value parsers (prefixes, source policy, log level).
+//! `-i/--ifname` and `-n/--subnet` keep the Go ndpresponder's flags so that its users can
+//! switch by changing the binary name.
+//!
+//! Must not: touch the system; `main.rs` turns a parsed [`Cli`] into actions.
+
+use clap::{Args, Parser, Subcommand};
+use ipnet::Ipv6Net;
+use tracing::level_filters::LevelFilter;
+
+use crate::policy::SourcePolicy;
+
+/// Answers IPv6 Neighbor Solicitations on an uplink for container and VM addresses, with
+/// advertisements that pass hypervisor anti-spoofing filters.
+#[derive(Debug, Parser)]
+#[command(
+    name = "ndp-responder",
+    version,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    after_help = "Examples:\n  ndp-responder -i eth0 -n 2001:db8:1::d:0/112\n  ndp-responder lab\n\n\
+                  Environment: NDPRESPONDER_LOG=DEBUG|INFO|WARN|ERROR sets the log level (default INFO)."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub run: RunArgs,
+
+    /// More log output (-v: DEBUG, shows every ignored solicitation)
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    /// Less log output (-q: WARN, -qq: ERROR)
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub quiet: u8,
+}
+
+/// Flags of the responder itself (the default command).
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Uplink interface, where the provider's router solicits
+    #[arg(short = 'i', long = "ifname", value_name = "IFACE", required = true)]
+    pub ifname: Option<String>,
+
+    /// Answer for addresses inside this prefix (repeatable)
+    #[arg(short = 'n', long = "subnet", value_name = "PREFIX", required = true, value_parser = parse_prefix)]
+    pub subnets: Vec<Ipv6Net>,
+
+    /// IPv6 source of our advertisements: 'target' (passes anti-spoof filters), 'link-local'
+    /// (what proxy_ndp and ndppd send), or a fixed address
+    #[arg(long, value_name = "target|link-local|ADDR", default_value = "target", value_parser = parse_source)]
+    pub source: SourcePolicy,
+
+    /// Clear the Router flag in advertisements (it is set by default: the host forwards)
+    #[arg(long)]
+    pub no_router_flag: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build a provider topology in network namespaces and show the daemon at work
+    Lab(LabArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LabArgs {
+    /// Leave the lab up afterwards and print how to enter each namespace
+    #[arg(long)]
+    pub keep: bool,
+
+    #[command(subcommand)]
+    pub action: Option<LabAction>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LabAction {
+    /// Remove a lab left up by --keep or by a crash (safe to run any time)
+    Down,
+}
+
+/// Parse a prefix, naming the bad value and what to do about it.
+pub fn parse_prefix(s: &str) -> Result<Ipv6Net, String> {
+    let net: Ipv6Net = s.parse().map_err(|_| {
+        if s.parse::<std::net::Ipv6Addr>().is_ok() {
+            format!("'{s}' has no prefix length: write it as {s}/128 for one address, or e.g. /112")
+        } else {
+            format!("'{s}' is not an IPv6 prefix: expected e.g. 2001:db8:1::d:0/112")
+        }
+    })?;
+    if net.addr().is_multicast() {
+        return Err(format!("'{s}' is a multicast prefix: targets must be unicast addresses"));
+    }
+    if net.prefix_len() == 0 {
+        return Err(format!(
+            "'{s}' covers every address: give the prefix your containers use, e.g. 2001:db8:1::d:0/112"
+        ));
+    }
+    if net.trunc() != net {
+        return Err(format!(
+            "'{s}' has host bits set: did you mean {}?",
+            net.trunc()
+        ));
+    }
+    Ok(net)
+}
+
+fn parse_source(s: &str) -> Result<SourcePolicy, String> {
+    s.parse()
+}
+
+/// The log level from `NDPRESPONDER_LOG` (if set) moved by `-v`/`-q`.
+pub fn log_level(env: Option<&str>, verbose: u8, quiet: u8) -> Result<LevelFilter, String> {
+    const LEVELS: [LevelFilter; 5] = [
+        LevelFilter::ERROR,
+        LevelFilter::WARN,
+        LevelFilter::INFO,
+        LevelFilter::DEBUG,
+        LevelFilter::TRACE,
+    ];
+    let base = match env.map(|v| v.trim().to_ascii_uppercase()) {
+        None => 2,
+        Some(v) if v.is_empty() => 2,
+        Some(v) => match v.as_str() {
+            "ERROR" => 0,
+            "WARN" | "WARNING" => 1,
+            "INFO" => 2,
+            "DEBUG" => 3,
+            "TRACE" => 4,
+            _ => {
+                return Err(format!(
+                    "NDPRESPONDER_LOG='{}' is not a log level: use DEBUG, INFO, WARN or ERROR",
+                    env.unwrap_or_default()
+                ))
+            }
+        },
+    };
+    let level = (base + verbose as usize).saturating_sub(quiet as usize).min(4);
+    Ok(LEVELS[level])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn go_ndpresponder_flags_are_accepted() {
+        let cli = Cli::try_parse_from([
+            "ndp-responder",
+            "-i",
+            "eth0",
+            "-n",
+            "2001:db8:1::d:0/112",
+            "--subnet",
+            "2001:db8:2::/64",
+        ])
+        .unwrap();
+        assert_eq!(cli.run.ifname.as_deref(), Some("eth0"));
+        assert_eq!(cli.run.subnets.len(), 2);
+        assert_eq!(cli.run.source, SourcePolicy::Target);
+        assert!(!cli.run.no_router_flag);
+        assert!(cli.command.is_none());
+    }
+
+    #[test]
+    fn responder_needs_an_interface_and_a_prefix() {
+        let err = Cli::try_parse_from(["ndp-responder", "-n", "2001:db8::/64"]).unwrap_err();
+        assert!(err.to_string().contains("--ifname"), "{err}");
+        let err = Cli::try_parse_from(["ndp-responder", "-i", "eth0"]).unwrap_err();
+        assert!(err.to_string().contains("--subnet"), "{err}");
+    }
+
+    #[test]
+    fn lab_needs_no_responder_flags() {
+        let cli = Cli::try_parse_from(["ndp-responder", "lab", "--keep"]).unwrap();
+        assert!(matches!(cli.command, Some(Command::Lab(LabArgs { keep: true, action: None }))));
+        let cli = Cli::try_parse_from(["ndp-responder", "lab", "down"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Some(Command::Lab(LabArgs { action: Some(LabAction::Down), .. }))
+        ));
+    }
+
+    #[test]
+    fn bad_prefixes_are_named_with_a_hint() {
+        let cases = [
+            ("2001:db8:1::d:5/112", "did you mean 2001:db8:1::d:0/112"),
+            ("2001:db8:1::d:5", "/128"),
+            ("eth0", "not an IPv6 prefix"),
+            ("2001:db8::/200", "not an IPv6 prefix"),
+            ("ff02::/16", "multicast"),
+            ("::/0", "covers every address"),
+        ];
+        for (input, hint) in cases {
+            let err = parse_prefix(input).unwrap_err();
+            assert!(err.contains(&format!("'{input}'")), "{err}");
+            assert!(err.contains(hint), "{input}: {err}");
+        }
+        assert_eq!(
+            parse_prefix("2001:db8:1::d:0/112").unwrap().to_string(),
+            "2001:db8:1::d:0/112"
+        );
+    }
+
+    #[test]
+    fn bad_source_is_rejected_by_clap_with_the_value() {
+        let err = Cli::try_parse_from([
+            "ndp-responder",
+            "-i",
+            "eth0",
+            "-n",
+            "2001:db8::/64",
+            "--source",
+            "global",
+        ])
+        .unwrap_err();
+        assert!(err.to_string().contains("'global'"), "{err}");
+    }
+
+    #[test]
+    fn log_level_from_env_and_flags() {
+        assert_eq!(log_level(None, 0, 0), Ok(LevelFilter::INFO));
+        assert_eq!(log_level(Some("debug"), 0, 0), Ok(LevelFilter::DEBUG));
+        assert_eq!(log_level(Some("WARN"), 0, 0), Ok(LevelFilter::WARN));
+        assert_eq!(log_level(None, 1, 0), Ok(LevelFilter::DEBUG));
+        assert_eq!(log_level(None, 0, 1), Ok(LevelFilter::WARN));
+        assert_eq!(log_level(None, 0, 5), Ok(LevelFilter::ERROR));
+        assert_eq!(log_level(Some("ERROR"), 9, 0), Ok(LevelFilter::TRACE));
+        let err = log_level(Some("loud"), 0, 0).unwrap_err();
+        assert!(err.contains("'loud'") && err.contains("DEBUG"), "{err}");
+    }
+}

@@ -1,0 +1,570 @@
+//! The provider topology in network namespaces, for `ndp-responder lab` and the end-to-end tests.
+//!
+//! Owns: building and removing the namespaces, running commands inside them, starting the real
+//! daemon there, and the demo's scenarios. The tests use the same [`Topology`], so the demo and
+//! the tests cannot drift apart.
+//!
+//! ```text
+//!  router ns                 hypervisor ns (bridge + anti-spoof nftables)       host ns                      container ns
+//!  inet0 2001:db8:ff::1/64
+//!  r0 2001:db8:1::1/64 ---- to-router [hvbr] to-host ---- eth0 2001:db8:1::2/64   br0 2001:db8:1::d:1/112 ---- eth0 2001:db8:1::d:2/112
+//!  (the provider's router)   drops NAs from the host with a link-local source     (runs ndp-responder)        (ct1, ct2, ...)
+//!                            for a target that is not link-local
+//! ```
+//!
+//! Must not: touch anything outside the namespaces it creates; every address is in the
+//! documentation prefix 2001:db8::/32.
+
+use std::fs;
+use std::io::{self, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, ExitStatus, Output, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// The provider's on-link prefix.
+pub const LINK_PREFIX: &str = "2001:db8:1::/64";
+/// The router's (gateway's) address on the provider link.
+pub const GATEWAY: &str = "2001:db8:1::1";
+/// The host's own address on the uplink.
+pub const HOST_ADDR: &str = "2001:db8:1::2";
+/// The prefix routed to the container bridge; the daemon answers for it.
+pub const CONTAINER_PREFIX: &str = "2001:db8:1::d:0/112";
+/// The bridge's own address, inside the container prefix.
+pub const BRIDGE_ADDR: &str = "2001:db8:1::d:1";
+/// An address on the router that stands for the Internet: traffic from it is forwarded
+/// traffic for the router's uplink, so the router solicits from its link-local address.
+pub const INTERNET_ADDR: &str = "2001:db8:ff::1";
+/// The host's uplink MAC, fixed so that the evidence is easy to read.
+pub const HOST_MAC: &str = "02:00:00:00:02:01";
+/// The router's MAC.
+pub const ROUTER_MAC: &str = "02:00:00:00:01:01";
+/// The name prefix of the demo's namespaces; `lab down` removes exactly these.
+pub const LAB_TAG: &str = "ndplab";
+
+/// The address of container `n` (1-based): 2001:db8:1::d:2, ::d:3, ...
+pub fn container_addr(n: usize) -> String {
+    format!("2001:db8:1::d:{:x}", n + 1)
+}
+
+/// Something in the lab failed, with what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    #[error("the lab needs root to create network namespaces: run it as root (e.g. with sudo)")]
+    NotRoot,
+    #[error("'{0}' is not installed: apt-get install {1}")]
+    MissingTool(&'static str, &'static str),
+    #[error("`{command}` failed: {stderr}")]
+    Command { command: String, stderr: String },
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    #[error("{0}")]
+    Timeout(String),
+}
+
+/// Check what the lab needs before touching anything.
+pub fn preflight() -> Result<(), LabError> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err(LabError::NotRoot);
+    }
+    for (tool, package) in [("ip", "iproute2"), ("nft", "nftables"), ("ping", "iputils-ping")] {
+        let found = std::env::var_os("PATH")
+            .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(tool).is_file()))
+            .unwrap_or(false);
+        if !found {
+            return Err(LabError::MissingTool(tool, package));
+        }
+    }
+    Ok(())
+}
+
+/// Run a command; error with its stderr if it fails.
+fn run(cmd: &mut Command) -> Result<Output, LabError> {
+    let out = cmd.stdin(Stdio::null()).output()?;
+    if !out.status.success() {
+        return Err(LabError::Command {
+            command: format!("{cmd:?}").replace('"', ""),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(out)
+}
+
+fn ip(args: &[&str]) -> Result<Output, LabError> {
+    run(Command::new("ip").args(args))
+}
+
+/// Poll `cond` every 20 ms until it returns true or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The namespaces of one lab and what runs in them. Dropping it removes them all.
+#[derive(Debug)]
+pub struct Topology {
+    tag: String,
+    containers: usize,
+    namespaces: Vec<String>,
+}
+
+impl Topology {
+    /// Build the whole topology with `containers` containers; namespace names start with `tag`.
+    pub fn build(tag: &str, containers: usize) -> Result<Topology, LabError> {
+        preflight()?;
+        let mut topo = Topology {
+            tag: tag.to_string(),
+            containers: 0,
+            namespaces: Vec::new(),
+        };
+        // On error the partly built topology is dropped, which removes what was created.
+        topo.build_provider()?;
+        topo.build_host()?;
+        for _ in 0..containers {
+            topo.add_container()?;
+        }
+        Ok(topo)
+    }
+
+    pub fn router(&self) -> String {
+        format!("{}-router", self.tag)
+    }
+    pub fn hypervisor(&self) -> String {
+        format!("{}-hv", self.tag)
+    }
+    pub fn host(&self) -> String {
+        format!("{}-host", self.tag)
+    }
+    pub fn container(&self, n: usize) -> String {
+        format!("{}-ct{n}", self.tag)
+    }
+    pub fn container_count(&self) -> usize {
+        self.containers
+    }
+    pub fn namespaces(&self) -> &[String] {
+        &self.namespaces
+    }
+
+    fn add_netns(&mut self, name: String) -> Result<(), LabError> {
+        ip(&["netns", "add", &name])?;
+        self.namespaces.push(name.clone());
+        // No duplicate address detection: addresses are usable at once and no test waits.
+        self.sysctl(&name, "net/ipv6/conf/all/accept_dad", "0")?;
+        self.sysctl(&name, "net/ipv6/conf/default/accept_dad", "0")?;
+        ip(&["-n", &name, "link", "set", "lo", "up"])?;
+        Ok(())
+    }
+
+    /// Write a sysctl inside a namespace (`key` as a path below /proc/sys).
+    pub fn sysctl(&self, ns: &str, key: &str, value: &str) -> Result<(), LabError> {
+        let script = format!("echo {value} > /proc/sys/{key}");
+        run(Command::new("ip").args(["netns", "exec", ns, "sh", "-c", &script]))?;
+        Ok(())
+    }
+
+    /// Run a command inside namespace `ns`; fails if the command fails.
+    pub fn exec(&self, ns: &str, args: &[&str]) -> Result<Output, LabError> {
+        run(Command::new("ip").args(["netns", "exec", ns]).args(args))
+    }
+
+    /// Run a command inside namespace `ns` and return its exit status and output, whatever it is.
+    pub fn try_exec(&self, ns: &str, args: &[&str]) -> Result<Output, LabError> {
+        Ok(Command::new("ip")
+            .args(["netns", "exec", ns])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()?)
+    }
+
+    fn build_provider(&mut self) -> Result<(), LabError> {
+        let (router, hv) = (self.router(), self.hypervisor());
+        self.add_netns(router.clone())?;
+        self.add_netns(hv.clone())?;
+        self.sysctl(&router, "net/ipv6/conf/all/forwarding", "1")?;
+        // The hypervisor's bridge: layer 2 only, flooding multicast like a plain switch.
+        ip(&["-n", &hv, "link", "add", "hvbr", "type", "bridge", "mcast_snooping", "0"])?;
+        ip(&["-n", &hv, "link", "set", "hvbr", "up"])?;
+        ip(&[
+            "link", "add", "r0", "netns", &router, "address", ROUTER_MAC, "type", "veth", "peer",
+            "name", "to-router", "netns", &hv,
+        ])?;
+        ip(&["-n", &hv, "link", "set", "to-router", "master", "hvbr", "up"])?;
+        ip(&["-n", &router, "addr", "add", "2001:db8:1::1/64", "dev", "r0", "nodad"])?;
+        ip(&["-n", &router, "link", "set", "r0", "up"])?;
+        ip(&["-n", &router, "link", "add", "inet0", "type", "dummy"])?;
+        ip(&["-n", &router, "addr", "add", "2001:db8:ff::1/64", "dev", "inet0", "nodad"])?;
+        ip(&["-n", &router, "link", "set", "inet0", "up"])?;
+        // Virtualizor-style anti-spoofing: a VM may not advertise a foreign address from its
+        // link-local address. Only NAs for the host's own link-local target may use one.
+        let rules = "table bridge antispoof {\n\
+             \tchain forward {\n\
+             \t\ttype filter hook forward priority 0; policy accept;\n\
+             \t\tiifname \"to-host\" icmpv6 type nd-neighbor-advert ip6 saddr fe80::/10 \
+             @th,64,16 & 0xffc0 != 0xfe80 counter drop\n\
+             \t}\n}\n";
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &hv, "nft", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        child
+            .stdin
+            .take()
+            .expect("stdin is piped")
+            .write_all(rules.as_bytes())?;
+        let out = child.wait_with_output()?;
+        if !out.status.success() {
+            return Err(LabError::Command {
+                command: "nft -f - (the anti-spoof rules)".into(),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    fn build_host(&mut self) -> Result<(), LabError> {
+        let (host, hv) = (self.host(), self.hypervisor());
+        self.add_netns(host.clone())?;
+        self.sysctl(&host, "net/ipv6/conf/all/forwarding", "1")?;
+        ip(&[
+            "link", "add", "eth0", "netns", &host, "address", HOST_MAC, "type", "veth", "peer",
+            "name", "to-host", "netns", &hv,
+        ])?;
+        ip(&["-n", &hv, "link", "set", "to-host", "master", "hvbr", "up"])?;
+        ip(&["-n", &host, "addr", "add", "2001:db8:1::2/64", "dev", "eth0", "nodad"])?;
+        ip(&["-n", &host, "link", "set", "eth0", "up"])?;
+        ip(&["-n", &host, "-6", "route", "add", "default", "via", GATEWAY, "dev", "eth0"])?;
+        ip(&["-n", &host, "link", "add", "br0", "type", "bridge", "mcast_snooping", "0"])?;
+        ip(&["-n", &host, "addr", "add", "2001:db8:1::d:1/112", "dev", "br0", "nodad"])?;
+        ip(&["-n", &host, "link", "set", "br0", "up"])?;
+        Ok(())
+    }
+
+    /// Add one more container behind the host's bridge; returns its number (1-based).
+    pub fn add_container(&mut self) -> Result<usize, LabError> {
+        let n = self.containers + 1;
+        let (ct, host) = (self.container(n), self.host());
+        self.add_netns(ct.clone())?;
+        let port = format!("veth-ct{n}");
+        ip(&[
+            "link", "add", "eth0", "netns", &ct, "type", "veth", "peer", "name", &port, "netns",
+            &host,
+        ])?;
+        ip(&["-n", &host, "link", "set", &port, "master", "br0", "up"])?;
+        let addr = format!("{}/112", container_addr(n));
+        ip(&["-n", &ct, "addr", "add", &addr, "dev", "eth0", "nodad"])?;
+        ip(&["-n", &ct, "link", "set", "eth0", "up"])?;
+        ip(&["-n", &ct, "-6", "route", "add", "default", "via", BRIDGE_ADDR, "dev", "eth0"])?;
+        self.containers = n;
+        Ok(n)
+    }
+
+    /// Ping `dst` from the router, from `src` (its provider-link address or the Internet
+    /// stand-in). True if at least one reply came back.
+    pub fn ping_from_router(&self, src: &str, dst: &str, count: u32) -> Result<bool, LabError> {
+        Ok(self.ping_stats(src, dst, count)?.1 > 0)
+    }
+
+    /// Ping `dst` from the router `count` times, 0.2 s apart, from `src`; returns
+    /// (transmitted, received).
+    pub fn ping_stats(&self, src: &str, dst: &str, count: u32) -> Result<(u32, u32), LabError> {
+        let count = count.to_string();
+        let out = self.try_exec(
+            &self.router(),
+            &["ping", "-6", "-n", "-q", "-c", &count, "-i", "0.2", "-W", "1", "-I", src, dst],
+        )?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        // "5 packets transmitted, 5 received, 0% packet loss, time 801ms"
+        let number_before = |word: &str| {
+            text.split(',')
+                .find(|part| part.contains(word))
+                .and_then(|part| part.split_whitespace().next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0)
+        };
+        Ok((number_before("transmitted"), number_before("received")))
+    }
+
+    /// Forget what the router knows about `addr`, so that its next packet solicits anew.
+    pub fn router_forget(&self, addr: &str) -> Result<(), LabError> {
+        // "No such entry" is fine: the goal is that there is none.
+        let _ = self.try_exec(&self.router(), &["ip", "-6", "neigh", "del", addr, "dev", "r0"]);
+        Ok(())
+    }
+
+    /// The router's neighbour-table line for `addr` (e.g. "... lladdr 02:.. REACHABLE"), if any.
+    pub fn router_neighbour(&self, addr: &str) -> Result<Option<String>, LabError> {
+        let out = self.exec(&self.router(), &["ip", "-6", "neigh", "show", addr, "dev", "r0"])?;
+        let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        Ok((!text.is_empty()).then_some(text))
+    }
+
+    /// How many NAs the anti-spoof filter has dropped so far.
+    pub fn antispoof_drops(&self) -> Result<u64, LabError> {
+        let out = self.exec(&self.hypervisor(), &["nft", "list", "table", "bridge", "antispoof"])?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        Ok(text
+            .split_whitespace()
+            .skip_while(|w| *w != "packets")
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0))
+    }
+
+    /// Start the daemon (`exe`) in the host namespace on eth0 with extra `args`.
+    pub fn start_daemon(&self, exe: &Path, args: &[&str]) -> Result<Daemon, LabError> {
+        Daemon::start(&self.host(), exe, args)
+    }
+
+    /// Remove every namespace of this topology (and with them, every interface).
+    pub fn remove(&mut self) {
+        for ns in self.namespaces.drain(..).rev() {
+            let _ = ip(&["netns", "del", &ns]);
+        }
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+/// The real daemon running in a namespace, its log captured to a file.
+#[derive(Debug)]
+pub struct Daemon {
+    child: Option<Child>,
+    log_path: PathBuf,
+}
+
+impl Daemon {
+    fn start(ns: &str, exe: &Path, args: &[&str]) -> Result<Daemon, LabError> {
+        let log_path = std::env::temp_dir().join(format!("ndp-responder-{ns}-{}.log", std::process::id()));
+        let log = fs::File::create(&log_path)?;
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns])
+            .arg(exe)
+            .args(["-i", "eth0"])
+            .args(args)
+            .env("NDPRESPONDER_LOG", "DEBUG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()?;
+        let mut daemon = Daemon {
+            child: Some(child),
+            log_path,
+        };
+        let ready = wait_until(Duration::from_secs(10), || {
+            daemon.log().contains("answering on") || daemon.exited()
+        });
+        if !ready || daemon.exited() {
+            return Err(LabError::Timeout(format!(
+                "the daemon did not start; its log:\n{}",
+                daemon.log()
+            )));
+        }
+        Ok(daemon)
+    }
+
+    /// Everything the daemon has logged so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Log lines containing every one of `needles`.
+    pub fn log_lines(&self, needles: &[&str]) -> Vec<String> {
+        self.log()
+            .lines()
+            .filter(|l| needles.iter().all(|n| l.contains(n)))
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn exited(&mut self) -> bool {
+        match self.child.as_mut().map(|c| c.try_wait()) {
+            Some(Ok(None)) => false,
+            _ => true,
+        }
+    }
+
+    /// Send SIGTERM and wait (up to 5 s) for a clean exit; returns the exit status.
+    pub fn stop(mut self) -> Result<ExitStatus, LabError> {
+        let mut child = self.child.take().expect("a running daemon has a child");
+        // `ip netns exec` execs the daemon, so the child's pid is the daemon's.
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(LabError::Timeout("the daemon did not stop within 5 s of SIGTERM".into()));
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = fs::remove_file(&self.log_path);
+    }
+}
+
+/// Remove the demo's namespaces, whoever left them (idempotent).
+pub fn down() -> Result<ExitCode, LabError> {
+    preflight()?;
+    let removed = remove_lab_namespaces()?;
+    println!("lab down: removed {removed} namespace(s)");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Delete every namespace named `ndplab-*`; returns how many there were.
+fn remove_lab_namespaces() -> Result<usize, LabError> {
+    let out = ip(&["netns", "list"])?;
+    let mut removed = 0;
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let name = line.split_whitespace().next().unwrap_or_default();
+        if name.starts_with(&format!("{LAB_TAG}-")) {
+            ip(&["netns", "del", name])?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+/// Styling of the demo's output: colour on a terminal, plain text when piped.
+struct Style {
+    colour: bool,
+}
+
+impl Style {
+    fn paint(&self, code: &str, text: &str) -> String {
+        if self.colour {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+    fn verdict(&self, ok: bool, expected: bool, text: &str) {
+        let mark = if ok == expected {
+            self.paint("32", "PASS")
+        } else {
+            self.paint("31", "FAIL")
+        };
+        let state = if ok {
+            self.paint("1", "reachable")
+        } else {
+            self.paint("1", "unreachable")
+        };
+        println!("[{mark}] {text}: container {state}");
+    }
+    fn evidence(&self, text: &str) {
+        println!("       {}", self.paint("2", text));
+    }
+}
+
+/// The built-in demo: every scenario on the embedded default topology.
+pub fn demo(keep: bool) -> Result<ExitCode, LabError> {
+    preflight()?;
+    let exe = std::env::current_exe()?;
+    let style = Style {
+        colour: io::stdout().is_terminal(),
+    };
+    // A lab left behind by a crash would make namespace creation fail: clear it first.
+    let _ = remove_lab_namespaces();
+    println!("Building the provider topology in network namespaces ({LAB_TAG}-*):");
+    println!("  router {GATEWAY} (Linux) -- hypervisor bridge with anti-spoof filter -- host {HOST_ADDR} -- br0 -- containers {CONTAINER_PREFIX}");
+    let mut topo = Topology::build(LAB_TAG, 1)?;
+    let ct = container_addr(1);
+    let mut failures = 0;
+    let mut check = |ok: bool, expected: bool, text: &str| {
+        style.verdict(ok, expected, text);
+        if ok != expected {
+            failures += 1;
+        }
+    };
+
+    let ok = topo.ping_from_router(GATEWAY, &ct, 3)?;
+    check(ok, false, "no responder");
+    style.evidence(&format!(
+        "router's neighbour entry: {}",
+        topo.router_neighbour(&ct)?.unwrap_or_else(|| "none".into())
+    ));
+
+    let args = ["-n", CONTAINER_PREFIX, "--source", "link-local"];
+    let daemon = topo.start_daemon(&exe, &args)?;
+    topo.router_forget(&ct)?;
+    let drops_before = topo.antispoof_drops()?;
+    let ok = topo.ping_from_router(GATEWAY, &ct, 3)?;
+    check(ok, false, "link-local-sourced NAs (what proxy_ndp and ndppd send)");
+    for line in daemon.log_lines(&["answered", &ct]).iter().take(1) {
+        style.evidence(line.split("answered").nth(1).map(|s| s.trim()).unwrap_or(line));
+    }
+    style.evidence(&format!(
+        "anti-spoof filter dropped {} NA(s)",
+        topo.antispoof_drops()? - drops_before
+    ));
+    daemon.stop()?;
+
+    let daemon = topo.start_daemon(&exe, &["-n", CONTAINER_PREFIX])?;
+    for (src, who) in [
+        (INTERNET_ADDR, "router solicits from link-local (forwarded traffic)"),
+        (GATEWAY, "router solicits from its global address"),
+    ] {
+        topo.router_forget(&ct)?;
+        let ok = topo.ping_from_router(src, &ct, 3)?;
+        check(ok, true, &format!("ndp-responder, {who}"));
+        if let Some(line) = daemon.log_lines(&["answered", &ct]).last() {
+            style.evidence(line.split("answered").nth(1).map(|s| s.trim()).unwrap_or(line));
+        }
+        style.evidence(&format!(
+            "router's neighbour entry: {}",
+            topo.router_neighbour(&ct)?.unwrap_or_else(|| "none".into())
+        ));
+    }
+
+    let n = topo.add_container()?;
+    let ct2 = container_addr(n);
+    let ok = topo.ping_from_router(INTERNET_ADDR, &ct2, 3)?;
+    check(ok, true, &format!("container {ct2} added while the daemon runs"));
+
+    let status = daemon.stop()?;
+    style.evidence(&format!("daemon stopped on SIGTERM: {status}"));
+
+    if keep {
+        let names = topo.namespaces().to_vec();
+        std::mem::forget(topo);
+        println!("\nThe lab stays up. Enter a namespace with:");
+        for ns in names {
+            println!("  ip netns exec {ns} bash");
+        }
+        println!("Remove it with: ndp-responder lab down");
+    } else {
+        topo.remove();
+    }
+    if failures == 0 {
+        println!("\nAll scenarios behaved as expected.");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("\n{failures} scenario(s) did not behave as expected.");
+        Ok(ExitCode::FAILURE)
+    }
+}

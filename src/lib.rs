@@ -1,0 +1,26 @@
+//! ndp-responder answers IPv6 Neighbor Solicitations on an uplink for addresses that live
+//! behind the host (containers and VMs on a bridge), so that a provider's router that only
+//! hands out an on-link /64 can reach them.
+//!
+//! A packet travels a short, visible path:
+//!
+//! ```text
+//! link::PacketSocket::recv  (AF_PACKET + classic BPF: only NS reach user space)
+//!   -> wire::NeighborSolicit::parse      (bytes -> fields, structural checks)
+//!   -> policy::decide(&ns, &snapshot)    (RFC 4861 7.1.1 + 7.2.4: answer or not, and how)
+//!   -> wire::NeighborAdvert::emit        (fields -> bytes)
+//!   -> link::PacketSocket::send
+//! ```
+//!
+//! [`daemon`] wires that path to the kernel facts ([`netlink`]) and the target table
+//! ([`targets`]); `main.rs` only parses the command line. [`lab`] builds the provider
+//! topology in network namespaces for the demo and the end-to-end tests.
+
+pub mod cli;
+pub mod daemon;
+pub mod lab;
+pub mod link;
+pub mod netlink;
+pub mod policy;
+pub mod targets;
+pub mod wire;

@@ -1,0 +1,293 @@
+//! The AF_PACKET socket on the uplink: capture Neighbor Solicitations, send frames.
+//!
+//! Owns: opening the socket (with a clear error when CAP_NET_RAW is missing), the classic BPF
+//! program that lets only incoming ICMPv6 Neighbor Solicitations reach user space, the per-socket
+//! all-multicast membership, and non-blocking `recv`/`send` of whole Ethernet frames.
+//!
+//! Must not: parse beyond what the BPF program needs, or decide anything about a packet.
+
+use std::io;
+use std::mem;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::wire;
+
+/// Frames larger than this are truncated on receive; NDP frames are < 1280 bytes.
+pub const RECV_BUF_LEN: usize = 1514;
+
+/// Kernel packet types (linux/if_packet.h) that the BPF program and `recv` drop.
+const PACKET_OTHERHOST: u8 = 3;
+const PACKET_OUTGOING: u8 = 4;
+
+/// What went wrong opening the socket, phrased for the operator.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(
+        "opening a packet socket needs CAP_NET_RAW: run as root or grant CAP_NET_RAW \
+         (e.g. `setcap cap_net_raw,cap_net_admin+ep` on the binary, or AmbientCapabilities in the unit)"
+    )]
+    PermissionDenied,
+    #[error("{what} on interface {ifname}: {source}")]
+    Io {
+        what: &'static str,
+        ifname: String,
+        source: io::Error,
+    },
+}
+
+/// An AF_PACKET socket bound to one interface that receives only incoming NS frames.
+#[derive(Debug)]
+pub struct PacketSocket {
+    fd: OwnedFd,
+    ifindex: u32,
+}
+
+impl PacketSocket {
+    /// Open a packet socket on `ifindex`, attach the NS filter, request all-multicast
+    /// reception for this socket only, and set it non-blocking.
+    pub fn open(ifname: &str, ifindex: u32) -> Result<Self, OpenError> {
+        let io_err = |what| {
+            let ifname = ifname.to_string();
+            move |source| OpenError::Io {
+                what,
+                ifname,
+                source,
+            }
+        };
+        // Protocol 0: the socket receives nothing until it is bound, so no unfiltered frame
+        // can be queued before the filter is attached.
+        let socket = match Socket::new(Domain::PACKET, Type::RAW, Some(Protocol::from(0))) {
+            Ok(s) => s,
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                return Err(OpenError::PermissionDenied)
+            }
+            Err(e) => return Err(io_err("creating the packet socket")(e)),
+        };
+        let fd: OwnedFd = socket.into();
+        attach_filter(&fd, &ns_filter()).map_err(io_err("attaching the BPF filter"))?;
+        set_ignore_outgoing(&fd);
+        bind(&fd, ifindex).map_err(io_err("binding the packet socket"))?;
+        add_allmulti(&fd, ifindex).map_err(io_err("requesting all-multicast reception"))?;
+        let socket = Socket::from(fd);
+        socket
+            .set_nonblocking(true)
+            .map_err(io_err("making the socket non-blocking"))?;
+        Ok(PacketSocket {
+            fd: socket.into(),
+            ifindex,
+        })
+    }
+
+    pub fn ifindex(&self) -> u32 {
+        self.ifindex
+    }
+
+    /// Receive one frame into `buf`. Returns `Ok(None)` for a frame the host itself sent or
+    /// one addressed to another station (should the filter let one through), and
+    /// `Err(WouldBlock)` when the queue is empty.
+    pub fn recv<'b>(&self, buf: &'b mut [u8]) -> io::Result<Option<&'b [u8]>> {
+        // SAFETY: sockaddr_ll is plain old data; zeroed is a valid value.
+        let mut addr: libc::sockaddr_ll = unsafe { mem::zeroed() };
+        let mut addr_len = mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+        // SAFETY: buf and addr are valid for writes of the lengths passed.
+        let n = unsafe {
+            libc::recvfrom(
+                self.fd.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                0,
+                (&mut addr as *mut libc::sockaddr_ll).cast(),
+                &mut addr_len,
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if addr.sll_pkttype == PACKET_OUTGOING || addr.sll_pkttype == PACKET_OTHERHOST {
+            return Ok(None);
+        }
+        Ok(buf.get(..n as usize))
+    }
+
+    /// Send one complete Ethernet frame out of the bound interface.
+    pub fn send(&self, frame: &[u8]) -> io::Result<()> {
+        // SAFETY: frame is valid for reads of its length; the socket is bound.
+        let n = unsafe { libc::send(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+impl AsFd for PacketSocket {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl AsRawFd for PacketSocket {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+/// The classic BPF program: accept only frames that are not sent by this host nor addressed
+/// to another station, carry IPv6 directly in Ethernet II, whose next header is ICMPv6 and
+/// whose ICMPv6 type is Neighbor Solicitation (135). Everything else is dropped in the kernel.
+/// (NS with extension headers or VLAN tags never reach us: Linux sends neither.)
+pub fn ns_filter() -> Vec<libc::sock_filter> {
+    const LD_H_ABS: u16 = (libc::BPF_LD | libc::BPF_H | libc::BPF_ABS) as u16;
+    const LD_B_ABS: u16 = (libc::BPF_LD | libc::BPF_B | libc::BPF_ABS) as u16;
+    const LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
+    const JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
+    const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
+    // SKF_AD_OFF + SKF_AD_PKTTYPE: the skb's packet type, an ancillary "load".
+    const PKTTYPE: u32 = (libc::SKF_AD_OFF + libc::SKF_AD_PKTTYPE) as u32;
+    const ACCEPT: u32 = RECV_BUF_LEN as u32;
+    let op = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
+    vec![
+        /* 0 */ op(LD_W_ABS, 0, 0, PKTTYPE),
+        /* 1 */ op(JEQ_K, 7, 0, PACKET_OUTGOING as u32), // -> drop
+        /* 2 */ op(JEQ_K, 6, 0, PACKET_OTHERHOST as u32), // -> drop
+        /* 3 */ op(LD_H_ABS, 0, 0, wire::ETH_TYPE_OFFSET as u32),
+        /* 4 */ op(JEQ_K, 0, 4, wire::ETHERTYPE_IPV6 as u32),
+        /* 5 */ op(LD_B_ABS, 0, 0, wire::IPV6_NEXT_HEADER_OFFSET as u32),
+        /* 6 */ op(JEQ_K, 0, 2, wire::IPPROTO_ICMPV6 as u32),
+        /* 7 */ op(LD_B_ABS, 0, 0, wire::ICMPV6_TYPE_OFFSET as u32),
+        /* 8 */ op(JEQ_K, 1, 0, wire::ICMPV6_NEIGHBOR_SOLICIT as u32), // -> accept
+        /* 9 */ op(RET_K, 0, 0, 0), // drop
+        /* 10 */ op(RET_K, 0, 0, ACCEPT),
+    ]
+}
+
+fn setsockopt<T>(fd: &OwnedFd, level: libc::c_int, name: libc::c_int, value: &T) -> io::Result<()> {
+    // SAFETY: value points to a live T of the size passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (value as *const T).cast(),
+            mem::size_of::<T>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn attach_filter(fd: &OwnedFd, program: &[libc::sock_filter]) -> io::Result<()> {
+    let fprog = libc::sock_fprog {
+        len: program.len() as u16,
+        filter: program.as_ptr() as *mut libc::sock_filter,
+    };
+    // The kernel copies the program during the call; `program` outlives it.
+    setsockopt(fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog)
+}
+
+/// Linux >= 4.20 can skip our own transmitted frames before they are even queued; the BPF
+/// program drops them on older kernels, so a failure here is harmless.
+fn set_ignore_outgoing(fd: &OwnedFd) {
+    let _ = setsockopt(fd, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, &1i32);
+}
+
+fn bind(fd: &OwnedFd, ifindex: u32) -> io::Result<()> {
+    // SAFETY: sockaddr_ll is plain old data.
+    let mut addr: libc::sockaddr_ll = unsafe { mem::zeroed() };
+    addr.sll_family = libc::AF_PACKET as u16;
+    addr.sll_protocol = (libc::ETH_P_IPV6 as u16).to_be();
+    addr.sll_ifindex = ifindex as i32;
+    // SAFETY: addr is a valid sockaddr_ll of the size passed.
+    let rc = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&addr as *const libc::sockaddr_ll).cast(),
+            mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Ask for all multicast frames on this socket only (PACKET_MR_ALLMULTI): a NIC then passes
+/// the solicited-node groups of container addresses, which the host never joined. The
+/// membership ends with the socket; interface flags are left alone.
+fn add_allmulti(fd: &OwnedFd, ifindex: u32) -> io::Result<()> {
+    // SAFETY: packet_mreq is plain old data.
+    let mut mreq: libc::packet_mreq = unsafe { mem::zeroed() };
+    mreq.mr_ifindex = ifindex as i32;
+    mreq.mr_type = libc::PACKET_MR_ALLMULTI as u16;
+    setsockopt(fd, libc::SOL_PACKET, libc::PACKET_ADD_MEMBERSHIP, &mreq)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Run the classic BPF program over a frame the way the kernel does (for the subset of
+    /// instructions we use), with `pkttype` as the ancillary packet type.
+    fn run(prog: &[libc::sock_filter], frame: &[u8], pkttype: u8) -> u32 {
+        let mut acc: u32 = 0;
+        let mut pc = 0usize;
+        loop {
+            let ins = prog[pc];
+            let class = (ins.code & 0x07) as u32;
+            match class {
+                c if c == libc::BPF_LD => {
+                    let size = (ins.code & 0x18) as u32;
+                    if ins.k == (libc::SKF_AD_OFF + libc::SKF_AD_PKTTYPE) as u32 {
+                        acc = pkttype as u32;
+                    } else {
+                        let k = ins.k as usize;
+                        let width = match size {
+                            s if s == libc::BPF_B => 1,
+                            s if s == libc::BPF_H => 2,
+                            _ => 4,
+                        };
+                        let Some(bytes) = frame.get(k..k + width) else {
+                            return 0; // out of bounds load: the kernel drops the packet
+                        };
+                        acc = bytes.iter().fold(0, |a, b| (a << 8) | *b as u32);
+                    }
+                    pc += 1;
+                }
+                c if c == libc::BPF_JMP => {
+                    pc += 1 + if acc == ins.k { ins.jt } else { ins.jf } as usize;
+                }
+                c if c == libc::BPF_RET => return ins.k,
+                _ => panic!("unexpected instruction {:?}", ins.code),
+            }
+        }
+    }
+
+    fn frame(ethertype: u16, next_header: u8, icmp_type: u8) -> Vec<u8> {
+        let mut f = vec![0u8; 86];
+        f[12..14].copy_from_slice(&ethertype.to_be_bytes());
+        f[20] = next_header;
+        f[54] = icmp_type;
+        f
+    }
+
+    #[test]
+    fn filter_accepts_only_incoming_neighbor_solicitations() {
+        let prog = ns_filter();
+        let ns = frame(0x86dd, 58, 135);
+        assert_eq!(run(&prog, &ns, 0), RECV_BUF_LEN as u32, "to us");
+        assert_eq!(run(&prog, &ns, 1), RECV_BUF_LEN as u32, "broadcast");
+        assert_eq!(run(&prog, &ns, 2), RECV_BUF_LEN as u32, "multicast");
+        assert_eq!(run(&prog, &ns, PACKET_OUTGOING), 0, "our own frames");
+        assert_eq!(run(&prog, &ns, PACKET_OTHERHOST), 0, "other stations'");
+        assert_eq!(run(&prog, &frame(0x86dd, 58, 136), 0), 0, "NA");
+        assert_eq!(run(&prog, &frame(0x86dd, 58, 128), 0), 0, "echo request");
+        assert_eq!(run(&prog, &frame(0x86dd, 0, 135), 0), 0, "hop-by-hop header");
+        assert_eq!(run(&prog, &frame(0x0800, 58, 135), 0), 0, "IPv4");
+        assert_eq!(run(&prog, &frame(0x8100, 58, 135), 0), 0, "VLAN tag");
+        assert_eq!(run(&prog, &ns[..40], 0), 0, "truncated");
+    }
+}

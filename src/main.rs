@@ -1,0 +1,71 @@
+//! Entry point: parse the command line, set up logging, run the chosen command.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use ndp_responder::cli::{self, Cli, Command, LabAction};
+use ndp_responder::daemon::{self, Options};
+use ndp_responder::lab;
+use ndp_responder::policy::Settings;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let env = std::env::var("NDPRESPONDER_LOG").ok();
+    let level = match cli::log_level(env.as_deref(), cli.verbose, cli.quiet) {
+        Ok(level) => level,
+        Err(e) => {
+            eprintln!("ndp-responder: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .init();
+
+    match cli.command {
+        Some(Command::Lab(args)) => {
+            let result = match args.action {
+                Some(LabAction::Down) => lab::down(),
+                None => lab::demo(args.keep),
+            };
+            match result {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("ndp-responder lab: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        None => run(cli.run),
+    }
+}
+
+fn run(args: cli::RunArgs) -> ExitCode {
+    let opts = Options {
+        ifname: args.ifname.unwrap_or_default(),
+        prefixes: args.subnets,
+        settings: Settings {
+            source: args.source,
+            router: !args.no_router_flag,
+        },
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ndp-responder: cannot start the event loop: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(daemon::run(opts)) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,226 @@
+//! End-to-end tests: the real daemon, the real Linux kernel as the provider's router, and a
+//! bridge with nftables rules as the hypervisor's anti-spoof filter, all in network namespaces
+//! this test creates (see `ndp_responder::lab`). They need root; without it they fail and say so.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use ndp_responder::lab::{
+    self, container_addr, Topology, CONTAINER_PREFIX, GATEWAY, HOST_ADDR, HOST_MAC, INTERNET_ADDR,
+};
+
+const EXE: &str = env!("CARGO_BIN_EXE_ndp-responder");
+
+/// A topology with a name unique to this test run.
+fn topology(containers: usize) -> Topology {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let tag = format!(
+        "ndpt{}x{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    Topology::build(&tag, containers).unwrap_or_else(|e| panic!("building the test topology: {e}"))
+}
+
+fn exe() -> &'static Path {
+    Path::new(EXE)
+}
+
+#[test]
+fn container_is_reachable_through_the_antispoof_filter_for_both_solicitor_sources() {
+    let topo = topology(1);
+    let ct = container_addr(1);
+    let daemon = topo.start_daemon(exe(), &["-n", CONTAINER_PREFIX]).unwrap();
+
+    // Traffic from the "Internet" is forwarded by the router: it solicits from link-local.
+    topo.router_forget(&ct).unwrap();
+    assert!(
+        topo.ping_from_router(INTERNET_ADDR, &ct, 3).unwrap(),
+        "ping via link-local solicitation failed; daemon log:\n{}",
+        daemon.log()
+    );
+    let answered = daemon.log_lines(&["answered NS who-has", &ct, "from fe80::"]);
+    assert!(!answered.is_empty(), "no link-local-solicited answer logged:\n{}", daemon.log());
+    assert!(answered[0].contains(&format!("NA src {ct} dst fe80::")), "{}", answered[0]);
+
+    // The router's own global address as the source: it solicits from 2001:db8:1::1.
+    topo.router_forget(&ct).unwrap();
+    assert!(
+        topo.ping_from_router(GATEWAY, &ct, 3).unwrap(),
+        "ping via global solicitation failed; daemon log:\n{}",
+        daemon.log()
+    );
+    assert!(
+        !daemon
+            .log_lines(&["answered NS who-has", &ct, &format!("from {GATEWAY} ")])
+            .is_empty(),
+        "no globally-solicited answer logged:\n{}",
+        daemon.log()
+    );
+    let entry = topo.router_neighbour(&ct).unwrap().unwrap_or_default();
+    assert!(entry.contains(HOST_MAC), "router's entry: {entry}");
+
+    let status = daemon.stop().unwrap();
+    assert!(status.success(), "daemon exit after SIGTERM: {status}");
+}
+
+#[test]
+fn without_the_daemon_or_with_link_local_source_the_container_is_unreachable() {
+    let topo = topology(1);
+    let ct = container_addr(1);
+
+    assert!(
+        !topo.ping_from_router(GATEWAY, &ct, 2).unwrap(),
+        "the container answered with nobody responding: the topology is broken"
+    );
+
+    let daemon = topo
+        .start_daemon(exe(), &["-n", CONTAINER_PREFIX, "--source", "link-local"])
+        .unwrap();
+    topo.router_forget(&ct).unwrap();
+    let drops_before = topo.antispoof_drops().unwrap();
+    assert!(
+        !topo.ping_from_router(INTERNET_ADDR, &ct, 2).unwrap(),
+        "link-local-sourced NAs got through: the anti-spoof filter is not real"
+    );
+    // The daemon did answer, from link-local, and the filter dropped it.
+    let answered = daemon.log_lines(&["answered NS who-has", &ct, "NA src fe80::"]);
+    assert!(!answered.is_empty(), "daemon did not answer:\n{}", daemon.log());
+    assert!(topo.antispoof_drops().unwrap() > drops_before);
+    daemon.stop().unwrap();
+}
+
+#[test]
+fn reachability_survives_the_routers_unicast_nud_reprobes() {
+    let topo = topology(1);
+    let ct = container_addr(1);
+    let router = topo.router();
+    // Make the router's entry go stale fast and re-probe after 1 s instead of after ~30 s.
+    topo.sysctl(&router, "net/ipv6/neigh/r0/base_reachable_time_ms", "500")
+        .unwrap();
+    topo.sysctl(&router, "net/ipv6/neigh/r0/delay_first_probe_time", "1")
+        .unwrap();
+    topo.sysctl(&router, "net/ipv6/neigh/r0/retrans_time_ms", "300")
+        .unwrap();
+    let daemon = topo.start_daemon(exe(), &["-n", CONTAINER_PREFIX]).unwrap();
+
+    topo.router_forget(&ct).unwrap();
+    let (sent, received) = topo.ping_stats(INTERNET_ADDR, &ct, 25).unwrap();
+    assert_eq!(sent, 25);
+    assert_eq!(received, sent, "pings lost across re-probes:\n{}", daemon.log());
+
+    let nud = daemon.log_lines(&["answered NS who-has", &ct, "unicast NUD probe"]);
+    assert!(!nud.is_empty(), "the router never re-probed:\n{}", daemon.log());
+    // Answered NUD probes keep the entry: the router never fell back to multicast resolution.
+    let resolutions = daemon.log_lines(&["answered NS who-has", &ct, "(resolution"]);
+    assert_eq!(resolutions.len(), 1, "router had to resolve again:\n{}", daemon.log());
+    daemon.stop().unwrap();
+}
+
+#[test]
+fn never_answers_for_the_uplinks_own_address_or_the_gateway() {
+    let topo = topology(1);
+    let router = topo.router();
+    // A rule that covers the whole link, gateway and host included.
+    let daemon = topo.start_daemon(exe(), &["-n", "2001:db8:1::/64"]).unwrap();
+
+    // The host's own address: the kernel answers, the daemon must stay out.
+    topo.router_forget(HOST_ADDR).unwrap();
+    assert!(topo.ping_from_router(GATEWAY, HOST_ADDR, 2).unwrap());
+    assert!(
+        lab::wait_until(Duration::from_secs(3), || !daemon
+            .log_lines(&["ignored NS who-has", HOST_ADDR, "own address"])
+            .is_empty()),
+        "daemon did not see the NS for the host's address:\n{}",
+        daemon.log()
+    );
+    assert!(daemon.log_lines(&["answered NS who-has", HOST_ADDR]).is_empty());
+
+    // Someone on the link resolves the gateway: nobody but the router may answer.
+    let out = topo
+        .try_exec(&router, &["ndisc6", "-1", "-r", "2", "-w", "500", GATEWAY, "r0"])
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains(HOST_MAC), "the gateway was hijacked: {text}");
+    assert!(
+        lab::wait_until(Duration::from_secs(3), || !daemon
+            .log_lines(&["ignored NS who-has", GATEWAY, "gateway"])
+            .is_empty()),
+        "daemon did not see the NS for the gateway:\n{}",
+        daemon.log()
+    );
+    assert!(daemon.log_lines(&["answered NS who-has", &format!("{GATEWAY} ")]).is_empty());
+
+    // Other addresses in the rule are answered, proving the rule was live.
+    let ct = container_addr(1);
+    assert!(topo.ping_from_router(GATEWAY, &ct, 2).unwrap());
+    daemon.stop().unwrap();
+}
+
+#[test]
+fn duplicate_address_detection_for_a_container_address_is_defended() {
+    let topo = topology(1);
+    let router = topo.router();
+    let ct = container_addr(1);
+    let daemon = topo.start_daemon(exe(), &["-n", CONTAINER_PREFIX]).unwrap();
+
+    // The router tries to take the container's address: its DAD probe comes from ::.
+    topo.sysctl(&router, "net/ipv6/conf/r0/accept_dad", "1").unwrap();
+    topo.exec(&router, &["ip", "addr", "add", &format!("{ct}/64"), "dev", "r0"])
+        .unwrap();
+    let failed = lab::wait_until(Duration::from_secs(5), || {
+        let out = topo
+            .exec(&router, &["ip", "-6", "addr", "show", "dev", "r0"])
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).contains("dadfailed")
+    });
+    assert!(failed, "DAD was not defended:\n{}", daemon.log());
+    let dad = daemon.log_lines(&["answered NS who-has", &ct, "DAD probe", "dst ff02::1 "]);
+    assert!(!dad.is_empty(), "{}", daemon.log());
+    daemon.stop().unwrap();
+}
+
+#[test]
+fn bad_values_are_named_and_exit_non_zero() {
+    let topo = topology(0);
+    let host = topo.host();
+    let run = |args: &[&str]| {
+        let mut full = vec![EXE];
+        full.extend_from_slice(args);
+        let out = topo.try_exec(&host, &full).unwrap();
+        (out.status, String::from_utf8_lossy(&out.stderr).to_string())
+    };
+
+    let (status, err) = run(&["-i", "nope0", "-n", CONTAINER_PREFIX]);
+    assert!(!status.success());
+    assert!(err.contains("no interface named 'nope0'"), "{err}");
+
+    let (status, err) = run(&["-i", "lo", "-n", CONTAINER_PREFIX]);
+    assert!(!status.success());
+    assert!(err.contains("'lo' has no Ethernet MAC"), "{err}");
+
+    let (status, err) = run(&["-i", "eth0", "-n", "2001:db8:1::d:5/112"]);
+    assert!(!status.success());
+    assert!(err.contains("did you mean 2001:db8:1::d:0/112"), "{err}");
+
+    // Without CAP_NET_RAW (as nobody, no capabilities).
+    let (status, err) = run_as_nobody(&topo, &host, &["-i", "eth0", "-n", CONTAINER_PREFIX]);
+    assert!(!status.success());
+    assert!(err.contains("run as root or grant CAP_NET_RAW"), "{err}");
+}
+
+fn run_as_nobody(topo: &Topology, ns: &str, args: &[&str]) -> (std::process::ExitStatus, String) {
+    let mut full = vec![
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--inh-caps=-all",
+        "--bounding-set=-all",
+        EXE,
+    ];
+    full.extend_from_slice(args);
+    let out = topo.try_exec(ns, &full).unwrap();
+    (out.status, String::from_utf8_lossy(&out.stderr).to_string())
+}
