@@ -92,7 +92,9 @@ pub fn parse_prefix(s: &str) -> Result<Ipv6Net, String> {
         }
     })?;
     if net.addr().is_multicast() {
-        return Err(format!("'{s}' is a multicast prefix: targets must be unicast addresses"));
+        return Err(format!(
+            "'{s}' is a multicast prefix: targets must be unicast addresses"
+        ));
     }
     if net.prefix_len() == 0 {
         return Err(format!(
@@ -138,7 +140,9 @@ pub fn log_level(env: Option<&str>, verbose: u8, quiet: u8) -> Result<LevelFilte
             }
         },
     };
-    let level = (base + verbose as usize).saturating_sub(quiet as usize).min(4);
+    let level = (base + verbose as usize)
+        .saturating_sub(quiet as usize)
+        .min(4);
     Ok(LEVELS[level])
 }
 
@@ -182,11 +186,20 @@ mod tests {
     #[test]
     fn lab_needs_no_responder_flags() {
         let cli = Cli::try_parse_from(["ndp-responder", "lab", "--keep"]).unwrap();
-        assert!(matches!(cli.command, Some(Command::Lab(LabArgs { keep: true, action: None }))));
+        assert!(matches!(
+            cli.command,
+            Some(Command::Lab(LabArgs {
+                keep: true,
+                action: None
+            }))
+        ));
         let cli = Cli::try_parse_from(["ndp-responder", "lab", "down"]).unwrap();
         assert!(matches!(
             cli.command,
-            Some(Command::Lab(LabArgs { action: Some(LabAction::Down), .. }))
+            Some(Command::Lab(LabArgs {
+                action: Some(LabAction::Down),
+                ..
+            }))
         ));
     }
 

@@ -154,7 +154,10 @@ impl Responder {
             }
             Decision::Invalid(why) => {
                 *self.counters.invalid.entry(why.reason()).or_default() += 1;
-                debug!("dropped invalid NS who-has {} from {}: {why}", ns.target, ns.ip_src);
+                debug!(
+                    "dropped invalid NS who-has {} from {}: {why}",
+                    ns.target, ns.ip_src
+                );
             }
         }
     }
@@ -162,7 +165,11 @@ impl Responder {
 
 fn flags(na: &wire::NeighborAdvert) -> String {
     let mut f = String::new();
-    for (set, c) in [(na.router, 'R'), (na.solicited, 'S'), (na.override_flag, 'O')] {
+    for (set, c) in [
+        (na.router, 'R'),
+        (na.solicited, 'S'),
+        (na.override_flag, 'O'),
+    ] {
         if set {
             f.push(c);
         }
@@ -175,7 +182,11 @@ fn flags(na: &wire::NeighborAdvert) -> String {
 
 fn snapshot(info: &LinkInfo, facts: &UplinkFacts, prefixes: &[Ipv6Net]) -> Snapshot {
     Snapshot {
-        mac: if facts.mac.is_zero() { info.mac } else { facts.mac },
+        mac: if facts.mac.is_zero() {
+            info.mac
+        } else {
+            facts.mac
+        },
         link_local: facts.link_local,
         prefixes: prefixes.to_vec(),
         uplink_addrs: facts.addrs.clone(),
@@ -188,7 +199,10 @@ fn describe(snap: &Snapshot) -> String {
         if v.is_empty() {
             "none".to_string()
         } else {
-            v.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")
+            v.iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         }
     };
     format!(
@@ -229,8 +243,9 @@ pub async fn run(opts: Options) -> Result<Counters, DaemonError> {
     let mut responder = Responder {
         // SAFETY: PacketSocket owns its descriptor; it lives inside the AsyncFd and is closed
         // only when the AsyncFd (and thus the registration) is dropped.
-        socket: unsafe { AsyncFd::register(socket) }
-            .map_err(|e| DaemonError::UplinkGone(info.name.clone(), io::Error::other(e.to_string())))?,
+        socket: unsafe { AsyncFd::register(socket) }.map_err(|e| {
+            DaemonError::UplinkGone(info.name.clone(), io::Error::other(e.to_string()))
+        })?,
         table: table.clone(),
         settings: opts.settings,
         counters: Counters::default(),

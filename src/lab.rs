@@ -6,7 +6,7 @@
 //!
 //! ```text
 //!  router ns                 hypervisor ns (bridge + anti-spoof nftables)       host ns                      container ns
-//!  inet0 2001:db8:ff::1/64
+//!  i0 2001:db8:ff::1/64 ---- inet ns 2001:db8:ff::2 (the Internet stand-in)
 //!  r0 2001:db8:1::1/64 ---- to-router [hvbr] to-host ---- eth0 2001:db8:1::2/64   br0 2001:db8:1::d:1/112 ---- eth0 2001:db8:1::d:2/112
 //!  (the provider's router)   drops NAs from the host with a link-local source     (runs ndp-responder)        (ct1, ct2, ...)
 //!                            for a target that is not link-local
@@ -32,9 +32,9 @@ pub const HOST_ADDR: &str = "2001:db8:1::2";
 pub const CONTAINER_PREFIX: &str = "2001:db8:1::d:0/112";
 /// The bridge's own address, inside the container prefix.
 pub const BRIDGE_ADDR: &str = "2001:db8:1::d:1";
-/// An address on the router that stands for the Internet: traffic from it is forwarded
-/// traffic for the router's uplink, so the router solicits from its link-local address.
-pub const INTERNET_ADDR: &str = "2001:db8:ff::1";
+/// A host behind the router that stands for the Internet: the router forwards its traffic,
+/// so the router solicits from its link-local address (and confirms nothing by itself).
+pub const INTERNET_ADDR: &str = "2001:db8:ff::2";
 /// The host's uplink MAC, fixed so that the evidence is easy to read.
 pub const HOST_MAC: &str = "02:00:00:00:02:01";
 /// The router's MAC.
@@ -68,7 +68,11 @@ pub fn preflight() -> Result<(), LabError> {
     if unsafe { libc::geteuid() } != 0 {
         return Err(LabError::NotRoot);
     }
-    for (tool, package) in [("ip", "iproute2"), ("nft", "nftables"), ("ping", "iputils-ping")] {
+    for (tool, package) in [
+        ("ip", "iproute2"),
+        ("nft", "nftables"),
+        ("ping", "iputils-ping"),
+    ] {
         let found = std::env::var_os("PATH")
             .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(tool).is_file()))
             .unwrap_or(false);
@@ -138,6 +142,9 @@ impl Topology {
     pub fn router(&self) -> String {
         format!("{}-router", self.tag)
     }
+    pub fn internet(&self) -> String {
+        format!("{}-inet", self.tag)
+    }
     pub fn hypervisor(&self) -> String {
         format!("{}-hv", self.tag)
     }
@@ -191,18 +198,96 @@ impl Topology {
         self.add_netns(hv.clone())?;
         self.sysctl(&router, "net/ipv6/conf/all/forwarding", "1")?;
         // The hypervisor's bridge: layer 2 only, flooding multicast like a plain switch.
-        ip(&["-n", &hv, "link", "add", "hvbr", "type", "bridge", "mcast_snooping", "0"])?;
+        ip(&[
+            "-n",
+            &hv,
+            "link",
+            "add",
+            "hvbr",
+            "type",
+            "bridge",
+            "mcast_snooping",
+            "0",
+        ])?;
         ip(&["-n", &hv, "link", "set", "hvbr", "up"])?;
         ip(&[
-            "link", "add", "r0", "netns", &router, "address", ROUTER_MAC, "type", "veth", "peer",
-            "name", "to-router", "netns", &hv,
+            "link",
+            "add",
+            "r0",
+            "netns",
+            &router,
+            "address",
+            ROUTER_MAC,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "to-router",
+            "netns",
+            &hv,
         ])?;
-        ip(&["-n", &hv, "link", "set", "to-router", "master", "hvbr", "up"])?;
-        ip(&["-n", &router, "addr", "add", "2001:db8:1::1/64", "dev", "r0", "nodad"])?;
+        ip(&[
+            "-n",
+            &hv,
+            "link",
+            "set",
+            "to-router",
+            "master",
+            "hvbr",
+            "up",
+        ])?;
+        ip(&[
+            "-n",
+            &router,
+            "addr",
+            "add",
+            "2001:db8:1::1/64",
+            "dev",
+            "r0",
+            "nodad",
+        ])?;
         ip(&["-n", &router, "link", "set", "r0", "up"])?;
-        ip(&["-n", &router, "link", "add", "inet0", "type", "dummy"])?;
-        ip(&["-n", &router, "addr", "add", "2001:db8:ff::1/64", "dev", "inet0", "nodad"])?;
-        ip(&["-n", &router, "link", "set", "inet0", "up"])?;
+        // The Internet stand-in: a namespace behind the router's other interface.
+        let inet = self.internet();
+        self.add_netns(inet.clone())?;
+        ip(&[
+            "link", "add", "i0", "netns", &router, "type", "veth", "peer", "name", "eth0", "netns",
+            &inet,
+        ])?;
+        ip(&[
+            "-n",
+            &router,
+            "addr",
+            "add",
+            "2001:db8:ff::1/64",
+            "dev",
+            "i0",
+            "nodad",
+        ])?;
+        ip(&["-n", &router, "link", "set", "i0", "up"])?;
+        ip(&[
+            "-n",
+            &inet,
+            "addr",
+            "add",
+            "2001:db8:ff::2/64",
+            "dev",
+            "eth0",
+            "nodad",
+        ])?;
+        ip(&["-n", &inet, "link", "set", "eth0", "up"])?;
+        ip(&[
+            "-n",
+            &inet,
+            "-6",
+            "route",
+            "add",
+            "default",
+            "via",
+            "2001:db8:ff::1",
+            "dev",
+            "eth0",
+        ])?;
         // Virtualizor-style anti-spoofing: a VM may not advertise a foreign address from its
         // link-local address. Only NAs for the host's own link-local target may use one.
         let rules = "table bridge antispoof {\n\
@@ -240,11 +325,41 @@ impl Topology {
             "name", "to-host", "netns", &hv,
         ])?;
         ip(&["-n", &hv, "link", "set", "to-host", "master", "hvbr", "up"])?;
-        ip(&["-n", &host, "addr", "add", "2001:db8:1::2/64", "dev", "eth0", "nodad"])?;
+        ip(&[
+            "-n",
+            &host,
+            "addr",
+            "add",
+            "2001:db8:1::2/64",
+            "dev",
+            "eth0",
+            "nodad",
+        ])?;
         ip(&["-n", &host, "link", "set", "eth0", "up"])?;
-        ip(&["-n", &host, "-6", "route", "add", "default", "via", GATEWAY, "dev", "eth0"])?;
-        ip(&["-n", &host, "link", "add", "br0", "type", "bridge", "mcast_snooping", "0"])?;
-        ip(&["-n", &host, "addr", "add", "2001:db8:1::d:1/112", "dev", "br0", "nodad"])?;
+        ip(&[
+            "-n", &host, "-6", "route", "add", "default", "via", GATEWAY, "dev", "eth0",
+        ])?;
+        ip(&[
+            "-n",
+            &host,
+            "link",
+            "add",
+            "br0",
+            "type",
+            "bridge",
+            "mcast_snooping",
+            "0",
+        ])?;
+        ip(&[
+            "-n",
+            &host,
+            "addr",
+            "add",
+            "2001:db8:1::d:1/112",
+            "dev",
+            "br0",
+            "nodad",
+        ])?;
         ip(&["-n", &host, "link", "set", "br0", "up"])?;
         Ok(())
     }
@@ -263,29 +378,54 @@ impl Topology {
         let addr = format!("{}/112", container_addr(n));
         ip(&["-n", &ct, "addr", "add", &addr, "dev", "eth0", "nodad"])?;
         ip(&["-n", &ct, "link", "set", "eth0", "up"])?;
-        ip(&["-n", &ct, "-6", "route", "add", "default", "via", BRIDGE_ADDR, "dev", "eth0"])?;
+        ip(&[
+            "-n",
+            &ct,
+            "-6",
+            "route",
+            "add",
+            "default",
+            "via",
+            BRIDGE_ADDR,
+            "dev",
+            "eth0",
+        ])?;
         self.containers = n;
         Ok(n)
     }
 
-    /// Ping `dst` from the router, from `src` (its provider-link address or the Internet
-    /// stand-in). True if at least one reply came back.
+    /// Ping `dst` from `src` (see [`Topology::ping_stats`]); true if any reply came back.
     pub fn ping_from_router(&self, src: &str, dst: &str, count: u32) -> Result<bool, LabError> {
         Ok(self.ping_stats(src, dst, count)?.1 > 0)
     }
 
-    /// Ping `dst` from the router `count` times, 0.2 s apart, from `src`; returns
+    /// Ping `dst` `count` times, 0.2 s apart, from `src`: the router's address, or
+    /// [`INTERNET_ADDR`] (from the Internet stand-in, forwarded by the router). Returns
     /// (transmitted, received).
     pub fn ping_stats(&self, src: &str, dst: &str, count: u32) -> Result<(u32, u32), LabError> {
         let count = count.to_string();
+        let ns = if src == INTERNET_ADDR {
+            self.internet()
+        } else {
+            self.router()
+        };
         let out = self.try_exec(
-            &self.router(),
-            &["ping", "-6", "-n", "-q", "-c", &count, "-i", "0.2", "-W", "1", "-I", src, dst],
+            &ns,
+            &[
+                "ping", "-6", "-n", "-q", "-c", &count, "-i", "0.2", "-W", "1", "-I", src, dst,
+            ],
         )?;
         let text = String::from_utf8_lossy(&out.stdout);
         // "5 packets transmitted, 5 received, 0% packet loss, time 801ms"
+        let Some(summary) = text.lines().find(|l| l.contains("transmitted")) else {
+            return Err(LabError::Command {
+                command: format!("ping -I {src} {dst} (in {ns})"),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
+        };
         let number_before = |word: &str| {
-            text.split(',')
+            summary
+                .split(',')
                 .find(|part| part.contains(word))
                 .and_then(|part| part.split_whitespace().next())
                 .and_then(|n| n.parse().ok())
@@ -297,20 +437,29 @@ impl Topology {
     /// Forget what the router knows about `addr`, so that its next packet solicits anew.
     pub fn router_forget(&self, addr: &str) -> Result<(), LabError> {
         // "No such entry" is fine: the goal is that there is none.
-        let _ = self.try_exec(&self.router(), &["ip", "-6", "neigh", "del", addr, "dev", "r0"]);
+        let _ = self.try_exec(
+            &self.router(),
+            &["ip", "-6", "neigh", "del", addr, "dev", "r0"],
+        );
         Ok(())
     }
 
     /// The router's neighbour-table line for `addr` (e.g. "... lladdr 02:.. REACHABLE"), if any.
     pub fn router_neighbour(&self, addr: &str) -> Result<Option<String>, LabError> {
-        let out = self.exec(&self.router(), &["ip", "-6", "neigh", "show", addr, "dev", "r0"])?;
+        let out = self.exec(
+            &self.router(),
+            &["ip", "-6", "neigh", "show", addr, "dev", "r0"],
+        )?;
         let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
         Ok((!text.is_empty()).then_some(text))
     }
 
     /// How many NAs the anti-spoof filter has dropped so far.
     pub fn antispoof_drops(&self) -> Result<u64, LabError> {
-        let out = self.exec(&self.hypervisor(), &["nft", "list", "table", "bridge", "antispoof"])?;
+        let out = self.exec(
+            &self.hypervisor(),
+            &["nft", "list", "table", "bridge", "antispoof"],
+        )?;
         let text = String::from_utf8_lossy(&out.stdout);
         Ok(text
             .split_whitespace()
@@ -348,7 +497,8 @@ pub struct Daemon {
 
 impl Daemon {
     fn start(ns: &str, exe: &Path, args: &[&str]) -> Result<Daemon, LabError> {
-        let log_path = std::env::temp_dir().join(format!("ndp-responder-{ns}-{}.log", std::process::id()));
+        let log_path =
+            std::env::temp_dir().join(format!("ndp-responder-{ns}-{}.log", std::process::id()));
         let log = fs::File::create(&log_path)?;
         let child = Command::new("ip")
             .args(["netns", "exec", ns])
@@ -411,7 +561,9 @@ impl Daemon {
             if Instant::now() >= deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(LabError::Timeout("the daemon did not stop within 5 s of SIGTERM".into()));
+                return Err(LabError::Timeout(
+                    "the daemon did not stop within 5 s of SIGTERM".into(),
+                ));
             }
             thread::sleep(Duration::from_millis(20));
         }
@@ -514,9 +666,18 @@ pub fn demo(keep: bool) -> Result<ExitCode, LabError> {
     topo.router_forget(&ct)?;
     let drops_before = topo.antispoof_drops()?;
     let ok = topo.ping_from_router(GATEWAY, &ct, 3)?;
-    check(ok, false, "link-local-sourced NAs (what proxy_ndp and ndppd send)");
+    check(
+        ok,
+        false,
+        "link-local-sourced NAs (what proxy_ndp and ndppd send)",
+    );
     for line in daemon.log_lines(&["answered", &ct]).iter().take(1) {
-        style.evidence(line.split("answered").nth(1).map(|s| s.trim()).unwrap_or(line));
+        style.evidence(
+            line.split("answered")
+                .nth(1)
+                .map(|s| s.trim())
+                .unwrap_or(line),
+        );
     }
     style.evidence(&format!(
         "anti-spoof filter dropped {} NA(s)",
@@ -526,14 +687,22 @@ pub fn demo(keep: bool) -> Result<ExitCode, LabError> {
 
     let daemon = topo.start_daemon(&exe, &["-n", CONTAINER_PREFIX])?;
     for (src, who) in [
-        (INTERNET_ADDR, "router solicits from link-local (forwarded traffic)"),
+        (
+            INTERNET_ADDR,
+            "router solicits from link-local (forwarded traffic)",
+        ),
         (GATEWAY, "router solicits from its global address"),
     ] {
         topo.router_forget(&ct)?;
         let ok = topo.ping_from_router(src, &ct, 3)?;
         check(ok, true, &format!("ndp-responder, {who}"));
         if let Some(line) = daemon.log_lines(&["answered", &ct]).last() {
-            style.evidence(line.split("answered").nth(1).map(|s| s.trim()).unwrap_or(line));
+            style.evidence(
+                line.split("answered")
+                    .nth(1)
+                    .map(|s| s.trim())
+                    .unwrap_or(line),
+            );
         }
         style.evidence(&format!(
             "router's neighbour entry: {}",
@@ -544,7 +713,11 @@ pub fn demo(keep: bool) -> Result<ExitCode, LabError> {
     let n = topo.add_container()?;
     let ct2 = container_addr(n);
     let ok = topo.ping_from_router(INTERNET_ADDR, &ct2, 3)?;
-    check(ok, true, &format!("container {ct2} added while the daemon runs"));
+    check(
+        ok,
+        true,
+        &format!("container {ct2} added while the daemon runs"),
+    );
 
     let status = daemon.stop()?;
     style.evidence(&format!("daemon stopped on SIGTERM: {status}"));

@@ -285,7 +285,11 @@ mod tests {
         assert_eq!(run(&prog, &ns, PACKET_OTHERHOST), 0, "other stations'");
         assert_eq!(run(&prog, &frame(0x86dd, 58, 136), 0), 0, "NA");
         assert_eq!(run(&prog, &frame(0x86dd, 58, 128), 0), 0, "echo request");
-        assert_eq!(run(&prog, &frame(0x86dd, 0, 135), 0), 0, "hop-by-hop header");
+        assert_eq!(
+            run(&prog, &frame(0x86dd, 0, 135), 0),
+            0,
+            "hop-by-hop header"
+        );
         assert_eq!(run(&prog, &frame(0x0800, 58, 135), 0), 0, "IPv4");
         assert_eq!(run(&prog, &frame(0x8100, 58, 135), 0), 0, "VLAN tag");
         assert_eq!(run(&prog, &ns[..40], 0), 0, "truncated");

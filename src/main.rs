@@ -54,7 +54,10 @@ fn run(args: cli::RunArgs) -> ExitCode {
             router: !args.no_router_flag,
         },
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("ndp-responder: cannot start the event loop: {e}");

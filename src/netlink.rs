@@ -100,12 +100,16 @@ pub fn ifindex(name: &str) -> Option<u32> {
     (index != 0).then_some(index)
 }
 
-async fn link_state(handle: &Handle, index: u32) -> Result<(Option<MacAddr>, bool), rtnetlink::Error> {
+async fn link_state(
+    handle: &Handle,
+    index: u32,
+) -> Result<(Option<MacAddr>, bool), rtnetlink::Error> {
     let mut links = handle.link().get().match_index(index).execute();
     let Some(link) = links.try_next().await? else {
         return Ok((None, false));
     };
-    let up = link.header.flags.contains(LinkFlags::Up) && link.header.flags.contains(LinkFlags::LowerUp);
+    let up =
+        link.header.flags.contains(LinkFlags::Up) && link.header.flags.contains(LinkFlags::LowerUp);
     let mac = link.attributes.iter().find_map(|a| match a {
         LinkAttribute::Address(bytes) => <[u8; 6]>::try_from(bytes.as_slice()).ok().map(MacAddr),
         _ => None,
@@ -122,7 +126,11 @@ pub async fn uplink_facts(handle: &Handle, index: u32) -> Result<UplinkFacts, rt
         ..UplinkFacts::default()
     };
 
-    let mut addrs = handle.address().get().set_link_index_filter(index).execute();
+    let mut addrs = handle
+        .address()
+        .get()
+        .set_link_index_filter(index)
+        .execute();
     while let Some(msg) = addrs.try_next().await? {
         if msg.header.index != index {
             continue;
@@ -151,7 +159,11 @@ pub async fn uplink_facts(handle: &Handle, index: u32) -> Result<UplinkFacts, rt
         }
     }
 
-    let mut neighbours = handle.neighbours().get().set_address_family(AddressFamily::Inet6).execute();
+    let mut neighbours = handle
+        .neighbours()
+        .get()
+        .set_address_family(AddressFamily::Inet6)
+        .execute();
     while let Some(n) = neighbours.try_next().await? {
         if n.header.ifindex != index || !n.header.flags.contains(NeighbourFlags::Router) {
             continue;

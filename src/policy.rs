@@ -596,7 +596,10 @@ mod tests {
             source_lladdr: Some(ROUTER_MAC),
             ..dad("2001:db8:1::d:2")
         };
-        assert_eq!(outcome(&ns), Decision::Invalid(Invalid::DadWithSourceLladdr));
+        assert_eq!(
+            outcome(&ns),
+            Decision::Invalid(Invalid::DadWithSourceLladdr)
+        );
     }
 
     #[test]
@@ -625,7 +628,10 @@ mod tests {
             Ok(SourcePolicy::Fixed(ip("2001:db8:1::2")))
         );
         let err = "linklocal".parse::<SourcePolicy>().unwrap_err();
-        assert!(err.contains("'linklocal'") && err.contains("link-local"), "{err}");
+        assert!(
+            err.contains("'linklocal'") && err.contains("link-local"),
+            "{err}"
+        );
         let err = "ff02::1".parse::<SourcePolicy>().unwrap_err();
         assert!(err.contains("unicast"), "{err}");
         for p in [

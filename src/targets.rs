@@ -117,7 +117,10 @@ mod tests {
         let table = TargetTable::new(Snapshot::default());
         let before = table.load();
         table.update(|s| s.gateways.push(ip("2001:db8:1::1")));
-        assert!(before.gateways.is_empty(), "a reader's snapshot never changes");
+        assert!(
+            before.gateways.is_empty(),
+            "a reader's snapshot never changes"
+        );
         assert!(table.load().is_gateway(&ip("2001:db8:1::1")));
         assert!(!table.load().is_uplink_addr(&ip("2001:db8:1::1")));
     }
