@@ -541,10 +541,7 @@ impl Daemon {
     }
 
     fn exited(&mut self) -> bool {
-        match self.child.as_mut().map(|c| c.try_wait()) {
-            Some(Ok(None)) => false,
-            _ => true,
-        }
+        !matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
     }
 
     /// Send SIGTERM and wait (up to 5 s) for a clean exit; returns the exit status.
@@ -665,7 +662,7 @@ pub fn demo(keep: bool) -> Result<ExitCode, LabError> {
     let daemon = topo.start_daemon(&exe, &args)?;
     topo.router_forget(&ct)?;
     let drops_before = topo.antispoof_drops()?;
-    let ok = topo.ping_from_router(GATEWAY, &ct, 3)?;
+    let ok = topo.ping_from_router(INTERNET_ADDR, &ct, 3)?;
     check(
         ok,
         false,
