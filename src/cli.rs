@@ -64,6 +64,28 @@ pub struct RunArgs {
 pub enum Command {
     /// Build a provider topology in network namespaces and show the daemon at work
     Lab(LabArgs),
+    /// Check a real host's setup and explain what breaks container IPv6, with fixes
+    Doctor(DoctorArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Uplink interface to check
+    #[arg(short = 'i', long = "ifname", value_name = "IFACE")]
+    pub ifname: String,
+
+    /// Prefix you want answered (repeatable): checks where it is routed
+    #[arg(short = 'n', long = "subnet", value_name = "PREFIX", value_parser = parse_prefix)]
+    pub subnets: Vec<Ipv6Net>,
+
+    /// Actively ask the gateway, from this test address and from link-local, which NS
+    /// sources it answers (sends at most 3 solicitations per source)
+    #[arg(long, value_name = "ADDR", value_parser = parse_probe_addr)]
+    pub probe: Option<std::net::Ipv6Addr>,
+
+    /// Machine-readable output
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -108,6 +130,22 @@ pub fn parse_prefix(s: &str) -> Result<Ipv6Net, String> {
         ));
     }
     Ok(net)
+}
+
+fn parse_probe_addr(s: &str) -> Result<std::net::Ipv6Addr, String> {
+    let addr: std::net::Ipv6Addr = s.parse().map_err(|_| {
+        format!("'{s}' is not an IPv6 address: give a global test address from your range")
+    })?;
+    if addr.is_multicast()
+        || addr.is_unspecified()
+        || addr.is_loopback()
+        || addr.is_unicast_link_local()
+    {
+        return Err(format!(
+            "'{s}' cannot be a test address: give a global unicast address from your range"
+        ));
+    }
+    Ok(addr)
 }
 
 fn parse_source(s: &str) -> Result<SourcePolicy, String> {
@@ -201,6 +239,43 @@ mod tests {
                 ..
             }))
         ));
+    }
+
+    #[test]
+    fn doctor_takes_an_interface_prefixes_and_a_probe_address() {
+        let cli = Cli::try_parse_from([
+            "ndp-responder",
+            "doctor",
+            "-i",
+            "eth0",
+            "-n",
+            "2001:db8:1::d:0/112",
+            "--probe",
+            "2001:db8:1::d:99",
+            "--json",
+        ])
+        .unwrap();
+        let Some(Command::Doctor(args)) = cli.command else {
+            panic!("not doctor");
+        };
+        assert_eq!(args.ifname, "eth0");
+        assert_eq!(args.subnets.len(), 1);
+        assert_eq!(args.probe, Some("2001:db8:1::d:99".parse().unwrap()));
+        assert!(args.json);
+        let err = Cli::try_parse_from([
+            "ndp-responder",
+            "doctor",
+            "-i",
+            "eth0",
+            "--probe",
+            "fe80::1",
+        ])
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("'fe80::1' cannot be a test address"),
+            "{err}"
+        );
     }
 
     #[test]

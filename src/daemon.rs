@@ -18,7 +18,7 @@ use tokio::io::unix::AsyncFd;
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{debug, info, warn};
 
-use crate::link::{self, PacketSocket};
+use crate::link::{self, Capture, PacketSocket};
 use crate::netlink::{self, LinkInfo, UplinkFacts};
 use crate::policy::{self, Decision, Settings};
 use crate::targets::{Snapshot, TargetTable};
@@ -218,7 +218,7 @@ pub async fn run(opts: Options) -> Result<Counters, DaemonError> {
     let (conn, handle) = netlink::connect().map_err(|e| DaemonError::Netlink(e.to_string()))?;
     tokio::spawn(conn);
     let info = netlink::resolve_link(&handle, &opts.ifname).await?;
-    let socket = PacketSocket::open(&info.name, info.index)?;
+    let socket = PacketSocket::open(&info.name, info.index, Capture::Solicitations)?;
     let (watch_conn, mut events) =
         netlink::watch().map_err(|e| DaemonError::Netlink(e.to_string()))?;
     tokio::spawn(watch_conn);

@@ -14,10 +14,12 @@
 //!
 //! [`daemon`] wires that path to the kernel facts ([`netlink`]) and the target table
 //! ([`targets`]); `main.rs` only parses the command line. [`lab`] builds the provider
-//! topology in network namespaces for the demo and the end-to-end tests.
+//! topology in network namespaces for the demo and the end-to-end tests;
+//! [`doctor`] checks a real host.
 
 pub mod cli;
 pub mod daemon;
+pub mod doctor;
 pub mod lab;
 pub mod link;
 pub mod netlink;

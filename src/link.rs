@@ -1,7 +1,8 @@
 //! The AF_PACKET socket on the uplink: capture Neighbor Solicitations, send frames.
 //!
 //! Owns: opening the socket (with a clear error when CAP_NET_RAW is missing), the classic BPF
-//! program that lets only incoming ICMPv6 Neighbor Solicitations reach user space, the per-socket
+//! program that lets only incoming ICMPv6 Neighbor Solicitations (or, for probes, Neighbor
+//! Advertisements) reach user space, the per-socket
 //! all-multicast membership, and non-blocking `recv`/`send` of whole Ethernet frames.
 //!
 //! Must not: parse beyond what the BPF program needs, or decide anything about a packet.
@@ -37,7 +38,26 @@ pub enum OpenError {
     },
 }
 
-/// An AF_PACKET socket bound to one interface that receives only incoming NS frames.
+/// Which NDP messages a socket lets through to user space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Capture {
+    /// Neighbor Solicitations (the responder).
+    Solicitations,
+    /// Neighbor Advertisements (probes that wait for a router's answer).
+    Advertisements,
+}
+
+impl Capture {
+    fn icmp_type(self) -> u8 {
+        match self {
+            Capture::Solicitations => wire::ICMPV6_NEIGHBOR_SOLICIT,
+            Capture::Advertisements => wire::ICMPV6_NEIGHBOR_ADVERT,
+        }
+    }
+}
+
+/// An AF_PACKET socket bound to one interface that receives only incoming NDP frames of
+/// one kind.
 #[derive(Debug)]
 pub struct PacketSocket {
     fd: OwnedFd,
@@ -45,9 +65,9 @@ pub struct PacketSocket {
 }
 
 impl PacketSocket {
-    /// Open a packet socket on `ifindex`, attach the NS filter, request all-multicast
-    /// reception for this socket only, and set it non-blocking.
-    pub fn open(ifname: &str, ifindex: u32) -> Result<Self, OpenError> {
+    /// Open a packet socket on `ifindex`, attach the filter for `capture`, request
+    /// all-multicast reception for this socket only, and set it non-blocking.
+    pub fn open(ifname: &str, ifindex: u32, capture: Capture) -> Result<Self, OpenError> {
         let io_err = |what| {
             let ifname = ifname.to_string();
             move |source| OpenError::Io {
@@ -66,7 +86,8 @@ impl PacketSocket {
             Err(e) => return Err(io_err("creating the packet socket")(e)),
         };
         let fd: OwnedFd = socket.into();
-        attach_filter(&fd, &ns_filter()).map_err(io_err("attaching the BPF filter"))?;
+        attach_filter(&fd, &ndp_filter(capture.icmp_type()))
+            .map_err(io_err("attaching the BPF filter"))?;
         set_ignore_outgoing(&fd);
         bind(&fd, ifindex).map_err(io_err("binding the packet socket"))?;
         add_allmulti(&fd, ifindex).map_err(io_err("requesting all-multicast reception"))?;
@@ -136,9 +157,9 @@ impl AsRawFd for PacketSocket {
 
 /// The classic BPF program: accept only frames that are not sent by this host nor addressed
 /// to another station, carry IPv6 directly in Ethernet II, whose next header is ICMPv6 and
-/// whose ICMPv6 type is Neighbor Solicitation (135). Everything else is dropped in the kernel.
-/// (NS with extension headers or VLAN tags never reach us: Linux sends neither.)
-pub fn ns_filter() -> Vec<libc::sock_filter> {
+/// whose ICMPv6 type is `icmp_type` (135 for NS). Everything else is dropped in the kernel.
+/// (NDP with extension headers or VLAN tags never reaches us: Linux sends neither.)
+pub fn ndp_filter(icmp_type: u8) -> Vec<libc::sock_filter> {
     const LD_H_ABS: u16 = (libc::BPF_LD | libc::BPF_H | libc::BPF_ABS) as u16;
     const LD_B_ABS: u16 = (libc::BPF_LD | libc::BPF_B | libc::BPF_ABS) as u16;
     const LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
@@ -157,7 +178,7 @@ pub fn ns_filter() -> Vec<libc::sock_filter> {
         /* 5 */ op(LD_B_ABS, 0, 0, wire::IPV6_NEXT_HEADER_OFFSET as u32),
         /* 6 */ op(JEQ_K, 0, 2, wire::IPPROTO_ICMPV6 as u32),
         /* 7 */ op(LD_B_ABS, 0, 0, wire::ICMPV6_TYPE_OFFSET as u32),
-        /* 8 */ op(JEQ_K, 1, 0, wire::ICMPV6_NEIGHBOR_SOLICIT as u32), // -> accept
+        /* 8 */ op(JEQ_K, 1, 0, icmp_type as u32), // -> accept
         /* 9 */ op(RET_K, 0, 0, 0), // drop
         /* 10 */ op(RET_K, 0, 0, ACCEPT),
     ]
@@ -276,7 +297,7 @@ mod tests {
 
     #[test]
     fn filter_accepts_only_incoming_neighbor_solicitations() {
-        let prog = ns_filter();
+        let prog = ndp_filter(wire::ICMPV6_NEIGHBOR_SOLICIT);
         let ns = frame(0x86dd, 58, 135);
         assert_eq!(run(&prog, &ns, 0), RECV_BUF_LEN as u32, "to us");
         assert_eq!(run(&prog, &ns, 1), RECV_BUF_LEN as u32, "broadcast");
@@ -293,5 +314,13 @@ mod tests {
         assert_eq!(run(&prog, &frame(0x0800, 58, 135), 0), 0, "IPv4");
         assert_eq!(run(&prog, &frame(0x8100, 58, 135), 0), 0, "VLAN tag");
         assert_eq!(run(&prog, &ns[..40], 0), 0, "truncated");
+    }
+
+    #[test]
+    fn advert_filter_accepts_only_advertisements() {
+        let prog = ndp_filter(wire::ICMPV6_NEIGHBOR_ADVERT);
+        assert_eq!(run(&prog, &frame(0x86dd, 58, 136), 0), RECV_BUF_LEN as u32);
+        assert_eq!(run(&prog, &frame(0x86dd, 58, 135), 0), 0);
+        assert_eq!(run(&prog, &frame(0x86dd, 58, 136), PACKET_OUTGOING), 0);
     }
 }

@@ -7,8 +7,8 @@ use clap::Parser;
 
 use ndp_responder::cli::{self, Cli, Command, LabAction};
 use ndp_responder::daemon::{self, Options};
-use ndp_responder::lab;
 use ndp_responder::policy::Settings;
+use ndp_responder::{doctor, lab};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -41,6 +41,12 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Some(Command::Doctor(args)) => doctor::run(doctor::Request {
+            ifname: args.ifname,
+            prefixes: args.subnets,
+            probe: args.probe,
+            json: args.json,
+        }),
         None => run(cli.run),
     }
 }

@@ -16,7 +16,7 @@ use futures::TryStreamExt;
 use netlink_packet_route::address::AddressAttribute;
 use netlink_packet_route::link::{LinkAttribute, LinkFlags};
 use netlink_packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourFlags};
-use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
+use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteProtocol};
 use netlink_packet_route::AddressFamily;
 use rtnetlink::{Handle, MulticastGroup, RouteMessageBuilder};
 
@@ -51,6 +51,16 @@ pub struct UplinkFacts {
     pub link_local: Option<Ipv6Addr>,
     /// Gateways of default routes through the uplink, and neighbours flagged as routers there.
     pub gateways: Vec<Ipv6Addr>,
+    /// The default routes through the uplink, with who installed them.
+    pub default_routes: Vec<DefaultRoute>,
+}
+
+/// A default route through the uplink.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DefaultRoute {
+    pub gateway: Ipv6Addr,
+    /// How it was learned: "ra" (router advertisement), "static", "boot", "dhcp", ...
+    pub learned_by: String,
 }
 
 /// Open a request connection; the returned future must be spawned (it drives the socket).
@@ -155,6 +165,10 @@ pub async fn uplink_facts(handle: &Handle, index: u32) -> Result<UplinkFacts, rt
                 if !facts.gateways.contains(&gw) {
                     facts.gateways.push(gw);
                 }
+                facts.default_routes.push(DefaultRoute {
+                    gateway: gw,
+                    learned_by: protocol_name(route.header.protocol),
+                });
             }
         }
     }
@@ -205,4 +219,73 @@ fn default_gateways(route: &RouteMessage, index: u32) -> Vec<Ipv6Addr> {
         }
     }
     found
+}
+
+fn protocol_name(protocol: RouteProtocol) -> String {
+    match protocol {
+        RouteProtocol::Ra => "ra".into(),
+        RouteProtocol::Static => "static".into(),
+        RouteProtocol::Boot => "boot".into(),
+        RouteProtocol::Dhcp => "dhcp".into(),
+        RouteProtocol::Kernel => "kernel".into(),
+        other => format!("{other:?}").to_lowercase(),
+    }
+}
+
+/// The interface the kernel would send a packet for `addr` out of (an `ip route get`), if
+/// any route matches.
+pub async fn route_oif(handle: &Handle, addr: Ipv6Addr) -> Result<Option<u32>, rtnetlink::Error> {
+    let request = RouteMessageBuilder::<Ipv6Addr>::new()
+        .destination_prefix(addr, 128)
+        .build();
+    let mut routes = handle.route().get(request).execute();
+    match routes.try_next().await {
+        Ok(Some(route)) => Ok(route.attributes.iter().find_map(|a| match a {
+            RouteAttribute::Oif(i) => Some(*i),
+            _ => None,
+        })),
+        Ok(None) => Ok(None),
+        // ENETUNREACH / EHOSTUNREACH: no route at all.
+        Err(rtnetlink::Error::NetlinkError(e))
+            if matches!(-e.raw_code(), libc::ENETUNREACH | libc::EHOSTUNREACH) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Addresses the kernel proxies NDP for on interface `index` (`ip -6 neigh show proxy`).
+pub async fn proxy_entries(handle: &Handle, index: u32) -> Result<Vec<Ipv6Addr>, rtnetlink::Error> {
+    let mut found = Vec::new();
+    let mut entries = handle
+        .neighbours()
+        .get()
+        .proxies()
+        .set_address_family(AddressFamily::Inet6)
+        .execute();
+    while let Some(n) = entries.try_next().await? {
+        if n.header.ifindex != index {
+            continue;
+        }
+        for attr in &n.attributes {
+            if let NeighbourAttribute::Destination(NeighbourAddress::Inet6(a)) = attr {
+                found.push(*a);
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// The name of interface `index`, if it exists.
+pub fn ifname(index: u32) -> Option<String> {
+    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: buf has IF_NAMESIZE bytes, as if_indextoname requires.
+    let p = unsafe { libc::if_indextoname(index, buf.as_mut_ptr()) };
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: on success buf holds a NUL-terminated name.
+    let name = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) };
+    Some(name.to_string_lossy().into_owned())
 }

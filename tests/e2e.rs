@@ -2,30 +2,14 @@
 //! bridge with nftables rules as the hypervisor's anti-spoof filter, all in network namespaces
 //! this test creates (see `ndp_responder::lab`). They need root; without it they fail and say so.
 
-use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+mod common;
+
 use std::time::Duration;
 
+use common::{exe, topology, EXE};
 use ndp_responder::lab::{
     self, container_addr, Topology, CONTAINER_PREFIX, GATEWAY, HOST_ADDR, HOST_MAC, INTERNET_ADDR,
 };
-
-const EXE: &str = env!("CARGO_BIN_EXE_ndp-responder");
-
-/// A topology with a name unique to this test run.
-fn topology(containers: usize) -> Topology {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let tag = format!(
-        "ndpt{}x{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    );
-    Topology::build(&tag, containers).unwrap_or_else(|e| panic!("building the test topology: {e}"))
-}
-
-fn exe() -> &'static Path {
-    Path::new(EXE)
-}
 
 #[test]
 fn container_is_reachable_through_the_antispoof_filter_for_both_solicitor_sources() {
