@@ -19,6 +19,8 @@ use std::fs;
 use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -47,11 +49,26 @@ pub fn container_addr(n: usize) -> String {
     format!("2001:db8:1::d:{:x}", n + 1)
 }
 
+/// Set once this process has entered its own user namespace (unprivileged lab).
+static IN_USER_NAMESPACE: AtomicBool = AtomicBool::new(false);
+/// Daemons started by this process, killed by the Ctrl-C handler before it cleans up.
+static DAEMON_PIDS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
 /// Something in the lab failed, with what to do about it.
 #[derive(Debug, thiserror::Error)]
 pub enum LabError {
     #[error("the lab needs root to create network namespaces: run it as root (e.g. with sudo)")]
     NotRoot,
+    #[error(
+        "the lab needs root, or a kernel that lets users create user namespaces ({0}): \
+         run it as root (e.g. with sudo)"
+    )]
+    NoUserNamespace(String),
+    #[error(
+        "another `ndp-responder lab` is running (lock {0} is held): wait for it to finish, \
+         or stop it with Ctrl-C"
+    )]
+    Busy(String),
     #[error("'{0}' is not installed: apt-get install {1}")]
     MissingTool(&'static str, &'static str),
     #[error("`{command}` failed: {stderr}")]
@@ -62,10 +79,67 @@ pub enum LabError {
     Timeout(String),
 }
 
+/// True when this process may create network namespaces: it is root, or it has entered a
+/// user namespace of its own with [`enter_user_namespace`].
+fn privileged() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    euid == 0 || IN_USER_NAMESPACE.load(Ordering::Relaxed)
+}
+
+/// Become root in a new user namespace, with a mount namespace whose /run is private and a
+/// network namespace of our own, so that an unprivileged user can build the lab. Everything
+/// the lab creates then disappears with this process. Must be called while the process has a
+/// single thread.
+pub fn enter_user_namespace() -> Result<(), LabError> {
+    let fail =
+        |what: &str| LabError::NoUserNamespace(format!("{what}: {}", io::Error::last_os_error()));
+    // SAFETY: getuid/getgid have no preconditions.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    // SAFETY: unshare only changes this (single-threaded) process's namespaces.
+    if unsafe { libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS | libc::CLONE_NEWNET) } != 0 {
+        return Err(fail("unshare"));
+    }
+    let write = |path: &str, text: String| {
+        fs::write(path, text).map_err(|e| LabError::NoUserNamespace(format!("writing {path}: {e}")))
+    };
+    write("/proc/self/setgroups", "deny".into())?;
+    write("/proc/self/uid_map", format!("0 {uid} 1"))?;
+    write("/proc/self/gid_map", format!("0 {gid} 1"))?;
+    let c = |s: &str| std::ffi::CString::new(s).expect("no NUL in a constant");
+    let (root, run, tmpfs) = (c("/"), c("/run"), c("tmpfs"));
+    // SAFETY: valid NUL-terminated strings; mount changes only our own mount namespace.
+    unsafe {
+        if libc::mount(
+            std::ptr::null(),
+            root.as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        ) != 0
+        {
+            return Err(fail("making / private"));
+        }
+        if libc::mount(
+            tmpfs.as_ptr(),
+            run.as_ptr(),
+            tmpfs.as_ptr(),
+            0,
+            std::ptr::null(),
+        ) != 0
+        {
+            return Err(fail("mounting a private /run"));
+        }
+    }
+    fs::create_dir_all("/run/netns")?;
+    IN_USER_NAMESPACE.store(true, Ordering::Relaxed);
+    ip(&["link", "set", "lo", "up"])?;
+    Ok(())
+}
+
 /// Check what the lab needs before touching anything.
 pub fn preflight() -> Result<(), LabError> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !privileged() {
         return Err(LabError::NotRoot);
     }
     for (tool, package) in [
@@ -162,8 +236,19 @@ impl Topology {
     }
 
     fn add_netns(&mut self, name: String) -> Result<(), LabError> {
-        ip(&["netns", "add", &name])?;
-        self.namespaces.push(name.clone());
+        if IN_USER_NAMESPACE.load(Ordering::Relaxed) {
+            // `ip netns add` switches back to the initial namespace, which a user namespace
+            // may not do: create the namespace in a child that just pins it to the file.
+            let path = format!("/run/netns/{name}");
+            fs::File::create(&path)?;
+            self.namespaces.push(name.clone());
+            run(Command::new("unshare")
+                .arg(format!("--net={path}"))
+                .arg("true"))?;
+        } else {
+            ip(&["netns", "add", &name])?;
+            self.namespaces.push(name.clone());
+        }
         // No duplicate address detection: addresses are usable at once and no test waits.
         self.sysctl(&name, "net/ipv6/conf/all/accept_dad", "0")?;
         self.sysctl(&name, "net/ipv6/conf/default/accept_dad", "0")?;
@@ -500,7 +585,18 @@ impl Daemon {
         let log_path =
             std::env::temp_dir().join(format!("ndp-responder-{ns}-{}.log", std::process::id()));
         let log = fs::File::create(&log_path)?;
-        let child = Command::new("ip")
+        let mut cmd = Command::new("ip");
+        // SAFETY: the closure only calls sigprocmask, which is async-signal-safe: the lab
+        // blocks SIGINT/SIGTERM for its own cleanup thread, the daemon must not inherit that.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+                let mut empty: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut empty);
+                libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+                Ok(())
+            });
+        }
+        let child = cmd
             .args(["netns", "exec", ns])
             .arg(exe)
             .args(["-i", "eth0"])
@@ -510,6 +606,10 @@ impl Daemon {
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()?;
+        DAEMON_PIDS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(child.id());
         let mut daemon = Daemon {
             child: Some(child),
             log_path,
@@ -547,6 +647,7 @@ impl Daemon {
     /// Send SIGTERM and wait (up to 5 s) for a clean exit; returns the exit status.
     pub fn stop(mut self) -> Result<ExitStatus, LabError> {
         let mut child = self.child.take().expect("a running daemon has a child");
+        forget_pid(child.id());
         // `ip netns exec` execs the daemon, so the child's pid is the daemon's.
         // SAFETY: kill has no memory-safety preconditions.
         unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
@@ -567,9 +668,17 @@ impl Daemon {
     }
 }
 
+fn forget_pid(pid: u32) {
+    DAEMON_PIDS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|p| *p != pid);
+}
+
 impl Drop for Daemon {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
+            forget_pid(child.id());
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -577,9 +686,37 @@ impl Drop for Daemon {
     }
 }
 
+/// Where the root-mode demo holds its lock, so that a second run refuses clearly.
+pub const LOCK_PATH: &str = "/run/ndp-responder-lab.lock";
+
+/// Take the demo's lock; held until the returned file is dropped (or the process dies).
+fn lock() -> Result<fs::File, LabError> {
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(LOCK_PATH)?;
+    // SAFETY: flock on a descriptor we own.
+    if unsafe {
+        libc::flock(
+            std::os::fd::AsRawFd::as_raw_fd(&file),
+            libc::LOCK_EX | libc::LOCK_NB,
+        )
+    } != 0
+    {
+        return Err(LabError::Busy(LOCK_PATH.into()));
+    }
+    Ok(file)
+}
+
 /// Remove the demo's namespaces, whoever left them (idempotent).
 pub fn down() -> Result<ExitCode, LabError> {
+    if !privileged() {
+        println!("lab down: nothing to remove (an unprivileged lab ends with its process)");
+        return Ok(ExitCode::SUCCESS);
+    }
     preflight()?;
+    let _lock = lock()?;
     let removed = remove_lab_namespaces()?;
     println!("lab down: removed {removed} namespace(s)");
     Ok(ExitCode::SUCCESS)
@@ -597,6 +734,36 @@ fn remove_lab_namespaces() -> Result<usize, LabError> {
         }
     }
     Ok(removed)
+}
+
+/// On SIGINT, SIGTERM or SIGHUP: stop the daemons, remove the lab, exit 130. The signals are
+/// blocked in every thread and taken by one waiting thread, so cleanup never runs inside a
+/// signal handler. The daemon is started with a clean signal mask ([`Daemon`]).
+fn clean_up_on_interrupt(remove_namespaces: bool) {
+    // SAFETY: sigset_t is plain data; the calls only change this process's signal mask.
+    let set = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            libc::sigaddset(&mut set, sig);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    };
+    thread::spawn(move || {
+        let mut sig = 0;
+        // SAFETY: set is a valid signal set; sig is a valid out-pointer.
+        unsafe { libc::sigwait(&set, &mut sig) };
+        eprintln!("\ninterrupted: stopping the daemon and removing the lab");
+        for pid in DAEMON_PIDS.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            // SAFETY: kill has no memory-safety preconditions.
+            unsafe { libc::kill(*pid as i32, libc::SIGKILL) };
+        }
+        if remove_namespaces {
+            let _ = remove_lab_namespaces();
+        }
+        std::process::exit(130);
+    });
 }
 
 /// Styling of the demo's output: colour on a terminal, plain text when piped.
@@ -632,16 +799,41 @@ impl Style {
 
 /// The built-in demo: every scenario on the embedded default topology.
 pub fn demo(keep: bool) -> Result<ExitCode, LabError> {
+    // SAFETY: geteuid has no preconditions.
+    let unprivileged = unsafe { libc::geteuid() } != 0;
+    if unprivileged {
+        if keep {
+            return Err(LabError::NotRoot);
+        }
+        enter_user_namespace()?;
+    }
     preflight()?;
     let exe = std::env::current_exe()?;
+    let _lock = if unprivileged { None } else { Some(lock()?) };
+    clean_up_on_interrupt(!unprivileged);
     let style = Style {
         colour: io::stdout().is_terminal(),
     };
-    // A lab left behind by a crash would make namespace creation fail: clear it first.
-    let _ = remove_lab_namespaces();
-    println!("Building the provider topology in network namespaces ({LAB_TAG}-*):");
-    println!("  router {GATEWAY} (Linux) -- hypervisor bridge with anti-spoof filter -- host {HOST_ADDR} -- br0 -- containers {CONTAINER_PREFIX}");
-    let mut topo = Topology::build(LAB_TAG, 1)?;
+    if !unprivileged {
+        // A lab left behind by --keep or a crash would make namespace creation fail.
+        let left = remove_lab_namespaces()?;
+        if left > 0 {
+            println!("Removed {left} namespace(s) left by an earlier lab.");
+        }
+    }
+    let mode = if unprivileged {
+        "in a user namespace, no root needed"
+    } else {
+        "as root"
+    };
+    println!("Building the provider topology in network namespaces {LAB_TAG}-* ({mode}):");
+    println!("  Internet {INTERNET_ADDR} -- router {GATEWAY} (Linux) -- hypervisor bridge with anti-spoof filter");
+    println!(
+        "  -- host {HOST_ADDR} -- br0 {BRIDGE_ADDR} -- containers {} and {}",
+        container_addr(1),
+        container_addr(2)
+    );
+    let mut topo = Topology::build(LAB_TAG, 2)?;
     let ct = container_addr(1);
     let mut failures = 0;
     let mut check = |ok: bool, expected: bool, text: &str| {
@@ -650,16 +842,26 @@ pub fn demo(keep: bool) -> Result<ExitCode, LabError> {
             failures += 1;
         }
     };
+    let answered = |daemon: &Daemon, addr: &str| {
+        daemon
+            .log_lines(&["answered", addr])
+            .last()
+            .map(|line| line.split("answered ").nth(1).unwrap_or(line).to_string())
+            .unwrap_or_else(|| "no NS answered".into())
+    };
+    let neighbour = |topo: &Topology, addr: &str| -> Result<String, LabError> {
+        Ok(format!(
+            "router's neighbour table: {}",
+            topo.router_neighbour(addr)?
+                .unwrap_or_else(|| "no entry".into())
+        ))
+    };
 
-    let ok = topo.ping_from_router(GATEWAY, &ct, 3)?;
+    let ok = topo.ping_from_router(INTERNET_ADDR, &ct, 3)?;
     check(ok, false, "no responder");
-    style.evidence(&format!(
-        "router's neighbour entry: {}",
-        topo.router_neighbour(&ct)?.unwrap_or_else(|| "none".into())
-    ));
+    style.evidence(&neighbour(&topo, &ct)?);
 
-    let args = ["-n", CONTAINER_PREFIX, "--source", "link-local"];
-    let daemon = topo.start_daemon(&exe, &args)?;
+    let daemon = topo.start_daemon(&exe, &["-n", CONTAINER_PREFIX, "--source", "link-local"])?;
     topo.router_forget(&ct)?;
     let drops_before = topo.antispoof_drops()?;
     let ok = topo.ping_from_router(INTERNET_ADDR, &ct, 3)?;
@@ -668,17 +870,11 @@ pub fn demo(keep: bool) -> Result<ExitCode, LabError> {
         false,
         "link-local-sourced NAs (what proxy_ndp and ndppd send)",
     );
-    for line in daemon.log_lines(&["answered", &ct]).iter().take(1) {
-        style.evidence(
-            line.split("answered")
-                .nth(1)
-                .map(|s| s.trim())
-                .unwrap_or(line),
-        );
-    }
+    style.evidence(&answered(&daemon, &ct));
     style.evidence(&format!(
-        "anti-spoof filter dropped {} NA(s)",
-        topo.antispoof_drops()? - drops_before
+        "anti-spoof filter dropped {} NA(s); {}",
+        topo.antispoof_drops()? - drops_before,
+        neighbour(&topo, &ct)?
     ));
     daemon.stop()?;
 
@@ -686,35 +882,32 @@ pub fn demo(keep: bool) -> Result<ExitCode, LabError> {
     for (src, who) in [
         (
             INTERNET_ADDR,
-            "router solicits from link-local (forwarded traffic)",
+            "ndp-responder, router solicits from link-local (forwarded traffic)",
         ),
-        (GATEWAY, "router solicits from its global address"),
+        (
+            GATEWAY,
+            "ndp-responder, router solicits from its global address",
+        ),
     ] {
         topo.router_forget(&ct)?;
         let ok = topo.ping_from_router(src, &ct, 3)?;
-        check(ok, true, &format!("ndp-responder, {who}"));
-        if let Some(line) = daemon.log_lines(&["answered", &ct]).last() {
-            style.evidence(
-                line.split("answered")
-                    .nth(1)
-                    .map(|s| s.trim())
-                    .unwrap_or(line),
-            );
-        }
-        style.evidence(&format!(
-            "router's neighbour entry: {}",
-            topo.router_neighbour(&ct)?.unwrap_or_else(|| "none".into())
-        ));
+        check(ok, true, who);
+        style.evidence(&answered(&daemon, &ct));
+        style.evidence(&neighbour(&topo, &ct)?);
     }
+    let ct2 = container_addr(2);
+    let ok = topo.ping_from_router(INTERNET_ADDR, &ct2, 3)?;
+    check(ok, true, &format!("second container {ct2}"));
 
     let n = topo.add_container()?;
-    let ct2 = container_addr(n);
-    let ok = topo.ping_from_router(INTERNET_ADDR, &ct2, 3)?;
+    let ct3 = container_addr(n);
+    let ok = topo.ping_from_router(INTERNET_ADDR, &ct3, 3)?;
     check(
         ok,
         true,
-        &format!("container {ct2} added while the daemon runs"),
+        &format!("container {ct3} added while the daemon runs"),
     );
+    style.evidence(&answered(&daemon, &ct3));
 
     let status = daemon.stop()?;
     style.evidence(&format!("daemon stopped on SIGTERM: {status}"));
@@ -726,7 +919,11 @@ pub fn demo(keep: bool) -> Result<ExitCode, LabError> {
         for ns in names {
             println!("  ip netns exec {ns} bash");
         }
-        println!("Remove it with: ndp-responder lab down");
+        println!(
+            "Start the daemon: ip netns exec {LAB_TAG}-host {} -i eth0 -n {CONTAINER_PREFIX}",
+            exe.display()
+        );
+        println!("Remove the lab:   ndp-responder lab down");
     } else {
         topo.remove();
     }

@@ -52,6 +52,16 @@ fn main() -> ExitCode {
 }
 
 fn run(args: cli::RunArgs) -> ExitCode {
+    // A parent may have left SIGINT/SIGTERM blocked; the daemon must see them to stop cleanly.
+    // SAFETY: sigset_t is plain data; this only changes the calling thread's mask before any
+    // other thread exists.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+    }
     let opts = Options {
         ifname: args.ifname.unwrap_or_default(),
         prefixes: args.subnets,
