@@ -487,6 +487,9 @@ pub struct Report {
     pub interface: String,
     pub healthy: bool,
     pub findings: Vec<Finding>,
+    /// What `--probe` observed, per source policy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probe: Option<Vec<ProbeResult>>,
 }
 
 impl Report {
@@ -495,6 +498,7 @@ impl Report {
             interface: interface.to_string(),
             healthy: findings.iter().all(|f| f.severity == Severity::Ok),
             findings,
+            probe: None,
         }
     }
 
@@ -567,24 +571,28 @@ pub fn run(req: Request) -> std::process::ExitCode {
             return ExitCode::from(2);
         }
     };
-    let findings = runtime.block_on(async {
+    let outcome = runtime.block_on(async {
         let (conn, handle) = netlink::connect().map_err(|e| format!("opening netlink: {e}"))?;
         tokio::spawn(conn);
         let obs = observe(&handle, &req.ifname, &req.prefixes).await?;
         let mut findings = diagnose(&obs, &req.prefixes);
+        let mut probed = None;
         if let Some(test_addr) = req.probe {
-            findings.extend(run_probe(&req, &obs, test_addr).await);
+            let (results, verdict) = run_probe(&req, &obs, test_addr).await;
+            findings.extend(verdict);
+            probed = results;
         }
-        Ok::<_, String>(findings)
+        Ok::<_, String>((findings, probed))
     });
-    let findings = match findings {
+    let (findings, probed) = match outcome {
         Ok(f) => f,
         Err(e) => {
             eprintln!("ndp-responder doctor: {e}");
             return ExitCode::from(2);
         }
     };
-    let report = Report::new(&req.ifname, findings);
+    let mut report = Report::new(&req.ifname, findings);
+    report.probe = probed;
     if req.json {
         match serde_json::to_string_pretty(&report) {
             Ok(text) => println!("{text}"),
@@ -603,14 +611,19 @@ pub fn run(req: Request) -> std::process::ExitCode {
     }
 }
 
-async fn run_probe(req: &Request, obs: &Observed, test_addr: Ipv6Addr) -> Vec<Finding> {
+async fn run_probe(
+    req: &Request,
+    obs: &Observed,
+    test_addr: Ipv6Addr,
+) -> (Option<Vec<ProbeResult>>, Vec<Finding>) {
     let (Some(mac), Some(route)) = (obs.mac, obs.default_routes.first()) else {
-        return vec![Finding::bad(
+        let finding = Finding::bad(
             Severity::Problem,
             "probe",
             "cannot probe: the uplink needs a MAC address and a default gateway".into(),
             "fix the findings above first".into(),
-        )];
+        );
+        return (None, vec![finding]);
     };
     let sources = if obs.link_local.is_some() {
         "and from its link-local address "
@@ -627,13 +640,19 @@ async fn run_probe(req: &Request, obs: &Observed, test_addr: Ipv6Addr) -> Vec<Fi
         println!("{notice}");
     }
     match probe(&req.ifname, mac, test_addr, obs.link_local, route.gateway).await {
-        Ok(results) => judge_probe(&results, route.gateway),
-        Err(e) => vec![Finding::bad(
-            Severity::Problem,
-            "probe",
-            format!("the probe could not run: {e}"),
-            "run doctor as root, or grant CAP_NET_RAW".into(),
-        )],
+        Ok(results) => {
+            let verdict = judge_probe(&results, route.gateway);
+            (Some(results), verdict)
+        }
+        Err(e) => (
+            None,
+            vec![Finding::bad(
+                Severity::Problem,
+                "probe",
+                format!("the probe could not run: {e}"),
+                "run doctor as root, or grant CAP_NET_RAW".into(),
+            )],
+        ),
     }
 }
 
