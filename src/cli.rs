@@ -41,14 +41,40 @@ pub struct Cli {
 
 /// Flags of the responder itself (the default command).
 #[derive(Debug, Args)]
+#[command(group(
+    clap::ArgGroup::new("targets")
+        .args(["subnets", "auto", "probe"])
+        .required(true)
+        .multiple(true)
+))]
 pub struct RunArgs {
     /// Uplink interface, where the provider's router solicits
     #[arg(short = 'i', long = "ifname", value_name = "IFACE", required = true)]
     pub ifname: Option<String>,
 
-    /// Answer for addresses inside this prefix (repeatable)
-    #[arg(short = 'n', long = "subnet", value_name = "PREFIX", required = true, value_parser = parse_prefix)]
+    /// Static rule: answer for every address in this prefix that is routed to a downstream
+    /// interface (repeatable)
+    #[arg(short = 'n', long = "subnet", value_name = "PREFIX", value_parser = parse_prefix)]
     pub subnets: Vec<Ipv6Net>,
+
+    /// Auto rule: answer for addresses in this prefix that the kernel knows behind a
+    /// downstream interface (neighbour entry, address, /128 route; any address routed to a
+    /// point-to-point link), following changes live (repeatable)
+    #[arg(long = "auto", value_name = "PREFIX", value_parser = parse_prefix)]
+    pub auto: Vec<Ipv6Net>,
+
+    /// Probe rule: answer for an address in this prefix once it answers a Neighbor
+    /// Solicitation sent on IFACE (or on the interface its route points to) (repeatable)
+    #[arg(long = "probe", value_name = "PREFIX[@IFACE]", value_parser = parse_probe_rule)]
+    pub probe: Vec<(Ipv6Net, Option<String>)>,
+
+    /// How long a probed address is trusted before it is probed again (when in use)
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub probe_ttl: std::time::Duration,
+
+    /// How long an address that did not answer a probe is not probed again
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub probe_negative_ttl: std::time::Duration,
 
     /// IPv6 source of our advertisements: 'target' (passes anti-spoof filters), 'link-local'
     /// (what proxy_ndp and ndppd send), or a fixed address
@@ -58,6 +84,35 @@ pub struct RunArgs {
     /// Clear the Router flag in advertisements (it is set by default: the host forwards)
     #[arg(long)]
     pub no_router_flag: bool,
+
+    /// Clear the Override flag in answers to multicast solicitations (RFC 4861 7.2.8's
+    /// suggestion for proxies; by default it is set so a router's stale cached MAC is replaced)
+    #[arg(long)]
+    pub no_override_flag: bool,
+}
+
+impl RunArgs {
+    /// The rules, in the order given: static, auto, probe.
+    pub fn rules(&self) -> Vec<crate::targets::Rule> {
+        use crate::targets::{Mode, Rule};
+        let mut rules: Vec<Rule> = self
+            .subnets
+            .iter()
+            .map(|p| Rule {
+                prefix: *p,
+                mode: Mode::Static,
+            })
+            .collect();
+        rules.extend(self.auto.iter().map(|p| Rule {
+            prefix: *p,
+            mode: Mode::Auto,
+        }));
+        rules.extend(self.probe.iter().map(|(p, via)| Rule {
+            prefix: *p,
+            mode: Mode::Probe { via: via.clone() },
+        }));
+        rules
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -118,6 +173,12 @@ pub fn parse_prefix(s: &str) -> Result<Ipv6Net, String> {
             "'{s}' is a multicast prefix: targets must be unicast addresses"
         ));
     }
+    let a = net.addr();
+    if a.is_unicast_link_local() || a.is_loopback() || a.to_ipv4_mapped().is_some() {
+        return Err(format!(
+            "'{s}' is not a global prefix: link-local, loopback and IPv4-mapped addresses are never proxied"
+        ));
+    }
     if net.prefix_len() == 0 {
         return Err(format!(
             "'{s}' covers every address: give the prefix your containers use, e.g. 2001:db8:1::d:0/112"
@@ -146,6 +207,23 @@ fn parse_probe_addr(s: &str) -> Result<std::net::Ipv6Addr, String> {
         ));
     }
     Ok(addr)
+}
+
+/// `PREFIX` or `PREFIX@IFACE`.
+pub fn parse_probe_rule(s: &str) -> Result<(Ipv6Net, Option<String>), String> {
+    match s.split_once('@') {
+        None => Ok((parse_prefix(s)?, None)),
+        Some((_, "")) => Err(format!(
+            "'{s}' names no interface after '@': write PREFIX@br0, or just PREFIX"
+        )),
+        Some((prefix, iface)) => Ok((parse_prefix(prefix)?, Some(iface.to_string()))),
+    }
+}
+
+/// A duration such as `30s`, `500ms` or `2m`.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s)
+        .map_err(|e| format!("'{s}' is not a duration ({e}): write e.g. 30s, 500ms or 2m"))
 }
 
 fn parse_source(s: &str) -> Result<SourcePolicy, String> {
@@ -214,11 +292,45 @@ mod tests {
     }
 
     #[test]
-    fn responder_needs_an_interface_and_a_prefix() {
+    fn responder_needs_an_interface_and_a_rule() {
         let err = Cli::try_parse_from(["ndp-responder", "-n", "2001:db8::/64"]).unwrap_err();
         assert!(err.to_string().contains("--ifname"), "{err}");
         let err = Cli::try_parse_from(["ndp-responder", "-i", "eth0"]).unwrap_err();
         assert!(err.to_string().contains("--subnet"), "{err}");
+    }
+
+    #[test]
+    fn auto_and_probe_rules() {
+        use crate::targets::Mode;
+        let cli = Cli::try_parse_from([
+            "ndp-responder",
+            "-i",
+            "eth0",
+            "--auto",
+            "2001:db8:1::d:0/112",
+            "--probe",
+            "2001:db8:1::e:0/112@br1",
+            "--probe",
+            "2001:db8:1::f:0/112",
+            "--probe-ttl",
+            "2s",
+        ])
+        .unwrap();
+        let rules = cli.run.rules();
+        assert_eq!(rules.len(), 3);
+        assert_eq!(rules[0].mode, Mode::Auto);
+        assert_eq!(
+            rules[1].mode,
+            Mode::Probe {
+                via: Some("br1".into())
+            }
+        );
+        assert_eq!(rules[2].mode, Mode::Probe { via: None });
+        assert_eq!(cli.run.probe_ttl, std::time::Duration::from_secs(2));
+        let err = parse_probe_rule("2001:db8::/64@").unwrap_err();
+        assert!(err.contains("names no interface"), "{err}");
+        let err = parse_duration("soon").unwrap_err();
+        assert!(err.contains("'soon'"), "{err}");
     }
 
     #[test]
@@ -287,6 +399,9 @@ mod tests {
             ("2001:db8::/200", "not an IPv6 prefix"),
             ("ff02::/16", "multicast"),
             ("::/0", "covers every address"),
+            ("fe80::/64", "not a global prefix"),
+            ("::1/128", "not a global prefix"),
+            ("::ffff:0:0/96", "not a global prefix"),
         ];
         for (input, hint) in cases {
             let err = parse_prefix(input).unwrap_err();

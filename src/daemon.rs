@@ -1,51 +1,61 @@
-//! The event loop: wires the packet socket, the target table and the kernel's change events.
+//! The event loop: wires the packet sockets, the target table, the probe cache and the kernel's
+//! change events.
 //!
-//! Owns: start-up (resolve the uplink, open the socket, load the first snapshot), the loop
-//! that answers solicitations, the refresh of uplink facts when netlink reports a change, the
-//! counters, and a clean stop on SIGINT/SIGTERM.
+//! Owns: start-up (find the uplink, open its socket, load the first snapshot), the refresh task
+//! that rebuilds the snapshot when netlink reports a change, the loop that answers
+//! solicitations and runs downstream probes, following the uplink and downstream interfaces as
+//! they come and go, the counters, and a clean stop on SIGINT/SIGTERM.
 //!
 //! Must not: parse packets or decide answers itself; that is [`wire`] and [`policy`]. The
-//! whole journey of one packet is [`Responder::handle_frame`].
+//! whole journey of one solicitation is [`Responder::handle_frame`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io;
+use std::net::Ipv6Addr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use ipnet::Ipv6Net;
 use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
 use tokio::signal::unix::{signal, SignalKind};
-use tracing::{debug, info, warn};
+use tokio::sync::{mpsc, Notify};
+use tracing::{debug, error, info, warn};
 
 use crate::link::{self, Capture, PacketSocket};
-use crate::netlink::{self, LinkInfo, UplinkFacts};
+use crate::netlink::{self, KernelView};
 use crate::policy::{self, Decision, Settings};
-use crate::targets::{Snapshot, TargetTable};
-use crate::wire::{self, NeighborSolicit};
+use crate::probe::{self, Verdict};
+use crate::targets::{Mode, Rule, Snapshot, TargetTable};
+use crate::wire::{self, NeighborAdvert, NeighborSolicit};
 
-/// How long to let a burst of netlink events settle before reading the uplink facts again.
+/// How long to let a burst of netlink events settle before reading the kernel state again.
 const REFRESH_COALESCE: Duration = Duration::from_millis(20);
+/// Frames handled per wake-up before the loop looks at its other duties.
+const DRAIN_BATCH: usize = 64;
 
 /// What the daemon is asked to do.
 #[derive(Debug, Clone)]
 pub struct Options {
     pub ifname: String,
-    pub prefixes: Vec<Ipv6Net>,
+    pub rules: Vec<Rule>,
     pub settings: Settings,
+    pub probe: probe::Limits,
 }
 
-/// Why the daemon could not start or had to stop.
+/// Why the daemon could not start, phrased for the operator.
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
-    #[error(transparent)]
-    Link(#[from] netlink::LinkError),
-    #[error(transparent)]
-    Socket(#[from] link::OpenError),
-    #[error("netlink: {0}")]
-    Netlink(String),
-    #[error("the uplink {0} disappeared: {1}")]
-    UplinkGone(String, io::Error),
+    #[error("no interface named '{0}': check the name with `ip link` (-i/--ifname)")]
+    NoSuchInterface(String),
+    #[error("interface '{0}' has no Ethernet MAC address: ndp-responder needs an Ethernet-like uplink (-i/--ifname)")]
+    NoMac(String),
+    #[error("{0}: {1}")]
+    Socket(String, link::OpenError),
+    #[error("reading the kernel's state for {0} over netlink: {1}")]
+    Netlink(String, String),
+    #[error("installing the {0} handler: {1}")]
+    Signal(&'static str, io::Error),
 }
 
 /// Per-reason counters, logged at exit.
@@ -54,6 +64,7 @@ pub struct Counters {
     pub seen: u64,
     pub answered: u64,
     pub send_errors: u64,
+    pub probes_sent: u64,
     pub ignored: BTreeMap<&'static str, u64>,
     pub invalid: BTreeMap<&'static str, u64>,
 }
@@ -61,8 +72,8 @@ pub struct Counters {
 impl Counters {
     fn summary(&self) -> String {
         let mut s = format!(
-            "NS seen {}, answered {}, send errors {}",
-            self.seen, self.answered, self.send_errors
+            "NS seen {}, answered {}, send errors {}, probes sent {}",
+            self.seen, self.answered, self.send_errors, self.probes_sent
         );
         for (label, map) in [("ignored", &self.ignored), ("invalid", &self.invalid)] {
             if !map.is_empty() {
@@ -74,33 +85,91 @@ impl Counters {
     }
 }
 
+/// At most `rate` INFO lines per second about answers (bursts up to `burst`); the rest are
+/// counted and reported with the next line, so a flood cannot flood the log.
+struct LogBudget {
+    tokens: f64,
+    last: Instant,
+    suppressed: u64,
+}
+
+impl LogBudget {
+    const RATE: f64 = 20.0;
+    const BURST: f64 = 100.0;
+
+    fn new() -> Self {
+        LogBudget {
+            tokens: Self::BURST,
+            last: Instant::now(),
+            suppressed: 0,
+        }
+    }
+
+    /// Some(number of lines suppressed before this one) if this line may be logged.
+    fn take(&mut self, now: Instant) -> Option<u64> {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * Self::RATE).min(Self::BURST);
+        if self.tokens < 1.0 {
+            self.suppressed += 1;
+            return None;
+        }
+        self.tokens -= 1.0;
+        Some(std::mem::take(&mut self.suppressed))
+    }
+}
+
+/// A downstream interface being probed: its socket, and the task that reads its answers.
+struct Prober {
+    socket: Arc<AsyncFd<PacketSocket>>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Prober {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
 /// The packet path and its state.
 pub struct Responder {
-    socket: AsyncFd<PacketSocket>,
+    ifname: String,
+    uplink: Option<(u32, Arc<AsyncFd<PacketSocket>>)>,
     table: Arc<TargetTable>,
     settings: Settings,
+    cache: probe::Cache<NeighborSolicit>,
+    probers: HashMap<u32, Prober>,
+    adverts: mpsc::UnboundedSender<Ipv6Addr>,
+    log_budget: LogBudget,
     pub counters: Counters,
 }
 
 impl Responder {
-    /// Drain every queued frame; returns when the socket would block.
-    fn drain(&mut self) -> Result<(), io::Error> {
+    /// Handle up to [`DRAIN_BATCH`] queued frames. Returns Ok(true) when the queue is empty.
+    fn drain(&mut self) -> io::Result<bool> {
         let mut buf = [0u8; link::RECV_BUF_LEN];
-        loop {
-            match self.socket.get_ref().recv(&mut buf) {
-                Ok(Some(frame)) => self.handle_frame(frame),
+        for _ in 0..DRAIN_BATCH {
+            let Some((_, socket)) = &self.uplink else {
+                return Ok(true);
+            };
+            // try_io clears the readiness when the queue runs dry (WouldBlock).
+            let received = socket.try_io(Interest::READABLE, |s| {
+                s.recv(&mut buf).map(|f| f.map(|f| f.len()))
+            });
+            match received {
+                Ok(Some(len)) => self.handle_frame(&buf[..len]),
                 Ok(None) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.raw_os_error() == Some(libc::ENETDOWN) => {
-                    warn!("uplink is down; answering resumes when it comes back up");
-                }
+                // The link went down: the socket reports it once; netlink reports the rest.
+                Err(e) if e.raw_os_error() == Some(libc::ENETDOWN) => {}
                 Err(e) => return Err(e),
             }
         }
+        Ok(false)
     }
 
-    /// One frame's journey: parse -> decide -> emit -> send.
+    /// One solicitation's journey: parse -> decide -> (probe) -> emit -> send.
     pub fn handle_frame(&mut self, frame: &[u8]) {
         self.counters.seen += 1;
         let ns = match NeighborSolicit::parse(frame) {
@@ -113,45 +182,31 @@ impl Responder {
         };
         let snap = self.table.load();
         match policy::decide(&ns, &snap, &self.settings) {
-            Decision::Answer {
-                kind,
-                prefix,
-                advert,
-            } => {
-                let mut out = [0u8; wire::MAX_EMIT_LEN];
-                let sent = advert
-                    .emit(&mut out)
-                    .map_err(|_| io::Error::other("advert does not fit the buffer"))
-                    .and_then(|len| self.socket.get_ref().send(&out[..len]));
-                match sent {
-                    Ok(()) => {
-                        self.counters.answered += 1;
-                        info!(
-                            "answered NS who-has {} from {} ({}, prefix {}): NA src {} dst {} flags {}",
-                            ns.target,
-                            ns.ip_src,
-                            kind.label(),
-                            prefix,
-                            advert.ip_src,
-                            advert.ip_dst,
-                            flags(&advert)
-                        );
-                    }
-                    Err(e) => {
-                        self.counters.send_errors += 1;
-                        warn!("could not send NA for {}: {e}", ns.target);
+            Decision::Answer { kind, rule, advert } => {
+                self.send_answer(&ns, &advert, &format!("{}, {rule}", kind.label()));
+            }
+            Decision::Probe { kind, rule, via } => {
+                let now = Instant::now();
+                match self.cache.solicit(ns.target, ns, now) {
+                    Verdict::Answer => match policy::advert(&ns, &snap, &self.settings) {
+                        Ok(advert) => {
+                            let why = format!("{}, {rule}, confirmed by probe", kind.label());
+                            self.send_answer(&ns, &advert, &why)
+                        }
+                        Err(why) => self.count_ignored(&ns, kind, why),
+                    },
+                    Verdict::Probe => self.send_probe(&snap, ns.target, via),
+                    Verdict::Wait => debug!(
+                        "NS who-has {} waits for a probe or is known absent",
+                        ns.target
+                    ),
+                    Verdict::Full => {
+                        *self.counters.ignored.entry("probe_cache_full").or_default() += 1;
+                        debug!("NS who-has {}: probe cache full, not probed", ns.target);
                     }
                 }
             }
-            Decision::Ignore(kind, why) => {
-                *self.counters.ignored.entry(why.reason()).or_default() += 1;
-                debug!(
-                    "ignored NS who-has {} from {} ({}): {why}",
-                    ns.target,
-                    ns.ip_src,
-                    kind.label()
-                );
-            }
+            Decision::Ignore(kind, why) => self.count_ignored(&ns, kind, why),
             Decision::Invalid(why) => {
                 *self.counters.invalid.entry(why.reason()).or_default() += 1;
                 debug!(
@@ -161,9 +216,211 @@ impl Responder {
             }
         }
     }
+
+    fn count_ignored(&mut self, ns: &NeighborSolicit, kind: policy::Kind, why: policy::Ignored) {
+        *self.counters.ignored.entry(why.reason()).or_default() += 1;
+        debug!(
+            "ignored NS who-has {} from {} ({}): {why}",
+            ns.target,
+            ns.ip_src,
+            kind.label()
+        );
+    }
+
+    fn send_answer(&mut self, ns: &NeighborSolicit, advert: &NeighborAdvert, why: &str) {
+        let Some((_, socket)) = &self.uplink else {
+            return;
+        };
+        let mut out = [0u8; wire::MAX_EMIT_LEN];
+        let sent = advert
+            .emit(&mut out)
+            .map_err(|_| io::Error::other("advert does not fit the buffer"))
+            .and_then(|len| socket.get_ref().send(&out[..len]));
+        match sent {
+            Ok(()) => {
+                self.counters.answered += 1;
+                if let Some(suppressed) = self.log_budget.take(Instant::now()) {
+                    let more = if suppressed > 0 {
+                        format!(" ({suppressed} earlier answers not logged)")
+                    } else {
+                        String::new()
+                    };
+                    info!(
+                        "answered NS who-has {} from {} ({why}): NA src {} dst {} flags {}{more}",
+                        ns.target,
+                        ns.ip_src,
+                        advert.ip_src,
+                        advert.ip_dst,
+                        flags(advert)
+                    );
+                }
+            }
+            Err(e) => {
+                self.counters.send_errors += 1;
+                warn!(
+                    "could not send NA for {} on {}: {e}",
+                    ns.target, self.ifname
+                );
+            }
+        }
+    }
+
+    /// Ask downstream interface `via` whether `target` is there.
+    fn send_probe(&mut self, snap: &Snapshot, target: Ipv6Addr, via: u32) {
+        let Some(down) = snap.downstream.get(&via) else {
+            return;
+        };
+        let (Some(mac), Some(source)) = (down.mac, down.link_local) else {
+            debug!(
+                "cannot probe {target} on {}: it has no MAC or link-local address",
+                down.name
+            );
+            return;
+        };
+        if !self.probers.contains_key(&via) {
+            match self.open_prober(&down.name, via) {
+                Ok(p) => {
+                    self.probers.insert(via, p);
+                }
+                Err(e) => {
+                    warn!("cannot probe on {}: {e}", down.name);
+                    return;
+                }
+            }
+        }
+        let group = wire::solicited_node(&target);
+        let ns = NeighborSolicit {
+            eth_src: mac,
+            eth_dst: wire::multicast_mac(&group),
+            ip_src: source,
+            ip_dst: group,
+            hop_limit: policy::NDP_HOP_LIMIT,
+            code: 0,
+            target,
+            source_lladdr: Some(mac),
+            nonce: None,
+        };
+        let mut frame = [0u8; wire::MAX_EMIT_LEN];
+        let Ok(len) = ns.emit(&mut frame) else {
+            return;
+        };
+        match self.probers[&via].socket.get_ref().send(&frame[..len]) {
+            Ok(()) => {
+                self.counters.probes_sent += 1;
+                debug!("probing {target} on {}", down.name);
+            }
+            Err(e) => warn!("could not probe {target} on {}: {e}", down.name),
+        }
+    }
+
+    fn open_prober(&self, name: &str, index: u32) -> Result<Prober, String> {
+        let socket =
+            PacketSocket::open(name, index, Capture::Advertisements).map_err(|e| e.to_string())?;
+        // SAFETY: the socket owns its descriptor, which lives as long as the AsyncFd.
+        let socket = Arc::new(unsafe { AsyncFd::register(socket) }.map_err(|e| e.to_string())?);
+        let reader_socket = socket.clone();
+        let adverts = self.adverts.clone();
+        let reader = tokio::spawn(async move {
+            let mut buf = [0u8; link::RECV_BUF_LEN];
+            loop {
+                let Ok(mut guard) = reader_socket.readable().await else {
+                    return;
+                };
+                match guard.try_io(|s| {
+                    s.get_ref()
+                        .recv(&mut buf)
+                        .map(|f| f.map(NeighborAdvert::parse))
+                }) {
+                    Ok(Ok(Some(Ok(na)))) => {
+                        if adverts.send(na.target).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) if e.raw_os_error() == Some(libc::ENETDOWN) => {}
+                    // The interface went away: the next snapshot drops this prober.
+                    Ok(Err(_)) => return,
+                    Err(_would_block) => {}
+                }
+            }
+        });
+        Ok(Prober { socket, reader })
+    }
+
+    /// A downstream target answered: answer the solicitations that waited for it.
+    fn on_downstream_advert(&mut self, target: Ipv6Addr) {
+        let waiters = self.cache.advert(target, Instant::now());
+        if waiters.is_empty() {
+            return;
+        }
+        let snap = self.table.load();
+        for ns in waiters {
+            if let Ok(advert) = policy::advert(&ns, &snap, &self.settings) {
+                let kind = policy::kind_of(&ns);
+                self.send_answer(
+                    &ns,
+                    &advert,
+                    &format!("{}, confirmed by probe", kind.label()),
+                );
+            }
+        }
+    }
+
+    /// Run the probe cache's timers: retries, refreshes, expiries.
+    fn on_probe_timer(&mut self) {
+        let snap = self.table.load();
+        for target in self.cache.poll(Instant::now()) {
+            match policy::probe_interface(&snap, &target) {
+                Some(via) => self.send_probe(&snap, target, via),
+                None => self.cache.remove(&target),
+            }
+        }
+    }
+
+    /// Follow the uplink and downstream interfaces as the snapshot says they are now.
+    fn reconcile(&mut self) {
+        let snap = self.table.load();
+        let current = self.uplink.as_ref().map(|(i, _)| *i);
+        if current != snap.uplink {
+            if current.is_some() {
+                self.uplink = None;
+            }
+            match snap.uplink {
+                None => warn!("{} is gone; answering resumes when it is back", self.ifname),
+                Some(index) => match open_uplink(&self.ifname, index) {
+                    Ok(fd) => {
+                        if current.is_some() || self.counters.seen > 0 {
+                            info!("{} is back (index {index}); answering again", self.ifname);
+                        }
+                        self.uplink = Some((index, Arc::new(fd)));
+                    }
+                    Err(e) => warn!("cannot listen on {}: {e}", self.ifname),
+                },
+            }
+        }
+        self.probers
+            .retain(|index, _| snap.downstream.contains_key(index));
+    }
 }
 
-fn flags(na: &wire::NeighborAdvert) -> String {
+fn open_uplink(ifname: &str, index: u32) -> Result<AsyncFd<PacketSocket>, DaemonError> {
+    let socket = PacketSocket::open(ifname, index, Capture::Solicitations)
+        .map_err(|e| DaemonError::Socket(format!("listening on {ifname}"), e))?;
+    // SAFETY: PacketSocket owns its descriptor; it lives inside the AsyncFd and is closed
+    // only when the AsyncFd (and thus the registration) is dropped.
+    unsafe { AsyncFd::register(socket) }.map_err(|e| {
+        DaemonError::Socket(
+            format!("listening on {ifname}"),
+            link::OpenError::Io {
+                what: "registering the socket",
+                ifname: ifname.to_string(),
+                source: io::Error::other(e.to_string()),
+            },
+        )
+    })
+}
+
+fn flags(na: &NeighborAdvert) -> String {
     let mut f = String::new();
     for (set, c) in [
         (na.router, 'R'),
@@ -180,120 +437,227 @@ fn flags(na: &wire::NeighborAdvert) -> String {
     f
 }
 
-fn snapshot(info: &LinkInfo, facts: &UplinkFacts, prefixes: &[Ipv6Net]) -> Snapshot {
-    Snapshot {
-        mac: if facts.mac.is_zero() {
-            info.mac
-        } else {
-            facts.mac
-        },
-        link_local: facts.link_local,
-        prefixes: prefixes.to_vec(),
-        uplink_addrs: facts.addrs.clone(),
-        gateways: facts.gateways.clone(),
+fn list(v: &[Ipv6Addr]) -> String {
+    if v.is_empty() {
+        "none".to_string()
+    } else {
+        v.iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
 fn describe(snap: &Snapshot) -> String {
-    let list = |v: &[std::net::Ipv6Addr]| {
-        if v.is_empty() {
-            "none".to_string()
-        } else {
-            v.iter()
-                .map(|a| a.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        }
-    };
     format!(
-        "MAC {}, own addresses: {}; gateways: {}",
+        "MAC {}, {}, own addresses: {}; gateways: {}",
         snap.mac,
+        if snap.up { "up" } else { "down" },
         list(&snap.uplink_addrs),
         list(&snap.gateways)
     )
 }
 
+/// Log what changed between two snapshots, as an operator wants to read it.
+fn log_changes(ifname: &str, old: &Snapshot, new: &Snapshot) {
+    if new.uplink.is_none() {
+        return;
+    }
+    if old.up != new.up
+        || old.mac != new.mac
+        || old.uplink_addrs != new.uplink_addrs
+        || old.gateways != new.gateways
+    {
+        info!("{ifname} changed: {}", describe(new));
+    }
+    for added in new.known.difference(&old.known) {
+        info!("auto: {added} is now known behind a downstream interface");
+    }
+    for removed in old.known.difference(&new.known) {
+        info!("auto: {removed} is no longer known downstream");
+    }
+}
+
+/// Warn about rules that can never answer as the routes stand (see `ndp-responder doctor`).
+fn warn_unrouted(ifname: &str, snap: &Snapshot) {
+    for rule in &snap.rules {
+        let probe = rule.prefix.addr();
+        if let Some(Some(oif)) = snap.route_oif(&probe) {
+            if Some(oif) == snap.uplink && rule.prefix.prefix_len() < 128 {
+                let sample = Ipv6Addr::from(u128::from(rule.prefix.broadcast()).saturating_sub(1));
+                if snap.route_oif(&sample) == Some(Some(oif)) {
+                    warn!(
+                        "rule {rule}: its addresses are routed out of {ifname}, so none is answered until the prefix is routed to a downstream interface (run `ndp-responder doctor -i {ifname} -n {}`)",
+                        rule.prefix
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Rebuild the snapshot whenever the kernel reports a change, forever.
+async fn refresh_task(
+    handle: rtnetlink::Handle,
+    ifname: String,
+    rules: Vec<Rule>,
+    table: Arc<TargetTable>,
+    changed: Arc<Notify>,
+) {
+    loop {
+        let (conn, mut events) = match netlink::watch() {
+            Ok(w) => w,
+            Err(e) => {
+                error!("cannot subscribe to kernel changes: {e}; retrying in 1 s");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let driver = tokio::spawn(conn);
+        // Look once right after (re)subscribing: changes may have happened meanwhile.
+        let mut due = true;
+        loop {
+            if !due {
+                if events.next().await.is_none() {
+                    error!("the kernel change subscription ended; subscribing again");
+                    break;
+                }
+            }
+            due = false;
+            tokio::time::sleep(REFRESH_COALESCE).await;
+            // Swallow the events of the burst we are about to read anyway.
+            while let Some(Some(_)) = futures::FutureExt::now_or_never(events.next()) {}
+            match netlink::kernel_view(&handle).await {
+                Ok(view) => publish(&view, &ifname, &rules, &table, &changed),
+                Err(e) => warn!("could not read the kernel's state: {e}"),
+            }
+        }
+        driver.abort();
+    }
+}
+
+fn publish(view: &KernelView, ifname: &str, rules: &[Rule], table: &TargetTable, changed: &Notify) {
+    let next = Snapshot::build(view, ifname, rules);
+    let current = table.load();
+    if *current != next {
+        log_changes(ifname, &current, &next);
+        table.store(next);
+        changed.notify_one();
+    }
+}
+
 /// Run until SIGINT or SIGTERM. Must be called inside a tokio runtime with IO and time enabled.
 pub async fn run(opts: Options) -> Result<Counters, DaemonError> {
-    let (conn, handle) = netlink::connect().map_err(|e| DaemonError::Netlink(e.to_string()))?;
+    let ifname = opts.ifname.clone();
+    let netlink_err =
+        |e: &dyn std::fmt::Display| DaemonError::Netlink(ifname.clone(), e.to_string());
+    let mut sigterm =
+        signal(SignalKind::terminate()).map_err(|e| DaemonError::Signal("SIGTERM", e))?;
+    let mut sigint =
+        signal(SignalKind::interrupt()).map_err(|e| DaemonError::Signal("SIGINT", e))?;
+    let (conn, handle) = netlink::connect().map_err(|e| netlink_err(&e))?;
     tokio::spawn(conn);
-    let info = netlink::resolve_link(&handle, &opts.ifname).await?;
-    let socket = PacketSocket::open(&info.name, info.index, Capture::Solicitations)?;
-    let (watch_conn, mut events) =
-        netlink::watch().map_err(|e| DaemonError::Netlink(e.to_string()))?;
-    tokio::spawn(watch_conn);
 
-    let facts = netlink::uplink_facts(&handle, info.index)
+    let view = netlink::kernel_view(&handle)
         .await
-        .map_err(|e| DaemonError::Netlink(e.to_string()))?;
-    let table = Arc::new(TargetTable::new(snapshot(&info, &facts, &opts.prefixes)));
-    let prefixes: Vec<String> = opts.prefixes.iter().map(|p| p.to_string()).collect();
+        .map_err(|e| netlink_err(&e))?;
+    let snap = Snapshot::build(&view, &ifname, &opts.rules);
+    let Some(index) = snap.uplink else {
+        return Err(DaemonError::NoSuchInterface(ifname));
+    };
+    if view.links[&index].mac.is_none() {
+        return Err(DaemonError::NoMac(ifname));
+    }
+    let uplink = open_uplink(&ifname, index)?;
+    let rules: Vec<String> = snap.rules.iter().map(|r| r.to_string()).collect();
     info!(
-        "answering on {} for {} (source {}, router flag {}); {}",
-        info.name,
-        prefixes.join(", "),
+        "answering on {ifname} for {} (source {}, router flag {}); {}",
+        rules.join(", "),
         opts.settings.source,
         if opts.settings.router { "on" } else { "off" },
-        describe(&table.load())
+        describe(&snap)
     );
-    if !facts.up {
-        warn!("{} is down; answering starts when it comes up", info.name);
+    warn_unrouted(&ifname, &snap);
+    for rule in snap.rules.iter().filter(|r| r.mode == Mode::Auto) {
+        let known: Vec<Ipv6Addr> = snap
+            .known
+            .iter()
+            .filter(|a| rule.prefix.contains(*a))
+            .copied()
+            .collect();
+        info!(
+            "auto {}: {} known downstream: {}",
+            rule.prefix,
+            known.len(),
+            list(&known)
+        );
+    }
+    if !snap.up {
+        warn!("{ifname} is down; answering starts when it comes up");
     }
 
+    let table = Arc::new(TargetTable::new(snap));
+    let changed = Arc::new(Notify::new());
+    let refresher = tokio::spawn(refresh_task(
+        handle,
+        ifname.clone(),
+        opts.rules.clone(),
+        table.clone(),
+        changed.clone(),
+    ));
+    let (adverts_tx, mut adverts) = mpsc::unbounded_channel();
     let mut responder = Responder {
-        // SAFETY: PacketSocket owns its descriptor; it lives inside the AsyncFd and is closed
-        // only when the AsyncFd (and thus the registration) is dropped.
-        socket: unsafe { AsyncFd::register(socket) }.map_err(|e| {
-            DaemonError::UplinkGone(info.name.clone(), io::Error::other(e.to_string()))
-        })?,
+        ifname: ifname.clone(),
+        uplink: Some((index, Arc::new(uplink))),
         table: table.clone(),
         settings: opts.settings,
+        cache: probe::Cache::new(opts.probe),
+        probers: HashMap::new(),
+        adverts: adverts_tx,
+        log_budget: LogBudget::new(),
         counters: Counters::default(),
     };
-    let mut sigterm = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
-    let mut sigint = signal(SignalKind::interrupt()).expect("installing a SIGINT handler");
-    let mut refresh_at: Option<tokio::time::Instant> = None;
 
     loop {
-        let refresh = async {
-            match refresh_at {
-                Some(at) => tokio::time::sleep_until(at).await,
+        let uplink = responder.uplink.as_ref().map(|(_, fd)| fd.clone());
+        let readable = async move {
+            match uplink {
+                Some(fd) => fd.readable().await.map(|_| ()),
+                None => std::future::pending().await,
+            }
+        };
+        let probe_due = async {
+            match responder.cache.next_deadline() {
+                Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
                 None => std::future::pending().await,
             }
         };
         tokio::select! {
             _ = sigterm.recv() => { info!("SIGTERM received, stopping"); break; }
             _ = sigint.recv() => { info!("SIGINT received, stopping"); break; }
-            ready = responder.socket.readable() => {
-                let mut guard = ready.map_err(|e| DaemonError::UplinkGone(info.name.clone(), e))?;
-                guard.clear_ready();
-                drop(guard);
-                responder.drain().map_err(|e| DaemonError::UplinkGone(info.name.clone(), e))?;
-            }
-            Some(_) = events.next() => {
-                refresh_at.get_or_insert_with(|| tokio::time::Instant::now() + REFRESH_COALESCE);
-            }
-            () = refresh => {
-                refresh_at = None;
-                match netlink::uplink_facts(&handle, info.index).await {
-                    Ok(facts) => {
-                        let next = snapshot(&info, &facts, &opts.prefixes);
-                        let current = table.load();
-                        if *current != next {
-                            if current.gateways != next.gateways
-                                || current.uplink_addrs != next.uplink_addrs
-                                || current.mac != next.mac
-                            {
-                                info!("uplink {} changed: {}", info.name, describe(&next));
-                            }
-                            table.store(next);
-                        }
+            ready = readable => {
+                // Handle a batch; if more is queued the socket stays ready and the loop comes
+                // straight back after giving the other branches their turn.
+                match ready.and_then(|()| responder.drain()) {
+                    Ok(_) => {}
+                    Err(e) => {
+                        warn!("{ifname}: {e}; waiting for the interface");
+                        responder.uplink = None;
+                        changed.notify_one();
                     }
-                    Err(e) => warn!("could not refresh the facts of {}: {e}", info.name),
                 }
             }
+            Some(target) = adverts.recv() => responder.on_downstream_advert(target),
+            () = probe_due => responder.on_probe_timer(),
+            () = changed.notified() => responder.reconcile(),
         }
     }
-    info!("stopped: {}", responder.counters.summary());
+    refresher.abort();
+    info!(
+        "stopped: {}; probe cache {} entries (at most {})",
+        responder.counters.summary(),
+        responder.cache.len(),
+        responder.cache.high_water
+    );
     Ok(responder.counters)
 }

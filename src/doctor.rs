@@ -18,7 +18,7 @@ use serde::Serialize;
 use tokio::io::unix::AsyncFd;
 
 use crate::link::{Capture, PacketSocket, RECV_BUF_LEN};
-use crate::netlink::{self, DefaultRoute};
+use crate::netlink;
 use crate::wire::{self, MacAddr, NeighborAdvert, NeighborSolicit};
 
 /// Solicitations sent per source policy by `--probe`.
@@ -28,6 +28,14 @@ const PROBE_WAIT: Duration = Duration::from_millis(700);
 
 /// Other NDP responders that answer on the same interface.
 const OTHER_RESPONDERS: [&str; 2] = ["ndppd", "ndpresponder"];
+
+/// A default route through the uplink.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DefaultRoute {
+    pub gateway: Ipv6Addr,
+    /// How it was learned: "ra" (router advertisement), "static", "boot", "dhcp", ...
+    pub learned_by: String,
+}
 
 /// Everything `doctor` looks at, gathered once.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -315,23 +323,30 @@ pub async fn observe(
         ifname: ifname.to_string(),
         ..Observed::default()
     };
-    let Some(index) = netlink::ifindex(ifname) else {
-        return Ok(obs);
-    };
-    obs.exists = true;
-    let facts = netlink::uplink_facts(handle, index)
+    let view = netlink::kernel_view(handle)
         .await
         .map_err(|e| format!("asking the kernel about {ifname}: {e}"))?;
-    obs.up = facts.up;
-    obs.mac = (!facts.mac.is_zero()).then_some(facts.mac);
-    obs.link_local = facts.link_local;
-    obs.global_addrs = facts
-        .addrs
-        .iter()
+    let Some(index) = view.index_of(ifname) else {
+        return Ok(obs);
+    };
+    let link = &view.links[&index];
+    obs.exists = true;
+    obs.up = link.up;
+    obs.mac = link.mac;
+    obs.link_local = view.link_local_of(index);
+    obs.global_addrs = view
+        .addrs_of(index)
         .filter(|a| !a.is_unicast_link_local())
-        .copied()
         .collect();
-    obs.default_routes = facts.default_routes;
+    obs.default_routes = view
+        .default_routes_via(index)
+        .filter_map(|r| {
+            Some(DefaultRoute {
+                gateway: r.gateway?,
+                learned_by: r.protocol.clone(),
+            })
+        })
+        .collect();
     obs.forwarding = read_sysctl("net/ipv6/conf/all/forwarding").map(|v| v != 0);
     obs.accept_ra = read_sysctl(&format!("net/ipv6/conf/{ifname}/accept_ra"));
     let proxy_if = read_sysctl(&format!("net/ipv6/conf/{ifname}/proxy_ndp"));
@@ -344,13 +359,13 @@ pub async fn observe(
         .await
         .map_err(|e| format!("reading proxy entries of {ifname}: {e}"))?;
     for prefix in prefixes {
-        let oif = netlink::route_oif(handle, probe_address(prefix))
-            .await
-            .map_err(|e| format!("looking up the route for {prefix}: {e}"))?;
-        obs.prefix_routes.push((
-            *prefix,
-            oif.map(|i| netlink::ifname(i).unwrap_or_else(|| format!("#{i}"))),
-        ));
+        let oif = view.route_for(&probe_address(prefix)).and_then(|r| r.oif);
+        let name = oif.map(|i| {
+            view.links
+                .get(&i)
+                .map_or(format!("#{i}"), |l| l.name.clone())
+        });
+        obs.prefix_routes.push((*prefix, name));
     }
     obs.responders = other_responders();
     Ok(obs)

@@ -24,5 +24,6 @@ pub mod lab;
 pub mod link;
 pub mod netlink;
 pub mod policy;
+pub mod probe;
 pub mod targets;
 pub mod wire;

@@ -8,6 +8,7 @@ use clap::Parser;
 use ndp_responder::cli::{self, Cli, Command, LabAction};
 use ndp_responder::daemon::{self, Options};
 use ndp_responder::policy::Settings;
+use ndp_responder::probe;
 use ndp_responder::{doctor, lab};
 
 fn main() -> ExitCode {
@@ -63,11 +64,17 @@ fn run(args: cli::RunArgs) -> ExitCode {
         libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
     }
     let opts = Options {
-        ifname: args.ifname.unwrap_or_default(),
-        prefixes: args.subnets,
+        ifname: args.ifname.clone().unwrap_or_default(),
+        rules: args.rules(),
         settings: Settings {
             source: args.source,
             router: !args.no_router_flag,
+            override_flag: !args.no_override_flag,
+        },
+        probe: probe::Limits {
+            ttl: args.probe_ttl,
+            negative_ttl: args.probe_negative_ttl,
+            ..probe::Limits::default()
         },
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()

@@ -1,66 +1,120 @@
-//! Kernel state over rtnetlink: the uplink's MAC and addresses, the gateways, change events.
+//! Kernel state over rtnetlink: links, addresses, routes, neighbours and the bridge FDB, and
+//! the events that say they changed.
 //!
-//! Owns: the questions the daemon asks the kernel ([`resolve_link`], [`uplink_facts`]) and the
-//! subscription to link, address, route and neighbour changes ([`watch`]). Message formats are
-//! the `rtnetlink` / `netlink-packet-route` crates' job.
+//! Owns: the questions the daemon and doctor ask the kernel ([`kernel_view`],
+//! [`proxy_entries`]) and the subscription to changes ([`watch`]). Message formats are the
+//! `rtnetlink` / `netlink-packet-route` crates' job.
 //!
-//! Must not: decide anything about packets or keep state of its own; callers turn the facts
-//! into a [`crate::targets::Snapshot`].
+//! Must not: decide anything about packets or keep state between calls; callers turn a
+//! [`KernelView`] into a [`crate::targets::Snapshot`].
 
+use std::collections::HashMap;
 use std::ffi::CString;
 use std::io;
 use std::net::{IpAddr, Ipv6Addr};
 
 use futures::channel::mpsc::UnboundedReceiver;
 use futures::TryStreamExt;
-use netlink_packet_route::address::AddressAttribute;
-use netlink_packet_route::link::{LinkAttribute, LinkFlags};
-use netlink_packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourFlags};
-use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteProtocol};
+use ipnet::Ipv6Net;
+use netlink_packet_route::address::{AddressAttribute, AddressFlags};
+use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkLayerType};
+use netlink_packet_route::neighbour::{
+    NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourState,
+};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteType,
+};
 use netlink_packet_route::AddressFamily;
 use rtnetlink::{Handle, MulticastGroup, RouteMessageBuilder};
 
 use crate::wire::MacAddr;
 
-/// Why the uplink cannot be used, phrased for the operator.
-#[derive(Debug, thiserror::Error)]
-pub enum LinkError {
-    #[error("no interface named '{0}': check the name with `ip link` (-i/--ifname)")]
-    NoSuchInterface(String),
-    #[error("interface '{0}' has no Ethernet MAC address (it is {1}): ndp-responder needs an Ethernet-like uplink")]
-    NoMac(String, &'static str),
-    #[error("asking the kernel about interface '{0}': {1}")]
-    Netlink(String, String),
-}
+/// The main routing table (RT_TABLE_MAIN).
+const MAIN_TABLE: u32 = 254;
 
-/// Identity of the uplink interface.
+/// One network interface.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LinkInfo {
+pub struct Link {
     pub name: String,
-    pub index: u32,
-    pub mac: MacAddr,
-}
-
-/// What the kernel says about the uplink right now.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct UplinkFacts {
-    pub mac: MacAddr,
+    /// None for links without an Ethernet address (WireGuard, tun, loopback has all-zero).
+    pub mac: Option<MacAddr>,
+    /// Administratively up and with carrier.
     pub up: bool,
-    /// Every IPv6 address assigned to the uplink, link-local ones included.
-    pub addrs: Vec<Ipv6Addr>,
-    pub link_local: Option<Ipv6Addr>,
-    /// Gateways of default routes through the uplink, and neighbours flagged as routers there.
-    pub gateways: Vec<Ipv6Addr>,
-    /// The default routes through the uplink, with who installed them.
-    pub default_routes: Vec<DefaultRoute>,
+    pub bridge: bool,
 }
 
-/// A default route through the uplink.
+/// One IPv6 route of the main table.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DefaultRoute {
-    pub gateway: Ipv6Addr,
-    /// How it was learned: "ra" (router advertisement), "static", "boot", "dhcp", ...
-    pub learned_by: String,
+pub struct Route {
+    pub dst: Ipv6Net,
+    /// The interface it leaves by (the first hop's, for multipath); None for nexthop objects
+    /// and unreachable/blackhole routes.
+    pub oif: Option<u32>,
+    pub gateway: Option<Ipv6Addr>,
+    /// How it was learned: "ra", "static", "boot", "dhcp", "kernel", ...
+    pub protocol: String,
+}
+
+/// One IPv6 neighbour table entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Neighbour {
+    pub ifindex: u32,
+    pub addr: Ipv6Addr,
+    pub lladdr: Option<MacAddr>,
+    /// REACHABLE, STALE, DELAY, PROBE, PERMANENT or NOARP: the kernel believes it is there.
+    pub valid: bool,
+    /// The neighbour advertised itself as a router.
+    pub router: bool,
+}
+
+/// Everything the daemon and doctor read from the kernel, at one instant.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KernelView {
+    pub links: HashMap<u32, Link>,
+    /// IPv6 addresses: (interface, address). Tentative and DAD-failed ones are left out.
+    pub addrs: Vec<(u32, Ipv6Addr)>,
+    pub routes: Vec<Route>,
+    pub neighbours: Vec<Neighbour>,
+    /// Bridge forwarding entries learned on ports: (bridge, MAC).
+    pub fdb: Vec<(u32, MacAddr)>,
+}
+
+impl KernelView {
+    /// The index of the interface called `name`, if it exists.
+    pub fn index_of(&self, name: &str) -> Option<u32> {
+        self.links
+            .iter()
+            .find(|(_, l)| l.name == name)
+            .map(|(i, _)| *i)
+    }
+
+    /// Addresses of interface `index`.
+    pub fn addrs_of(&self, index: u32) -> impl Iterator<Item = Ipv6Addr> + '_ {
+        self.addrs
+            .iter()
+            .filter(move |(i, _)| *i == index)
+            .map(|(_, a)| *a)
+    }
+
+    /// The first link-local address of interface `index`.
+    pub fn link_local_of(&self, index: u32) -> Option<Ipv6Addr> {
+        self.addrs_of(index).find(|a| a.is_unicast_link_local())
+    }
+
+    /// The main-table route the kernel would use for `addr` (longest prefix match).
+    pub fn route_for(&self, addr: &Ipv6Addr) -> Option<&Route> {
+        self.routes
+            .iter()
+            .filter(|r| r.dst.contains(addr))
+            .max_by_key(|r| r.dst.prefix_len())
+    }
+
+    /// Default routes leaving through interface `index`.
+    pub fn default_routes_via(&self, index: u32) -> impl Iterator<Item = &Route> + '_ {
+        self.routes
+            .iter()
+            .filter(move |r| r.dst.prefix_len() == 0 && r.oif == Some(index) && r.gateway.is_some())
+    }
 }
 
 /// Open a request connection; the returned future must be spawned (it drives the socket).
@@ -69,8 +123,8 @@ pub fn connect() -> io::Result<(impl std::future::Future<Output = ()>, Handle)> 
     Ok((conn, handle))
 }
 
-/// Subscribe to link, IPv6 address, IPv6 route and neighbour changes. The future drives the
-/// socket; every message on the receiver means "something changed, look again".
+/// Subscribe to link, IPv6 address, IPv6 route and neighbour (including bridge FDB) changes.
+/// The future drives the socket; every message on the receiver means "look again".
 #[allow(clippy::type_complexity)]
 pub fn watch() -> io::Result<(
     impl std::future::Future<Output = ()>,
@@ -85,23 +139,6 @@ pub fn watch() -> io::Result<(
     Ok((conn, messages))
 }
 
-/// Find the interface called `name` and its MAC address.
-pub async fn resolve_link(handle: &Handle, name: &str) -> Result<LinkInfo, LinkError> {
-    let index = ifindex(name).ok_or_else(|| LinkError::NoSuchInterface(name.to_string()))?;
-    let (mac, _) = link_state(handle, index)
-        .await
-        .map_err(|e| LinkError::Netlink(name.to_string(), e.to_string()))?;
-    let mac = mac.ok_or(LinkError::NoMac(name.to_string(), "not Ethernet-like"))?;
-    if mac.is_zero() {
-        return Err(LinkError::NoMac(name.to_string(), "all zero"));
-    }
-    Ok(LinkInfo {
-        name: name.to_string(),
-        index,
-        mac,
-    })
-}
-
 /// The interface index for `name`, if such an interface exists.
 pub fn ifindex(name: &str) -> Option<u32> {
     let cname = CString::new(name).ok()?;
@@ -110,48 +147,70 @@ pub fn ifindex(name: &str) -> Option<u32> {
     (index != 0).then_some(index)
 }
 
-async fn link_state(
-    handle: &Handle,
-    index: u32,
-) -> Result<(Option<MacAddr>, bool), rtnetlink::Error> {
-    let mut links = handle.link().get().match_index(index).execute();
-    let Some(link) = links.try_next().await? else {
-        return Ok((None, false));
-    };
-    let up =
-        link.header.flags.contains(LinkFlags::Up) && link.header.flags.contains(LinkFlags::LowerUp);
-    let mac = link.attributes.iter().find_map(|a| match a {
-        LinkAttribute::Address(bytes) => <[u8; 6]>::try_from(bytes.as_slice()).ok().map(MacAddr),
-        _ => None,
-    });
-    Ok((mac, up))
+/// The name of interface `index`, if it exists.
+pub fn ifname(index: u32) -> Option<String> {
+    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: buf has IF_NAMESIZE bytes, as if_indextoname requires.
+    let p = unsafe { libc::if_indextoname(index, buf.as_mut_ptr()) };
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: on success buf holds a NUL-terminated name.
+    let name = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) };
+    Some(name.to_string_lossy().into_owned())
 }
 
-/// Read the uplink's MAC, state, addresses and gateways.
-pub async fn uplink_facts(handle: &Handle, index: u32) -> Result<UplinkFacts, rtnetlink::Error> {
-    let (mac, up) = link_state(handle, index).await?;
-    let mut facts = UplinkFacts {
-        mac: mac.unwrap_or_default(),
-        up,
-        ..UplinkFacts::default()
-    };
+/// Read links, addresses, main-table routes, neighbours and the bridge FDB.
+pub async fn kernel_view(handle: &Handle) -> Result<KernelView, rtnetlink::Error> {
+    let mut view = KernelView::default();
 
-    let mut addrs = handle
-        .address()
-        .get()
-        .set_link_index_filter(index)
-        .execute();
+    let mut links = handle.link().get().execute();
+    while let Some(link) = links.try_next().await? {
+        let mut l = Link {
+            name: String::new(),
+            mac: None,
+            up: link.header.flags.contains(LinkFlags::Up)
+                && link.header.flags.contains(LinkFlags::LowerUp),
+            bridge: false,
+        };
+        let ethernet = link.header.link_layer_type == LinkLayerType::Ether;
+        for attr in &link.attributes {
+            match attr {
+                LinkAttribute::IfName(n) => l.name = n.clone(),
+                LinkAttribute::Address(bytes) if ethernet => {
+                    l.mac = <[u8; 6]>::try_from(bytes.as_slice())
+                        .ok()
+                        .map(MacAddr)
+                        .filter(|m| !m.is_zero());
+                }
+                LinkAttribute::LinkInfo(infos) => {
+                    l.bridge = infos
+                        .iter()
+                        .any(|i| matches!(i, LinkInfo::Kind(InfoKind::Bridge)));
+                }
+                _ => {}
+            }
+        }
+        view.links.insert(link.header.index, l);
+    }
+
+    let mut request = handle.address().get();
+    request.message_mut().header.family = AddressFamily::Inet6;
+    let mut addrs = request.execute();
     while let Some(msg) = addrs.try_next().await? {
-        if msg.header.index != index {
+        let mut flags = AddressFlags::from_bits_retain(msg.header.flags.bits() as u32);
+        for attr in &msg.attributes {
+            if let AddressAttribute::Flags(f) = attr {
+                flags = f.clone();
+            }
+        }
+        if flags.intersects(AddressFlags::Tentative | AddressFlags::Dadfailed) {
             continue;
         }
         for attr in &msg.attributes {
             if let AddressAttribute::Address(IpAddr::V6(a)) = attr {
-                if !facts.addrs.contains(a) {
-                    facts.addrs.push(*a);
-                }
-                if a.is_unicast_link_local() && facts.link_local.is_none() {
-                    facts.link_local = Some(*a);
+                if !view.addrs.contains(&(msg.header.index, *a)) {
+                    view.addrs.push((msg.header.index, *a));
                 }
             }
         }
@@ -160,16 +219,19 @@ pub async fn uplink_facts(handle: &Handle, index: u32) -> Result<UplinkFacts, rt
     let request = RouteMessageBuilder::<Ipv6Addr>::new().build();
     let mut routes = handle.route().get(request).execute();
     while let Some(route) = routes.try_next().await? {
-        if route.header.destination_prefix_length == 0 {
-            for gw in default_gateways(&route, index) {
-                if !facts.gateways.contains(&gw) {
-                    facts.gateways.push(gw);
-                }
-                facts.default_routes.push(DefaultRoute {
-                    gateway: gw,
-                    learned_by: protocol_name(route.header.protocol),
-                });
-            }
+        let table = route
+            .attributes
+            .iter()
+            .find_map(|a| match a {
+                RouteAttribute::Table(t) => Some(*t),
+                _ => None,
+            })
+            .unwrap_or(route.header.table as u32);
+        if table != MAIN_TABLE {
+            continue;
+        }
+        if let Some(r) = parse_route(&route) {
+            view.routes.push(r);
         }
     }
 
@@ -179,46 +241,96 @@ pub async fn uplink_facts(handle: &Handle, index: u32) -> Result<UplinkFacts, rt
         .set_address_family(AddressFamily::Inet6)
         .execute();
     while let Some(n) = neighbours.try_next().await? {
-        if n.header.ifindex != index || !n.header.flags.contains(NeighbourFlags::Router) {
-            continue;
-        }
+        let mut entry = Neighbour {
+            ifindex: n.header.ifindex,
+            addr: Ipv6Addr::UNSPECIFIED,
+            lladdr: None,
+            valid: matches!(
+                n.header.state,
+                NeighbourState::Reachable
+                    | NeighbourState::Stale
+                    | NeighbourState::Delay
+                    | NeighbourState::Probe
+                    | NeighbourState::Permanent
+                    | NeighbourState::Noarp
+            ),
+            router: n.header.flags.contains(NeighbourFlags::Router),
+        };
         for attr in &n.attributes {
-            if let NeighbourAttribute::Destination(NeighbourAddress::Inet6(a)) = attr {
-                if !facts.gateways.contains(a) {
-                    facts.gateways.push(*a);
+            match attr {
+                NeighbourAttribute::Destination(NeighbourAddress::Inet6(a)) => entry.addr = *a,
+                NeighbourAttribute::LinkLayerAddress(b) => {
+                    entry.lladdr = <[u8; 6]>::try_from(b.as_slice()).ok().map(MacAddr)
                 }
+                _ => {}
             }
         }
+        if !entry.addr.is_unspecified() {
+            view.neighbours.push(entry);
+        }
     }
-    Ok(facts)
+
+    let mut fdb = handle
+        .neighbours()
+        .get()
+        .set_address_family(AddressFamily::Bridge)
+        .execute();
+    while let Some(n) = fdb.try_next().await? {
+        // Permanent entries are the bridge's and its ports' own MACs, not stations behind it.
+        if n.header.state == NeighbourState::Permanent {
+            continue;
+        }
+        let mut mac = None;
+        let mut bridge = None;
+        for attr in &n.attributes {
+            match attr {
+                NeighbourAttribute::LinkLayerAddress(b) => {
+                    mac = <[u8; 6]>::try_from(b.as_slice()).ok().map(MacAddr)
+                }
+                NeighbourAttribute::Controller(m) => bridge = Some(*m),
+                _ => {}
+            }
+        }
+        if let (Some(mac), Some(bridge)) = (mac, bridge) {
+            view.fdb.push((bridge, mac));
+        }
+    }
+    Ok(view)
 }
 
-/// Gateways of a default route that leave through interface `index` (plain or multipath).
-fn default_gateways(route: &RouteMessage, index: u32) -> Vec<Ipv6Addr> {
+fn parse_route(route: &RouteMessage) -> Option<Route> {
+    if route.header.kind != RouteType::Unicast {
+        return None;
+    }
+    let mut dst = Ipv6Addr::UNSPECIFIED;
     let mut oif = None;
     let mut gateway = None;
-    let mut found = Vec::new();
     for attr in &route.attributes {
         match attr {
+            RouteAttribute::Destination(RouteAddress::Inet6(d)) => dst = *d,
             RouteAttribute::Oif(i) => oif = Some(*i),
             RouteAttribute::Gateway(RouteAddress::Inet6(g)) => gateway = Some(*g),
             RouteAttribute::MultiPath(hops) => {
-                for hop in hops.iter().filter(|h| h.interface_index == index) {
-                    found.extend(hop.attributes.iter().filter_map(|a| match a {
-                        RouteAttribute::Gateway(RouteAddress::Inet6(g)) => Some(*g),
-                        _ => None,
-                    }));
+                if let Some(hop) = hops.first() {
+                    oif = oif.or(Some(hop.interface_index));
+                    gateway = gateway.or_else(|| {
+                        hop.attributes.iter().find_map(|a| match a {
+                            RouteAttribute::Gateway(RouteAddress::Inet6(g)) => Some(*g),
+                            _ => None,
+                        })
+                    });
                 }
             }
             _ => {}
         }
     }
-    if let (Some(g), Some(i)) = (gateway, oif) {
-        if i == index {
-            found.push(g);
-        }
-    }
-    found
+    let dst = Ipv6Net::new(dst, route.header.destination_prefix_length).ok()?;
+    Some(Route {
+        dst,
+        oif,
+        gateway,
+        protocol: protocol_name(route.header.protocol),
+    })
 }
 
 fn protocol_name(protocol: RouteProtocol) -> String {
@@ -229,29 +341,6 @@ fn protocol_name(protocol: RouteProtocol) -> String {
         RouteProtocol::Dhcp => "dhcp".into(),
         RouteProtocol::Kernel => "kernel".into(),
         other => format!("{other:?}").to_lowercase(),
-    }
-}
-
-/// The interface the kernel would send a packet for `addr` out of (an `ip route get`), if
-/// any route matches.
-pub async fn route_oif(handle: &Handle, addr: Ipv6Addr) -> Result<Option<u32>, rtnetlink::Error> {
-    let request = RouteMessageBuilder::<Ipv6Addr>::new()
-        .destination_prefix(addr, 128)
-        .build();
-    let mut routes = handle.route().get(request).execute();
-    match routes.try_next().await {
-        Ok(Some(route)) => Ok(route.attributes.iter().find_map(|a| match a {
-            RouteAttribute::Oif(i) => Some(*i),
-            _ => None,
-        })),
-        Ok(None) => Ok(None),
-        // ENETUNREACH / EHOSTUNREACH: no route at all.
-        Err(rtnetlink::Error::NetlinkError(e))
-            if matches!(-e.raw_code(), libc::ENETUNREACH | libc::EHOSTUNREACH) =>
-        {
-            Ok(None)
-        }
-        Err(e) => Err(e),
     }
 }
 
@@ -275,17 +364,4 @@ pub async fn proxy_entries(handle: &Handle, index: u32) -> Result<Vec<Ipv6Addr>,
         }
     }
     Ok(found)
-}
-
-/// The name of interface `index`, if it exists.
-pub fn ifname(index: u32) -> Option<String> {
-    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
-    // SAFETY: buf has IF_NAMESIZE bytes, as if_indextoname requires.
-    let p = unsafe { libc::if_indextoname(index, buf.as_mut_ptr()) };
-    if p.is_null() {
-        return None;
-    }
-    // SAFETY: on success buf holds a NUL-terminated name.
-    let name = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) };
-    Some(name.to_string_lossy().into_owned())
 }

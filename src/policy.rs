@@ -12,9 +12,7 @@ use std::fmt;
 use std::net::Ipv6Addr;
 use std::str::FromStr;
 
-use ipnet::Ipv6Net;
-
-use crate::targets::Snapshot;
+use crate::targets::{Mode, Rule, Snapshot};
 use crate::wire::{self, NeighborAdvert, NeighborSolicit};
 
 /// Hop limit every NDP message must carry, proving it was not forwarded (RFC 4861 7.1.1).
@@ -69,6 +67,8 @@ pub struct Settings {
     pub source: SourcePolicy,
     /// Set the Router flag (R) in our advertisements: the host forwards for the targets.
     pub router: bool,
+    /// Set the Override flag (O) when answering multicast solicitations (see [`advert`]).
+    pub override_flag: bool,
 }
 
 impl Default for Settings {
@@ -76,6 +76,7 @@ impl Default for Settings {
         Settings {
             source: SourcePolicy::Target,
             router: true,
+            override_flag: true,
         }
     }
 }
@@ -116,6 +117,10 @@ pub enum Invalid {
     DadNotToSolicitedNode,
     /// Unspecified source with a source link-layer address option.
     DadWithSourceLladdr,
+    /// The Ethernet source is a multicast, broadcast or all-zero address.
+    SourceMac,
+    /// The IPv6 source is loopback or IPv4-mapped: it cannot have come from the link.
+    ImpossibleSource,
 }
 
 impl Invalid {
@@ -128,6 +133,8 @@ impl Invalid {
             Invalid::MulticastSource => "multicast_source",
             Invalid::DadNotToSolicitedNode => "dad_not_to_solicited_node",
             Invalid::DadWithSourceLladdr => "dad_with_source_lladdr",
+            Invalid::SourceMac => "source_mac",
+            Invalid::ImpossibleSource => "impossible_source",
         }
     }
 }
@@ -144,6 +151,10 @@ impl fmt::Display for Invalid {
             }
             Invalid::DadWithSourceLladdr => {
                 f.write_str("unspecified source with a source link-layer address option")
+            }
+            Invalid::SourceMac => f.write_str("the Ethernet source is not a station's address"),
+            Invalid::ImpossibleSource => {
+                f.write_str("the source is a loopback or IPv4-mapped address")
             }
         }
     }
@@ -164,6 +175,16 @@ pub enum Ignored {
     Gateway,
     /// `--source link-local` but the uplink has no link-local address (yet).
     NoLinkLocal,
+    /// A unicast solicitation sent to an address other than its target.
+    NotForTarget,
+    /// The kernel routes the target back out of the uplink: answering would loop.
+    RoutedToUplink,
+    /// No route for the target: the host could not forward to it.
+    NoRoute,
+    /// Auto rule: the kernel knows no such address behind the downstream interface.
+    UnknownDownstream,
+    /// Probe rule: the downstream interface does not exist (or cannot be probed).
+    NoDownstream,
 }
 
 impl Ignored {
@@ -176,6 +197,11 @@ impl Ignored {
             Ignored::UplinkAddress => "uplink_address",
             Ignored::Gateway => "gateway",
             Ignored::NoLinkLocal => "no_link_local",
+            Ignored::NotForTarget => "not_for_target",
+            Ignored::RoutedToUplink => "routed_to_uplink",
+            Ignored::NoRoute => "no_route",
+            Ignored::UnknownDownstream => "unknown_downstream",
+            Ignored::NoDownstream => "no_downstream",
         }
     }
 }
@@ -189,18 +215,30 @@ impl fmt::Display for Ignored {
             Ignored::UplinkAddress => "target is the uplink's own address (the kernel answers)",
             Ignored::Gateway => "target is the gateway, never answered",
             Ignored::NoLinkLocal => "source policy is link-local but the uplink has none",
+            Ignored::NotForTarget => "unicast solicitation not sent to its target",
+            Ignored::RoutedToUplink => "target is routed out of the uplink (answering would loop)",
+            Ignored::NoRoute => "no route for the target",
+            Ignored::UnknownDownstream => "no such address known behind the downstream interface",
+            Ignored::NoDownstream => "the downstream interface to probe does not exist",
         })
     }
 }
 
 /// The outcome for one solicitation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
-    /// Send `advert`; `prefix` is the rule that made the target ours.
+    /// Send `advert`; `rule` is the rule that made the target ours.
     Answer {
         kind: Kind,
-        prefix: Ipv6Net,
+        rule: Rule,
         advert: NeighborAdvert,
+    },
+    /// A probe rule covers the target: answer once it answers a solicitation on downstream
+    /// interface `via` (the caller's probe cache decides).
+    Probe {
+        kind: Kind,
+        rule: Rule,
+        via: u32,
     },
     Ignore(Kind, Ignored),
     Invalid(Invalid),
@@ -231,6 +269,12 @@ pub fn validate(ns: &NeighborSolicit) -> Result<(), Invalid> {
     }
     if ns.ip_src.is_multicast() {
         return Err(Invalid::MulticastSource);
+    }
+    if ns.eth_src.is_multicast() || ns.eth_src.is_zero() {
+        return Err(Invalid::SourceMac);
+    }
+    if ns.ip_src.is_loopback() || ns.ip_src.to_ipv4_mapped().is_some() {
+        return Err(Invalid::ImpossibleSource);
     }
     if ns.ip_src.is_unspecified() {
         if !is_solicited_node(&ns.ip_dst) {
@@ -263,7 +307,11 @@ pub fn decide(ns: &NeighborSolicit, snap: &Snapshot, settings: &Settings) -> Dec
     if !ns.eth_dst.is_multicast() && ns.eth_dst != snap.mac {
         return ignore(Ignored::NotAddressedToUs);
     }
-    let Some(prefix) = snap.prefix_for(&ns.target).copied() else {
+    // A unicast solicitation (NUD, RFC 4861 7.3.3) is addressed to its target.
+    if !ns.ip_dst.is_multicast() && ns.ip_dst != ns.target {
+        return ignore(Ignored::NotForTarget);
+    }
+    let Some(rule) = snap.rule_for(&ns.target) else {
         return ignore(Ignored::NotCovered);
     };
     if snap.is_uplink_addr(&ns.target) {
@@ -272,48 +320,108 @@ pub fn decide(ns: &NeighborSolicit, snap: &Snapshot, settings: &Settings) -> Dec
     if snap.is_gateway(&ns.target) {
         return ignore(Ignored::Gateway);
     }
+    // We answer only for what the host forwards elsewhere: a target routed back out of the
+    // uplink is another station's (or nobody's), and answering for it would loop.
+    let oif = match snap.route_oif(&ns.target) {
+        None => return ignore(Ignored::NoRoute),
+        Some(Some(oif)) if Some(oif) == snap.uplink => return ignore(Ignored::RoutedToUplink),
+        Some(oif) => oif,
+    };
+    let downstream = oif.and_then(|i| snap.downstream.get(&i).map(|d| (i, d)));
+    match &rule.mode {
+        Mode::Static => {}
+        Mode::Auto => match downstream {
+            // Point-to-point links (WireGuard, tun) have no neighbours: the route is enough.
+            Some((_, d)) if d.mac.is_none() => {}
+            Some(_) if snap.known.contains(&ns.target) => {}
+            _ => return ignore(Ignored::UnknownDownstream),
+        },
+        Mode::Probe { .. } => match probe_interface(snap, &ns.target) {
+            // Point-to-point links have no neighbour discovery to probe with.
+            Some(i) if snap.downstream[&i].mac.is_none() => {}
+            Some(via) => {
+                return Decision::Probe {
+                    kind,
+                    rule: rule.clone(),
+                    via,
+                }
+            }
+            None => return ignore(Ignored::NoDownstream),
+        },
+    }
+    match advert(ns, snap, settings) {
+        Ok(advert) => Decision::Answer {
+            kind,
+            rule: rule.clone(),
+            advert,
+        },
+        Err(why) => ignore(why),
+    }
+}
+
+/// The downstream interface on which a probe for `target` is sent now: the one its probe
+/// rule names, or the one its route leaves by. None if the target is no longer probed.
+pub fn probe_interface(snap: &Snapshot, target: &Ipv6Addr) -> Option<u32> {
+    let rule = snap.rule_for(target)?;
+    let Mode::Probe { via } = &rule.mode else {
+        return None;
+    };
+    let index = match via {
+        Some(name) => snap.downstream_named(name)?,
+        None => snap.route_oif(target)??,
+    };
+    (Some(index) != snap.uplink && snap.downstream.contains_key(&index)).then_some(index)
+}
+
+/// The advertisement that answers `ns` (RFC 4861 7.2.4), once the target is known to be ours.
+///
+/// A solicitation from the unspecified address (DAD) is answered to the all-nodes group with
+/// S=0; any other to its source with S=1, at the link-layer address of its source link-layer
+/// option (or the frame's source). The target link-layer option MUST be present for multicast
+/// solicitations and SHOULD be for unicast ones: it always is. The Override flag: RFC 4861
+/// 7.2.8 suggests O=0 for proxies so that a node that owns the address wins. Here nobody else
+/// owns it (the target is routed behind this host), and O=0 would leave a router that caches a
+/// stale MAC (after a migration or a NIC change) on the old one, so multicast solicitations
+/// are answered with O=1 unless `--no-override-flag`; unicast NUD probes always get O=0, so
+/// a reachability confirmation never rewrites a cached MAC.
+pub fn advert(
+    ns: &NeighborSolicit,
+    snap: &Snapshot,
+    settings: &Settings,
+) -> Result<NeighborAdvert, Ignored> {
+    let kind = kind_of(ns);
     let ip_src = match settings.source {
         SourcePolicy::Target => ns.target,
         SourcePolicy::Fixed(addr) => addr,
-        SourcePolicy::LinkLocal => match snap.link_local {
-            Some(ll) => ll,
-            None => return ignore(Ignored::NoLinkLocal),
-        },
+        SourcePolicy::LinkLocal => snap.link_local.ok_or(Ignored::NoLinkLocal)?,
     };
-
-    // RFC 4861 7.2.4: a solicitation from the unspecified address (DAD) is answered to the
-    // all-nodes group with S=0; any other is answered to its source with S=1. The target
-    // link-layer option MUST be present for multicast solicitations and SHOULD be for unicast
-    // ones: we always include it. The Override flag is set for multicast solicitations
-    // (resolution, DAD) as the Linux kernel does for its own addresses, and left clear for
-    // unicast NUD probes so a reachability confirmation never rewrites a cached MAC.
     let dad = kind == Kind::Dad;
-    let advert = NeighborAdvert {
+    Ok(NeighborAdvert {
         eth_src: snap.mac,
         eth_dst: if dad {
             wire::multicast_mac(&wire::ALL_NODES)
         } else {
-            ns.eth_src
+            ns.source_lladdr.unwrap_or(ns.eth_src)
         },
         ip_src,
         ip_dst: if dad { wire::ALL_NODES } else { ns.ip_src },
         hop_limit: NDP_HOP_LIMIT,
         router: settings.router,
         solicited: !dad,
-        override_flag: kind != Kind::Nud,
+        override_flag: settings.override_flag && kind != Kind::Nud,
         target: ns.target,
         target_lladdr: Some(snap.mac),
-    };
-    Decision::Answer {
-        kind,
-        prefix,
-        advert,
-    }
+    })
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::{HashMap, HashSet};
+
+    use ipnet::Ipv6Net;
+
     use super::*;
+    use crate::targets::Downstream;
     use crate::wire::MacAddr;
 
     const HOST_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x02]);
@@ -323,13 +431,51 @@ mod tests {
         s.parse().unwrap()
     }
 
+    fn net(s: &str) -> Ipv6Net {
+        s.parse().unwrap()
+    }
+
+    fn rule(prefix: &str, mode: Mode) -> Rule {
+        Rule {
+            prefix: net(prefix),
+            mode,
+        }
+    }
+
+    /// Uplink eth0 (index 2) on 2001:db8:1::/64; br0 (3) holds 2001:db8:1::d:0/112 with one
+    /// known container (::d:2); wg0 (4, no MAC) holds 2001:db8:1::e:0/112.
     fn snapshot() -> Snapshot {
+        let downstream = |name: &str, mac: Option<MacAddr>| Downstream {
+            name: name.into(),
+            mac,
+            link_local: Some(ip("fe80::3")),
+        };
         Snapshot {
+            uplink: Some(2),
             mac: HOST_MAC,
+            up: true,
             link_local: Some(ip("fe80::2")),
-            prefixes: vec!["2001:db8:1::d:0/112".parse().unwrap()],
+            rules: vec![rule("2001:db8:1::d:0/112", Mode::Static)],
             uplink_addrs: vec![ip("2001:db8:1::2"), ip("fe80::2")],
             gateways: vec![ip("2001:db8:1::1")],
+            routes: vec![
+                (net("2001:db8:1::d:0/112"), Some(3)),
+                (net("2001:db8:1::e:0/112"), Some(4)),
+                (net("2001:db8:1::/64"), Some(2)),
+                (net("::/0"), Some(2)),
+            ],
+            downstream: HashMap::from([
+                (3, downstream("br0", Some(MacAddr([2, 0, 0, 0, 3, 1])))),
+                (4, downstream("wg0", None)),
+            ]),
+            known: HashSet::from([ip("2001:db8:1::d:2")]),
+        }
+    }
+
+    fn with_rules(rules: Vec<Rule>) -> Snapshot {
+        Snapshot {
+            rules,
+            ..snapshot()
         }
     }
 
@@ -430,12 +576,12 @@ mod tests {
         let ns = resolution("2001:db8:1::d:2");
         let ll = Settings {
             source: SourcePolicy::LinkLocal,
-            router: true,
+            ..Settings::default()
         };
         assert_eq!(answer(&ns, &ll).1.ip_src, ip("fe80::2"));
         let fixed = Settings {
             source: SourcePolicy::Fixed(ip("2001:db8:1::2")),
-            router: true,
+            ..Settings::default()
         };
         assert_eq!(answer(&ns, &fixed).1.ip_src, ip("2001:db8:1::2"));
     }
@@ -448,7 +594,7 @@ mod tests {
         };
         let ll = Settings {
             source: SourcePolicy::LinkLocal,
-            router: true,
+            ..Settings::default()
         };
         assert_eq!(
             decide(&resolution("2001:db8:1::d:2"), &snap, &ll),
@@ -459,8 +605,8 @@ mod tests {
     #[test]
     fn router_flag_follows_the_setting() {
         let no_r = Settings {
-            source: SourcePolicy::Target,
             router: false,
+            ..Settings::default()
         };
         assert!(!answer(&resolution("2001:db8:1::d:2"), &no_r).1.router);
     }
@@ -475,10 +621,7 @@ mod tests {
 
     #[test]
     fn uplink_own_address_is_left_to_the_kernel_even_when_covered() {
-        let snap = Snapshot {
-            prefixes: vec!["2001:db8:1::/64".parse().unwrap()],
-            ..snapshot()
-        };
+        let snap = with_rules(vec![rule("2001:db8:1::/64", Mode::Static)]);
         assert_eq!(
             decide(&nud("2001:db8:1::2"), &snap, &Settings::default()),
             Decision::Ignore(Kind::Nud, Ignored::UplinkAddress)
@@ -494,10 +637,7 @@ mod tests {
 
     #[test]
     fn gateway_is_never_answered_even_when_covered() {
-        let snap = Snapshot {
-            prefixes: vec!["2001:db8:1::/64".parse().unwrap()],
-            ..snapshot()
-        };
+        let snap = with_rules(vec![rule("2001:db8:1::/64", Mode::Static)]);
         for ns in [
             resolution("2001:db8:1::1"),
             nud("2001:db8:1::1"),
@@ -610,6 +750,154 @@ mod tests {
             ..resolution("2001:db8:9::1")
         };
         assert_eq!(outcome(&ns), Decision::Invalid(Invalid::HopLimit(1)));
+    }
+
+    #[test]
+    fn override_flag_can_be_switched_off() {
+        let strict = Settings {
+            override_flag: false,
+            ..Settings::default()
+        };
+        assert!(
+            !answer(&resolution("2001:db8:1::d:2"), &strict)
+                .1
+                .override_flag
+        );
+        assert!(!answer(&dad("2001:db8:1::d:2"), &strict).1.override_flag);
+    }
+
+    #[test]
+    fn answer_goes_to_the_source_link_layer_option_when_present() {
+        let ns = NeighborSolicit {
+            source_lladdr: Some(MacAddr([2, 0, 0, 0, 0, 0x77])),
+            ..resolution("2001:db8:1::d:2")
+        };
+        assert_eq!(
+            answer(&ns, &Settings::default()).1.eth_dst,
+            MacAddr([2, 0, 0, 0, 0, 0x77])
+        );
+    }
+
+    #[test]
+    fn impossible_sources_are_invalid() {
+        for eth_src in [
+            MacAddr([0xff; 6]),
+            MacAddr([0x33, 0x33, 0, 0, 0, 1]),
+            MacAddr([0; 6]),
+        ] {
+            let ns = NeighborSolicit {
+                eth_src,
+                ..resolution("2001:db8:1::d:2")
+            };
+            assert_eq!(
+                outcome(&ns),
+                Decision::Invalid(Invalid::SourceMac),
+                "{eth_src}"
+            );
+        }
+        for ip_src in ["::1", "::ffff:192.0.2.1"] {
+            let ns = NeighborSolicit {
+                ip_src: ip(ip_src),
+                ..resolution("2001:db8:1::d:2")
+            };
+            assert_eq!(
+                outcome(&ns),
+                Decision::Invalid(Invalid::ImpossibleSource),
+                "{ip_src}"
+            );
+        }
+    }
+
+    #[test]
+    fn unicast_solicitation_for_another_target_is_ignored() {
+        let ns = NeighborSolicit {
+            ip_dst: ip("2001:db8:1::2"),
+            ..nud("2001:db8:1::d:2")
+        };
+        assert_eq!(
+            outcome(&ns),
+            Decision::Ignore(Kind::Nud, Ignored::NotForTarget)
+        );
+    }
+
+    #[test]
+    fn target_routed_out_of_the_uplink_is_never_answered() {
+        // Another station on the provider link: covered by a broad rule, but routed to eth0.
+        let snap = with_rules(vec![rule("2001:db8:1::/64", Mode::Static)]);
+        for ns in [resolution("2001:db8:1::77"), dad("2001:db8:1::77")] {
+            assert!(matches!(
+                decide(&ns, &snap, &Settings::default()),
+                Decision::Ignore(_, Ignored::RoutedToUplink)
+            ));
+        }
+    }
+
+    #[test]
+    fn target_without_any_route_is_ignored() {
+        let mut snap = with_rules(vec![rule("2001:db8:5::/64", Mode::Static)]);
+        snap.routes.retain(|(n, _)| n.prefix_len() > 0);
+        assert_eq!(
+            decide(&resolution("2001:db8:5::1"), &snap, &Settings::default()),
+            Decision::Ignore(Kind::Resolution, Ignored::NoRoute)
+        );
+    }
+
+    #[test]
+    fn auto_answers_only_targets_known_behind_the_downstream_interface() {
+        let snap = with_rules(vec![
+            rule("2001:db8:1::d:0/112", Mode::Auto),
+            rule("2001:db8:1::e:0/112", Mode::Auto),
+        ]);
+        let s = Settings::default();
+        assert!(matches!(
+            decide(&resolution("2001:db8:1::d:2"), &snap, &s),
+            Decision::Answer { .. }
+        ));
+        assert_eq!(
+            decide(&resolution("2001:db8:1::d:9"), &snap, &s),
+            Decision::Ignore(Kind::Resolution, Ignored::UnknownDownstream)
+        );
+        // Anything routed to a point-to-point link is answered: it has no neighbours to know.
+        assert!(matches!(
+            decide(&resolution("2001:db8:1::e:9"), &snap, &s),
+            Decision::Answer { .. }
+        ));
+    }
+
+    #[test]
+    fn probe_rule_asks_for_a_probe_on_the_routed_or_named_interface() {
+        let s = Settings::default();
+        let snap = with_rules(vec![rule("2001:db8:1::d:0/112", Mode::Probe { via: None })]);
+        match decide(&resolution("2001:db8:1::d:9"), &snap, &s) {
+            Decision::Probe { via, .. } => assert_eq!(via, 3),
+            other => panic!("{other:?}"),
+        }
+        let named = with_rules(vec![rule(
+            "2001:db8:1::d:0/112",
+            Mode::Probe {
+                via: Some("br0".into()),
+            },
+        )]);
+        assert!(matches!(
+            decide(&resolution("2001:db8:1::d:9"), &named, &s),
+            Decision::Probe { via: 3, .. }
+        ));
+        let missing = with_rules(vec![rule(
+            "2001:db8:1::d:0/112",
+            Mode::Probe {
+                via: Some("br9".into()),
+            },
+        )]);
+        assert_eq!(
+            decide(&resolution("2001:db8:1::d:9"), &missing, &s),
+            Decision::Ignore(Kind::Resolution, Ignored::NoDownstream)
+        );
+        // A probe rule never probes what is routed out of the uplink.
+        let broad = with_rules(vec![rule("2001:db8:1::/64", Mode::Probe { via: None })]);
+        assert_eq!(
+            decide(&resolution("2001:db8:1::99"), &broad, &s),
+            Decision::Ignore(Kind::Resolution, Ignored::RoutedToUplink)
+        );
     }
 
     #[test]

@@ -1,44 +1,212 @@
-//! The table of addresses we answer for, and the facts that veto an answer.
+//! The rules that say which addresses we answer for, and the snapshot the packet path reads.
 //!
-//! Owns: [`Snapshot`], an immutable picture of "which targets are ours" (configured prefixes)
-//! plus the uplink facts that override them (the uplink's own addresses, the gateways), and
-//! [`TargetTable`], which publishes a new snapshot atomically so that the packet path reads
-//! the current one without taking a lock.
+//! Owns: [`Rule`] (a prefix and how its targets are known: static, auto from the kernel,
+//! probed downstream), [`Snapshot`] (the rules plus the kernel facts the policy needs: the
+//! uplink's identity and own addresses, the gateways, the routes, the targets known behind
+//! downstream interfaces), its construction from a [`KernelView`] ([`Snapshot::build`], pure),
+//! and [`TargetTable`], which publishes snapshots so the packet path reads the current one
+//! without a lock while a separate task rebuilds it.
 //!
-//! Must not: do I/O or decide how to answer. Sources (the CLI's static prefixes, the netlink
-//! watcher) build snapshots; [`crate::policy`] reads them.
+//! Must not: do I/O or decide how to answer; [`crate::policy`] reads snapshots.
 
+use std::collections::{HashMap, HashSet};
+use std::fmt;
 use std::net::Ipv6Addr;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use ipnet::Ipv6Net;
 
+use crate::netlink::KernelView;
 use crate::wire::MacAddr;
 
-/// Everything the policy needs to know about the uplink and our targets, at one instant.
+/// How the targets of a rule are known.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Mode {
+    /// Every address in the prefix that is routed to a downstream interface.
+    Static,
+    /// Addresses the kernel knows behind a downstream interface (neighbour entry, address or
+    /// /128 route there; or any address routed to a point-to-point link such as WireGuard).
+    Auto,
+    /// Addresses that answer a Neighbor Solicitation we send on the downstream interface
+    /// (`via`, or the one the route points to).
+    Probe { via: Option<String> },
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Mode::Static => f.write_str("static"),
+            Mode::Auto => f.write_str("auto"),
+            Mode::Probe { via: None } => f.write_str("probe"),
+            Mode::Probe { via: Some(i) } => write!(f, "probe@{i}"),
+        }
+    }
+}
+
+/// One prefix and how its targets are known.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Rule {
+    pub prefix: Ipv6Net,
+    pub mode: Mode,
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.prefix, self.mode)
+    }
+}
+
+/// A downstream interface, as the policy and the prober need it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Downstream {
+    pub name: String,
+    /// None for point-to-point links (no neighbour discovery there).
+    pub mac: Option<MacAddr>,
+    pub link_local: Option<Ipv6Addr>,
+}
+
+/// Everything the policy needs to know, at one instant.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Snapshot {
+    /// The uplink's interface index; None while the uplink does not exist.
+    pub uplink: Option<u32>,
     /// The uplink's MAC: the Ethernet source of our answers and their target link-layer option.
     pub mac: MacAddr,
+    pub up: bool,
     /// The uplink's link-local address, if it has one (used by `--source link-local`).
     pub link_local: Option<Ipv6Addr>,
-    /// Prefixes whose addresses we answer for (the static rules).
-    pub prefixes: Vec<Ipv6Net>,
+    /// The rules, most specific prefix first.
+    pub rules: Vec<Rule>,
     /// Addresses assigned to the uplink itself: the kernel answers for those, never we.
     pub uplink_addrs: Vec<Ipv6Addr>,
-    /// The default gateway(s) reached through the uplink, and neighbours the kernel knows
-    /// to be routers there: never hijacked, even when a prefix covers them.
+    /// Default gateways through the uplink and neighbours the kernel knows as routers there:
+    /// never hijacked, even when a rule covers them.
     pub gateways: Vec<Ipv6Addr>,
+    /// Main-table routes that overlap a rule: (destination, outgoing interface), most specific
+    /// first.
+    pub routes: Vec<(Ipv6Net, Option<u32>)>,
+    /// Interfaces other than the uplink, by index.
+    pub downstream: HashMap<u32, Downstream>,
+    /// Targets of auto rules the kernel knows behind a downstream interface.
+    pub known: HashSet<Ipv6Addr>,
 }
 
 impl Snapshot {
-    /// The configured prefix that contains `addr`, if any (most specific first).
-    pub fn prefix_for(&self, addr: &Ipv6Addr) -> Option<&Ipv6Net> {
-        self.prefixes
+    /// Build the snapshot for uplink `ifname` and `rules` from what the kernel says.
+    pub fn build(view: &KernelView, ifname: &str, rules: &[Rule]) -> Snapshot {
+        let mut rules = rules.to_vec();
+        rules.sort_by_key(|r| std::cmp::Reverse(r.prefix.prefix_len()));
+        let overlaps_rule = |net: &Ipv6Net| {
+            rules
+                .iter()
+                .any(|r| r.prefix.contains(net) || net.contains(&r.prefix))
+        };
+        let mut routes: Vec<(Ipv6Net, Option<u32>)> = view
+            .routes
             .iter()
-            .filter(|p| p.contains(addr))
-            .max_by_key(|p| p.prefix_len())
+            .filter(|r| overlaps_rule(&r.dst))
+            .map(|r| (r.dst, r.oif))
+            .collect();
+        routes.sort_by_key(|(net, _)| std::cmp::Reverse(net.prefix_len()));
+
+        let uplink = view.index_of(ifname);
+        let downstream: HashMap<u32, Downstream> = view
+            .links
+            .iter()
+            .filter(|(i, l)| Some(**i) != uplink && l.name != "lo")
+            .map(|(i, l)| {
+                (
+                    *i,
+                    Downstream {
+                        name: l.name.clone(),
+                        mac: l.mac,
+                        link_local: view.link_local_of(*i),
+                    },
+                )
+            })
+            .collect();
+
+        let auto_covers = |a: &Ipv6Addr| {
+            rules
+                .iter()
+                .find(|r| r.prefix.contains(a))
+                .is_some_and(|r| r.mode == Mode::Auto)
+        };
+        let mut known = HashSet::new();
+        for (i, a) in &view.addrs {
+            if downstream.contains_key(i) && auto_covers(a) {
+                known.insert(*a);
+            }
+        }
+        for r in &view.routes {
+            let host_route = r.dst.prefix_len() == 128;
+            if host_route
+                && r.oif.is_some_and(|o| downstream.contains_key(&o))
+                && auto_covers(&r.dst.addr())
+            {
+                known.insert(r.dst.addr());
+            }
+        }
+        let fdb: HashSet<(u32, MacAddr)> = view.fdb.iter().copied().collect();
+        for n in &view.neighbours {
+            if !n.valid || !downstream.contains_key(&n.ifindex) || !auto_covers(&n.addr) {
+                continue;
+            }
+            // Behind a bridge, the station must still be on a port: a removed container's
+            // neighbour entry lingers, its forwarding entry does not.
+            let on_bridge = view.links.get(&n.ifindex).is_some_and(|l| l.bridge);
+            if on_bridge && !n.lladdr.is_some_and(|m| fdb.contains(&(n.ifindex, m))) {
+                continue;
+            }
+            known.insert(n.addr);
+        }
+
+        let Some(index) = uplink else {
+            return Snapshot {
+                rules,
+                routes,
+                downstream,
+                known,
+                ..Snapshot::default()
+            };
+        };
+        let link = &view.links[&index];
+        let mut gateways: Vec<Ipv6Addr> = view
+            .default_routes_via(index)
+            .filter_map(|r| r.gateway)
+            .collect();
+        for n in &view.neighbours {
+            if n.ifindex == index && n.router && !gateways.contains(&n.addr) {
+                gateways.push(n.addr);
+            }
+        }
+        Snapshot {
+            uplink: Some(index),
+            mac: link.mac.unwrap_or_default(),
+            up: link.up,
+            link_local: view.link_local_of(index),
+            rules,
+            uplink_addrs: view.addrs_of(index).collect(),
+            gateways,
+            routes,
+            downstream,
+            known,
+        }
+    }
+
+    /// The most specific rule that contains `addr`, if any.
+    pub fn rule_for(&self, addr: &Ipv6Addr) -> Option<&Rule> {
+        self.rules.iter().find(|r| r.prefix.contains(addr))
+    }
+
+    /// Where the kernel routes `addr` (longest prefix match over the routes that overlap a
+    /// rule): `None` when no route matches, `Some(None)` for a route without an interface.
+    pub fn route_oif(&self, addr: &Ipv6Addr) -> Option<Option<u32>> {
+        self.routes
+            .iter()
+            .find(|(net, _)| net.contains(addr))
+            .map(|(_, oif)| *oif)
     }
 
     /// True when `addr` is assigned to the uplink interface.
@@ -50,10 +218,18 @@ impl Snapshot {
     pub fn is_gateway(&self, addr: &Ipv6Addr) -> bool {
         self.gateways.contains(addr)
     }
+
+    /// The downstream interface called `name`.
+    pub fn downstream_named(&self, name: &str) -> Option<u32> {
+        self.downstream
+            .iter()
+            .find(|(_, d)| d.name == name)
+            .map(|(i, _)| *i)
+    }
 }
 
-/// The published snapshot. Readers call [`TargetTable::load`] (wait-free); writers build a
-/// complete new [`Snapshot`] and [`TargetTable::store`] it.
+/// The published snapshot. Readers call [`TargetTable::load`] (wait-free); the refresh task
+/// builds a complete new [`Snapshot`] and [`TargetTable::store`]s it.
 #[derive(Debug)]
 pub struct TargetTable {
     current: ArcSwap<Snapshot>,
@@ -75,18 +251,12 @@ impl TargetTable {
     pub fn store(&self, next: Snapshot) {
         self.current.store(Arc::new(next));
     }
-
-    /// Build a new snapshot from the current one and publish it.
-    pub fn update(&self, f: impl FnOnce(&mut Snapshot)) {
-        let mut next = Snapshot::clone(&self.current.load());
-        f(&mut next);
-        self.store(next);
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::netlink::{Link, Neighbour, Route};
 
     fn net(s: &str) -> Ipv6Net {
         s.parse().unwrap()
@@ -94,34 +264,190 @@ mod tests {
     fn ip(s: &str) -> Ipv6Addr {
         s.parse().unwrap()
     }
+    const UPLINK_MAC: MacAddr = MacAddr([2, 0, 0, 0, 2, 1]);
+    const CT_MAC: MacAddr = MacAddr([2, 0, 0, 0, 3, 2]);
 
-    #[test]
-    fn prefix_for_picks_the_most_specific_prefix() {
-        let snap = Snapshot {
-            prefixes: vec![net("2001:db8:1::/64"), net("2001:db8:1::d:0/112")],
-            ..Snapshot::default()
-        };
-        assert_eq!(
-            snap.prefix_for(&ip("2001:db8:1::d:5")),
-            Some(&net("2001:db8:1::d:0/112"))
-        );
-        assert_eq!(
-            snap.prefix_for(&ip("2001:db8:1::5")),
-            Some(&net("2001:db8:1::/64"))
-        );
-        assert_eq!(snap.prefix_for(&ip("2001:db8:2::5")), None);
+    fn link(name: &str, mac: Option<MacAddr>, bridge: bool) -> Link {
+        Link {
+            name: name.into(),
+            mac,
+            up: true,
+            bridge,
+        }
+    }
+    fn route(dst: &str, oif: u32, gateway: Option<&str>) -> Route {
+        Route {
+            dst: net(dst),
+            oif: Some(oif),
+            gateway: gateway.map(ip),
+            protocol: "boot".into(),
+        }
+    }
+    fn neighbour(ifindex: u32, addr: &str, mac: MacAddr, valid: bool, router: bool) -> Neighbour {
+        Neighbour {
+            ifindex,
+            addr: ip(addr),
+            lladdr: Some(mac),
+            valid,
+            router,
+        }
+    }
+
+    /// eth0 (2) uplink, br0 (3) bridge with a container behind it, wg0 (4) point-to-point.
+    fn view() -> KernelView {
+        KernelView {
+            links: HashMap::from([
+                (1, link("lo", None, false)),
+                (2, link("eth0", Some(UPLINK_MAC), false)),
+                (3, link("br0", Some(MacAddr([2, 0, 0, 0, 3, 1])), true)),
+                (4, link("wg0", None, false)),
+            ]),
+            addrs: vec![
+                (2, ip("2001:db8:1::2")),
+                (2, ip("fe80::2")),
+                (3, ip("2001:db8:1::d:1")),
+                (3, ip("fe80::3")),
+            ],
+            routes: vec![
+                route("::/0", 2, Some("fe80::1")),
+                route("2001:db8:1::/64", 2, None),
+                route("2001:db8:1::d:0/112", 3, None),
+                route("2001:db8:1::e:0/112", 4, None),
+                route("2001:db8:9::/64", 2, None),
+            ],
+            neighbours: vec![
+                neighbour(3, "2001:db8:1::d:2", CT_MAC, true, false),
+                neighbour(
+                    3,
+                    "2001:db8:1::d:3",
+                    MacAddr([2, 0, 0, 0, 3, 3]),
+                    true,
+                    false,
+                ),
+                neighbour(3, "2001:db8:1::d:4", CT_MAC, false, false),
+                neighbour(2, "2001:db8:1::1", MacAddr([2, 0, 0, 0, 1, 1]), true, true),
+            ],
+            fdb: vec![(3, CT_MAC)],
+        }
+    }
+
+    fn rules() -> Vec<Rule> {
+        vec![
+            Rule {
+                prefix: net("2001:db8:1::/64"),
+                mode: Mode::Static,
+            },
+            Rule {
+                prefix: net("2001:db8:1::d:0/112"),
+                mode: Mode::Auto,
+            },
+            Rule {
+                prefix: net("2001:db8:1::e:0/112"),
+                mode: Mode::Auto,
+            },
+        ]
     }
 
     #[test]
-    fn update_publishes_a_new_snapshot_and_keeps_old_readers_valid() {
+    fn uplink_identity_addresses_and_gateways() {
+        let snap = Snapshot::build(&view(), "eth0", &rules());
+        assert_eq!(snap.uplink, Some(2));
+        assert_eq!(snap.mac, UPLINK_MAC);
+        assert_eq!(snap.link_local, Some(ip("fe80::2")));
+        assert!(snap.is_uplink_addr(&ip("2001:db8:1::2")));
+        assert!(
+            !snap.is_uplink_addr(&ip("2001:db8:1::d:1")),
+            "the bridge's address is not the uplink's"
+        );
+        // The link-local default gateway, and the router's global address learned as a router neighbour.
+        assert_eq!(snap.gateways, vec![ip("fe80::1"), ip("2001:db8:1::1")]);
+        assert!(
+            !snap.downstream.contains_key(&1),
+            "loopback is never downstream"
+        );
+        assert_eq!(snap.downstream[&3].link_local, Some(ip("fe80::3")));
+    }
+
+    #[test]
+    fn rules_are_searched_most_specific_first() {
+        let snap = Snapshot::build(&view(), "eth0", &rules());
+        assert_eq!(
+            snap.rule_for(&ip("2001:db8:1::d:9")).unwrap().mode,
+            Mode::Auto
+        );
+        assert_eq!(
+            snap.rule_for(&ip("2001:db8:1::99")).unwrap().mode,
+            Mode::Static
+        );
+        assert!(snap.rule_for(&ip("2001:db8:2::1")).is_none());
+    }
+
+    #[test]
+    fn routes_are_matched_longest_prefix_first() {
+        let snap = Snapshot::build(&view(), "eth0", &rules());
+        assert_eq!(snap.route_oif(&ip("2001:db8:1::d:9")), Some(Some(3)));
+        assert_eq!(snap.route_oif(&ip("2001:db8:1::99")), Some(Some(2)));
+        assert_eq!(
+            snap.route_oif(&ip("2001:db8:7::1")),
+            Some(Some(2)),
+            "the default route"
+        );
+        assert!(
+            !snap
+                .routes
+                .iter()
+                .any(|(n, _)| *n == net("2001:db8:9::/64")),
+            "routes that overlap no rule are not kept"
+        );
+    }
+
+    #[test]
+    fn auto_knows_addresses_and_live_neighbours_behind_downstream_interfaces() {
+        let snap = Snapshot::build(&view(), "eth0", &rules());
+        assert!(
+            snap.known.contains(&ip("2001:db8:1::d:1")),
+            "the bridge's own address"
+        );
+        assert!(
+            snap.known.contains(&ip("2001:db8:1::d:2")),
+            "neighbour still on a bridge port"
+        );
+        assert!(
+            !snap.known.contains(&ip("2001:db8:1::d:3")),
+            "neighbour entry left by a removed container (its MAC is in no FDB entry)"
+        );
+        assert!(
+            !snap.known.contains(&ip("2001:db8:1::d:4")),
+            "failed neighbour"
+        );
+        assert!(
+            !snap.known.contains(&ip("2001:db8:1::2")),
+            "uplink addresses are not downstream"
+        );
+    }
+
+    #[test]
+    fn host_routes_downstream_are_known() {
+        let mut v = view();
+        v.routes.push(route("2001:db8:1::d:77/128", 3, None));
+        let snap = Snapshot::build(&v, "eth0", &rules());
+        assert!(snap.known.contains(&ip("2001:db8:1::d:77")));
+    }
+
+    #[test]
+    fn missing_uplink_gives_an_empty_identity() {
+        let snap = Snapshot::build(&view(), "eth9", &rules());
+        assert_eq!(snap.uplink, None);
+        assert!(snap.gateways.is_empty());
+        assert_eq!(snap.rules.len(), 3);
+    }
+
+    #[test]
+    fn store_publishes_a_new_snapshot_and_keeps_old_readers_valid() {
         let table = TargetTable::new(Snapshot::default());
         let before = table.load();
-        table.update(|s| s.gateways.push(ip("2001:db8:1::1")));
-        assert!(
-            before.gateways.is_empty(),
-            "a reader's snapshot never changes"
-        );
-        assert!(table.load().is_gateway(&ip("2001:db8:1::1")));
-        assert!(!table.load().is_uplink_addr(&ip("2001:db8:1::1")));
+        table.store(Snapshot::build(&view(), "eth0", &rules()));
+        assert_eq!(before.uplink, None, "a reader's snapshot never changes");
+        assert_eq!(table.load().uplink, Some(2));
     }
 }
