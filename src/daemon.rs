@@ -517,11 +517,9 @@ async fn refresh_task(
         // Look once right after (re)subscribing: changes may have happened meanwhile.
         let mut due = true;
         loop {
-            if !due {
-                if events.next().await.is_none() {
-                    error!("the kernel change subscription ended; subscribing again");
-                    break;
-                }
+            if !due && events.next().await.is_none() {
+                error!("the kernel change subscription ended; subscribing again");
+                break;
             }
             due = false;
             tokio::time::sleep(REFRESH_COALESCE).await;

@@ -402,9 +402,17 @@ impl Topology {
     }
 
     fn build_host(&mut self) -> Result<(), LabError> {
-        let (host, hv) = (self.host(), self.hypervisor());
+        let host = self.host();
         self.add_netns(host.clone())?;
         self.sysctl(&host, "net/ipv6/conf/all/forwarding", "1")?;
+        self.connect_uplink()?;
+        self.create_bridge()
+    }
+
+    /// Create the host's uplink eth0 (a veth into the hypervisor's bridge), its address and
+    /// default route. Also used to bring the uplink back after [`Topology::delete_uplink`].
+    pub fn connect_uplink(&self) -> Result<(), LabError> {
+        let (host, hv) = (self.host(), self.hypervisor());
         ip(&[
             "link", "add", "eth0", "netns", &host, "address", HOST_MAC, "type", "veth", "peer",
             "name", "to-host", "netns", &hv,
@@ -424,6 +432,19 @@ impl Topology {
         ip(&[
             "-n", &host, "-6", "route", "add", "default", "via", GATEWAY, "dev", "eth0",
         ])?;
+        Ok(())
+    }
+
+    /// Delete the host's uplink (and its peer in the hypervisor).
+    pub fn delete_uplink(&self) -> Result<(), LabError> {
+        ip(&["-n", &self.host(), "link", "del", "eth0"])?;
+        Ok(())
+    }
+
+    /// Create the container bridge br0 with its address, and attach every container's port.
+    /// Also used to bring the bridge back after [`Topology::delete_bridge`].
+    pub fn create_bridge(&self) -> Result<(), LabError> {
+        let host = self.host();
         ip(&[
             "-n",
             &host,
@@ -446,6 +467,42 @@ impl Topology {
             "nodad",
         ])?;
         ip(&["-n", &host, "link", "set", "br0", "up"])?;
+        for n in 1..=self.containers {
+            let port = format!("veth-ct{n}");
+            // A removed container has no port any more.
+            if self
+                .try_exec(&host, &["ip", "link", "show", &port])?
+                .status
+                .success()
+            {
+                ip(&["-n", &host, "link", "set", &port, "master", "br0", "up"])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Delete the container bridge (the containers' ports stay, detached).
+    pub fn delete_bridge(&self) -> Result<(), LabError> {
+        ip(&["-n", &self.host(), "link", "del", "br0"])?;
+        Ok(())
+    }
+
+    /// Remove container `n`, as `docker rm` or `machinectl terminate` would: its namespace
+    /// and, with it, its port on the bridge.
+    pub fn remove_container(&mut self, n: usize) -> Result<(), LabError> {
+        let ns = self.container(n);
+        ip(&["netns", "del", &ns])?;
+        self.namespaces.retain(|x| *x != ns);
+        Ok(())
+    }
+
+    /// Make container `n` send one packet (a ping to the bridge), as any container does when
+    /// it starts talking: the host then knows its address.
+    pub fn container_speaks(&self, n: usize) -> Result<(), LabError> {
+        self.exec(
+            &self.container(n),
+            &["ping", "-6", "-n", "-q", "-c", "1", "-W", "1", BRIDGE_ADDR],
+        )?;
         Ok(())
     }
 
@@ -573,6 +630,23 @@ impl Drop for Topology {
     }
 }
 
+/// How a daemon ended.
+#[derive(Debug)]
+pub struct Stopped {
+    pub status: ExitStatus,
+    pub log: String,
+}
+
+impl Stopped {
+    /// The daemon's last words: its counters.
+    pub fn summary(&self) -> &str {
+        self.log
+            .lines()
+            .find(|l| l.contains("stopped:"))
+            .unwrap_or_default()
+    }
+}
+
 /// The real daemon running in a namespace, its log captured to a file.
 #[derive(Debug)]
 pub struct Daemon {
@@ -644,8 +718,9 @@ impl Daemon {
         !matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
     }
 
-    /// Send SIGTERM and wait (up to 5 s) for a clean exit; returns the exit status.
-    pub fn stop(mut self) -> Result<ExitStatus, LabError> {
+    /// Send SIGTERM and wait (up to 5 s) for a clean exit; returns the exit status and the
+    /// whole log (which ends with the daemon's counters).
+    pub fn stop(mut self) -> Result<Stopped, LabError> {
         let mut child = self.child.take().expect("a running daemon has a child");
         forget_pid(child.id());
         // `ip netns exec` execs the daemon, so the child's pid is the daemon's.
@@ -654,7 +729,10 @@ impl Daemon {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             if let Some(status) = child.try_wait()? {
-                return Ok(status);
+                return Ok(Stopped {
+                    status,
+                    log: self.log(),
+                });
             }
             if Instant::now() >= deadline {
                 let _ = child.kill();
@@ -909,8 +987,8 @@ pub fn demo(keep: bool) -> Result<ExitCode, LabError> {
     );
     style.evidence(&answered(&daemon, &ct3));
 
-    let status = daemon.stop()?;
-    style.evidence(&format!("daemon stopped on SIGTERM: {status}"));
+    let stopped = daemon.stop()?;
+    style.evidence(&format!("daemon stopped on SIGTERM: {}", stopped.status));
 
     if keep {
         let names = topo.namespaces().to_vec();

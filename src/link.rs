@@ -18,6 +18,9 @@ use crate::wire;
 /// Frames larger than this are truncated on receive; NDP frames are < 1280 bytes.
 pub const RECV_BUF_LEN: usize = 1514;
 
+/// The socket's receive queue (kernel memory, not ours).
+const RECV_QUEUE_BYTES: usize = 4 << 20;
+
 /// Kernel packet types (linux/if_packet.h) that the BPF program and `recv` drop.
 const PACKET_OTHERHOST: u8 = 3;
 const PACKET_OUTGOING: u8 = 4;
@@ -92,6 +95,17 @@ impl PacketSocket {
         bind(&fd, ifindex).map_err(io_err("binding the packet socket"))?;
         add_allmulti(&fd, ifindex).map_err(io_err("requesting all-multicast reception"))?;
         let socket = Socket::from(fd);
+        // Room for bursts: a router scanning the prefix, or a flood, should not cost valid
+        // solicitations. SO_RCVBUFFORCE (CAP_NET_ADMIN) may exceed net.core.rmem_max.
+        let force = setsockopt(
+            &socket,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            &(RECV_QUEUE_BYTES as libc::c_int),
+        );
+        if force.is_err() {
+            let _ = socket.set_recv_buffer_size(RECV_QUEUE_BYTES);
+        }
         socket
             .set_nonblocking(true)
             .map_err(io_err("making the socket non-blocking"))?;
@@ -184,7 +198,12 @@ pub fn ndp_filter(icmp_type: u8) -> Vec<libc::sock_filter> {
     ]
 }
 
-fn setsockopt<T>(fd: &OwnedFd, level: libc::c_int, name: libc::c_int, value: &T) -> io::Result<()> {
+fn setsockopt<T>(
+    fd: &impl AsRawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: &T,
+) -> io::Result<()> {
     // SAFETY: value points to a live T of the size passed.
     let rc = unsafe {
         libc::setsockopt(

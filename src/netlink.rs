@@ -41,6 +41,9 @@ pub struct Link {
     /// Administratively up and with carrier.
     pub up: bool,
     pub bridge: bool,
+    /// An Ethernet-like link, with neighbour discovery (a bridge without ports still is one,
+    /// even while its MAC reads all zero); WireGuard and tun links are not.
+    pub ethernet: bool,
 }
 
 /// One IPv6 route of the main table.
@@ -172,8 +175,9 @@ pub async fn kernel_view(handle: &Handle) -> Result<KernelView, rtnetlink::Error
             up: link.header.flags.contains(LinkFlags::Up)
                 && link.header.flags.contains(LinkFlags::LowerUp),
             bridge: false,
+            ethernet: link.header.link_layer_type == LinkLayerType::Ether,
         };
-        let ethernet = link.header.link_layer_type == LinkLayerType::Ether;
+        let ethernet = l.ethernet;
         for attr in &link.attributes {
             match attr {
                 LinkAttribute::IfName(n) => l.name = n.clone(),
@@ -201,7 +205,7 @@ pub async fn kernel_view(handle: &Handle) -> Result<KernelView, rtnetlink::Error
         let mut flags = AddressFlags::from_bits_retain(msg.header.flags.bits() as u32);
         for attr in &msg.attributes {
             if let AddressAttribute::Flags(f) = attr {
-                flags = f.clone();
+                flags = AddressFlags::from_bits_retain(f.bits());
             }
         }
         if flags.intersects(AddressFlags::Tentative | AddressFlags::Dadfailed) {

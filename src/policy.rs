@@ -332,13 +332,13 @@ pub fn decide(ns: &NeighborSolicit, snap: &Snapshot, settings: &Settings) -> Dec
         Mode::Static => {}
         Mode::Auto => match downstream {
             // Point-to-point links (WireGuard, tun) have no neighbours: the route is enough.
-            Some((_, d)) if d.mac.is_none() => {}
+            Some((_, d)) if !d.neighbours => {}
             Some(_) if snap.known.contains(&ns.target) => {}
             _ => return ignore(Ignored::UnknownDownstream),
         },
         Mode::Probe { .. } => match probe_interface(snap, &ns.target) {
             // Point-to-point links have no neighbour discovery to probe with.
-            Some(i) if snap.downstream[&i].mac.is_none() => {}
+            Some(i) if !snap.downstream[&i].neighbours => {}
             Some(via) => {
                 return Decision::Probe {
                     kind,
@@ -447,6 +447,7 @@ mod tests {
     fn snapshot() -> Snapshot {
         let downstream = |name: &str, mac: Option<MacAddr>| Downstream {
             name: name.into(),
+            neighbours: mac.is_some(),
             mac,
             link_local: Some(ip("fe80::3")),
         };

@@ -61,7 +61,10 @@ impl fmt::Display for Rule {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Downstream {
     pub name: String,
-    /// None for point-to-point links (no neighbour discovery there).
+    /// Ethernet-like, with neighbour discovery; false for point-to-point links such as
+    /// WireGuard or tun, where a route is all there is to know.
+    pub neighbours: bool,
+    /// The MAC our probes are sent from (None while it reads all zero).
     pub mac: Option<MacAddr>,
     pub link_local: Option<Ipv6Addr>,
 }
@@ -120,6 +123,7 @@ impl Snapshot {
                     *i,
                     Downstream {
                         name: l.name.clone(),
+                        neighbours: l.ethernet,
                         mac: l.mac,
                         link_local: view.link_local_of(*i),
                     },
@@ -273,6 +277,7 @@ mod tests {
             mac,
             up: true,
             bridge,
+            ethernet: mac.is_some(),
         }
     }
     fn route(dst: &str, oif: u32, gateway: Option<&str>) -> Route {

@@ -53,8 +53,13 @@ fn container_is_reachable_through_the_antispoof_filter_for_both_solicitor_source
     let entry = topo.router_neighbour(&ct).unwrap().unwrap_or_default();
     assert!(entry.contains(HOST_MAC), "router's entry: {entry}");
 
-    let status = daemon.stop().unwrap();
-    assert!(status.success(), "daemon exit after SIGTERM: {status}");
+    let stopped = daemon.stop().unwrap();
+    assert!(
+        stopped.status.success(),
+        "daemon exit after SIGTERM: {}",
+        stopped.status
+    );
+    assert!(stopped.summary().contains("answered 2"), "{}", stopped.log);
 }
 
 #[test]
@@ -192,6 +197,41 @@ fn never_answers_for_the_uplinks_own_address_or_the_gateway() {
             .is_empty()),
         "daemon did not see the NS for the gateway:\n{}",
         daemon.log()
+    );
+    assert!(daemon
+        .log_lines(&["answered NS who-has", &format!("{GATEWAY} ")])
+        .is_empty());
+
+    // With the usual router-advertisement setup the default route points at the router's
+    // link-local address, so its global address is no gateway: still never answered.
+    topo.exec(
+        &topo.host(),
+        &[
+            "ip",
+            "-6",
+            "route",
+            "replace",
+            "default",
+            "via",
+            "fe80::ff:fe00:101",
+            "dev",
+            "eth0",
+        ],
+    )
+    .unwrap();
+    assert!(lab::wait_until(Duration::from_secs(3), || !daemon
+        .log_lines(&["gateways: fe80::ff:fe00:101"])
+        .is_empty()));
+    let out = topo
+        .try_exec(
+            &router,
+            &["ndisc6", "-1", "-r", "2", "-w", "500", GATEWAY, "r0"],
+        )
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !text.contains(HOST_MAC),
+        "the router's global address was hijacked: {text}"
     );
     assert!(daemon
         .log_lines(&["answered NS who-has", &format!("{GATEWAY} ")])
