@@ -158,7 +158,15 @@ impl Responder {
             });
             match received {
                 Ok(Some(len)) => self.handle_frame(&buf[..len]),
-                Ok(None) => {}
+                // The BPF program should have dropped it in the kernel; counted so a test can
+                // tell that it did.
+                Ok(None) => {
+                    *self
+                        .counters
+                        .ignored
+                        .entry("outgoing_or_other_host")
+                        .or_default() += 1
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 // The link went down: the socket reports it once; netlink reports the rest.

@@ -12,8 +12,9 @@
 //!                            for a target that is not link-local
 //! ```
 //!
-//! Must not: touch anything outside the namespaces it creates; every address is in the
-//! documentation prefix 2001:db8::/32.
+//! Must not: touch anything outside the namespaces it creates (besides the daemon's log file
+//! in the temporary directory, removed with it, and the demo's lock file in /run); every
+//! address is in the documentation prefix 2001:db8::/32.
 
 use std::fs;
 use std::io::{self, IsTerminal, Write};
@@ -24,8 +25,6 @@ use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// The provider's on-link prefix.
-pub const LINK_PREFIX: &str = "2001:db8:1::/64";
 /// The router's (gateway's) address on the provider link.
 pub const GATEWAY: &str = "2001:db8:1::1";
 /// The host's own address on the uplink.
@@ -227,9 +226,6 @@ impl Topology {
     }
     pub fn container(&self, n: usize) -> String {
         format!("{}-ct{n}", self.tag)
-    }
-    pub fn container_count(&self) -> usize {
-        self.containers
     }
     pub fn namespaces(&self) -> &[String] {
         &self.namespaces

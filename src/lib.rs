@@ -7,13 +7,15 @@
 //! ```text
 //! link::PacketSocket::recv  (AF_PACKET + classic BPF: only NS reach user space)
 //!   -> wire::NeighborSolicit::parse      (bytes -> fields, structural checks)
-//!   -> policy::decide(&ns, &snapshot)    (RFC 4861 7.1.1 + 7.2.4: answer or not, and how)
+//!   -> policy::decide(&ns, &snapshot, &settings)
+//!                                        (RFC 4861 7.1.1 + 7.2.4: answer, probe, or not)
 //!   -> wire::NeighborAdvert::emit        (fields -> bytes)
 //!   -> link::PacketSocket::send
 //! ```
 //!
-//! [`daemon`] wires that path to the kernel facts ([`netlink`]) and the target table
-//! ([`targets`]); `main.rs` only parses the command line. [`lab`] builds the provider
+//! [`daemon`] wires that path to the kernel facts ([`netlink`]), the target table
+//! ([`targets`]) and the probe cache ([`probe`]); `main.rs` only parses the command line
+//! ([`cli`]). [`lab`] builds the provider
 //! topology in network namespaces for the demo and the end-to-end tests;
 //! [`doctor`] checks a real host.
 

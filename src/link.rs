@@ -15,8 +15,10 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::wire;
 
-/// Frames larger than this are truncated on receive; NDP frames are < 1280 bytes.
-pub const RECV_BUF_LEN: usize = 1514;
+/// The largest frame received whole: an NDP message can be as large as the link's MTU, and
+/// Ethernet jumbo frames stop at 9000 bytes of payload. A longer one is cut and then rejected
+/// by the parser as truncated.
+pub const RECV_BUF_LEN: usize = 9216;
 
 /// The socket's receive queue (kernel memory, not ours).
 const RECV_QUEUE_BYTES: usize = 4 << 20;
@@ -64,7 +66,6 @@ impl Capture {
 #[derive(Debug)]
 pub struct PacketSocket {
     fd: OwnedFd,
-    ifindex: u32,
 }
 
 impl PacketSocket {
@@ -109,14 +110,7 @@ impl PacketSocket {
         socket
             .set_nonblocking(true)
             .map_err(io_err("making the socket non-blocking"))?;
-        Ok(PacketSocket {
-            fd: socket.into(),
-            ifindex,
-        })
-    }
-
-    pub fn ifindex(&self) -> u32 {
-        self.ifindex
+        Ok(PacketSocket { fd: socket.into() })
     }
 
     /// Receive one frame into `buf`. Returns `Ok(None)` for a frame the host itself sent or

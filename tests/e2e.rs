@@ -313,3 +313,72 @@ fn run_as_nobody(topo: &Topology, ns: &str, args: &[&str]) -> (std::process::Exi
     let out = topo.try_exec(ns, &full).unwrap();
     (out.status, String::from_utf8_lossy(&out.stderr).to_string())
 }
+
+#[test]
+fn frames_for_other_stations_never_reach_the_daemon() {
+    use ndp_responder::lab::ROUTER_MAC;
+    use ndp_responder::wire::{self, MacAddr, NeighborSolicit};
+    use std::net::Ipv6Addr;
+
+    let topo = topology(1);
+    let ct = container_addr(1);
+    // Even a promiscuous uplink must not hand other stations' unicast to user space: the BPF
+    // program drops PACKET_OTHERHOST frames in the kernel.
+    topo.exec(
+        &topo.host(),
+        &["ip", "link", "set", "eth0", "promisc", "on"],
+    )
+    .unwrap();
+    let daemon = topo.start_daemon(exe(), &["-n", CONTAINER_PREFIX]).unwrap();
+    let router_mac: MacAddr = ROUTER_MAC.parse().unwrap();
+    let target: Ipv6Addr = ct.parse().unwrap();
+    let frame = |eth_dst: MacAddr, ip_dst: Ipv6Addr| {
+        let ns = NeighborSolicit {
+            eth_src: router_mac,
+            eth_dst,
+            ip_src: "fe80::ff:fe00:101".parse().unwrap(),
+            ip_dst,
+            hop_limit: 255,
+            code: 0,
+            target,
+            source_lladdr: Some(router_mac),
+            nonce: None,
+        };
+        let mut buf = vec![0u8; wire::MAX_EMIT_LEN];
+        let len = ns.emit(&mut buf).unwrap();
+        buf.truncate(len);
+        buf
+    };
+    // Unicast NUD probes for our target, but to another station's MAC (flooded by the bridge).
+    let other = vec![frame(MacAddr([2, 0, 0, 0, 9, 9]), target); 50];
+    assert_eq!(common::send_frames_in(&topo.router(), "r0", &other), 50);
+    // Then a normal solicitation; once it is answered, everything before it was handled.
+    let group = wire::solicited_node(&target);
+    let marker = frame(wire::multicast_mac(&group), group);
+    assert!(lab::wait_until(Duration::from_secs(5), || {
+        common::send_frames_in(&topo.router(), "r0", std::slice::from_ref(&marker));
+        !daemon.log_lines(&["answered NS who-has", &ct]).is_empty()
+    }));
+    let stopped = daemon.stop().unwrap();
+    let summary = stopped.summary();
+    assert!(!summary.contains("not_addressed_to_us"), "{summary}");
+    assert!(
+        !summary.contains("outgoing_or_other_host"),
+        "the kernel filter let them through: {summary}"
+    );
+    // Every solicitation the daemon saw was a marker, and each was answered.
+    let seen: Vec<&str> = summary
+        .split("NS seen ")
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .collect();
+    let answered = summary
+        .split("answered ")
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap();
+    assert_eq!(seen[0], answered, "{summary}");
+}

@@ -12,9 +12,53 @@ pub fn exe() -> &'static Path {
     Path::new(EXE)
 }
 
+/// The tools the tests drive, besides those the lab itself checks for.
+const TEST_TOOLS: [(&str, &str); 2] = [("ndisc6", "ndisc6"), ("setpriv", "util-linux")];
+
+/// Fail loudly (never skip) when a tool the tests need is missing.
+pub fn require_tools() {
+    for (tool, package) in TEST_TOOLS {
+        let found = std::env::var_os("PATH")
+            .map(|paths| std::env::split_paths(&paths).any(|d| d.join(tool).is_file()))
+            .unwrap_or(false);
+        assert!(
+            found,
+            "the tests need '{tool}': apt-get install {package} (or run .ci/run)"
+        );
+    }
+}
+
+/// Remove namespaces left by earlier test runs that were killed (their process is gone).
+fn remove_stale_namespaces() {
+    let Ok(out) = std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+    else {
+        return;
+    };
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let name = line.split_whitespace().next().unwrap_or_default();
+        let Some(pid) = name
+            .strip_prefix("ndpt")
+            .and_then(|rest| rest.split('x').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", name])
+                .status();
+        }
+    }
+}
+
 /// A topology with a name unique to this test run (tests run in parallel).
 pub fn topology(containers: usize) -> Topology {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
+    static CLEANED: std::sync::Once = std::sync::Once::new();
+    require_tools();
+    CLEANED.call_once(remove_stale_namespaces);
     let tag = format!(
         "ndpt{}x{}",
         std::process::id(),
