@@ -296,18 +296,7 @@ impl Responder {
                 }
             }
         }
-        let group = wire::solicited_node(&target);
-        let ns = NeighborSolicit {
-            eth_src: mac,
-            eth_dst: wire::multicast_mac(&group),
-            ip_src: source,
-            ip_dst: group,
-            hop_limit: policy::NDP_HOP_LIMIT,
-            code: 0,
-            target,
-            source_lladdr: Some(mac),
-            nonce: None,
-        };
+        let ns = NeighborSolicit::resolution(mac, source, target);
         let mut frame = [0u8; wire::MAX_EMIT_LEN];
         let Ok(len) = ns.emit(&mut frame) else {
             return;

@@ -407,18 +407,7 @@ pub async fn probe(
             answered: false,
             sent: 0,
         };
-        let group = wire::solicited_node(&gateway);
-        let ns = NeighborSolicit {
-            eth_src: mac,
-            eth_dst: wire::multicast_mac(&group),
-            ip_src: source,
-            ip_dst: group,
-            hop_limit: 255,
-            code: 0,
-            target: gateway,
-            source_lladdr: Some(mac),
-            nonce: None,
-        };
+        let ns = NeighborSolicit::resolution(mac, source, gateway);
         let mut frame = [0u8; wire::MAX_EMIT_LEN];
         let len = ns
             .emit(&mut frame)

@@ -258,6 +258,23 @@ pub struct NeighborSolicit {
 }
 
 impl NeighborSolicit {
+    /// A multicast solicitation for address resolution (RFC 4861 7.2.2): from `ip_src` at
+    /// `mac` to the target's solicited-node group, with a source link-layer address option.
+    pub fn resolution(mac: MacAddr, ip_src: Ipv6Addr, target: Ipv6Addr) -> Self {
+        let group = solicited_node(&target);
+        NeighborSolicit {
+            eth_src: mac,
+            eth_dst: multicast_mac(&group),
+            ip_src,
+            ip_dst: group,
+            hop_limit: 255,
+            code: 0,
+            target,
+            source_lladdr: Some(mac),
+            nonce: None,
+        }
+    }
+
     /// Parses and structurally validates an untagged Ethernet frame (without FCS) holding an NS.
     ///
     /// Checks, in order: EtherType IPv6 (a 0x8100/0x88a8/0x9100 tag gives `VlanTagged`), IPv6

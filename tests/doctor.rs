@@ -5,7 +5,6 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::process::{Command, Stdio};
 
 use common::{topology, EXE};
@@ -219,17 +218,7 @@ fn probe_tells_which_source_the_router_accepts() {
 
     // The hypervisor now drops NDP from the host's link-local address to the router.
     let rules = "table bridge nollns {\n chain forward {\n  type filter hook forward priority 0; policy accept;\n  iifname \"to-host\" icmpv6 type nd-neighbor-solicit ip6 saddr fe80::/10 drop\n }\n}\n";
-    let mut nft = Command::new("ip")
-        .args(["netns", "exec", &topo.hypervisor(), "nft", "-f", "-"])
-        .stdin(Stdio::piped())
-        .spawn()
-        .unwrap();
-    nft.stdin
-        .take()
-        .unwrap()
-        .write_all(rules.as_bytes())
-        .unwrap();
-    assert!(nft.wait().unwrap().success());
+    common::nft(&topo.hypervisor(), rules);
 
     let (code, report) = doctor(&topo, &probe);
     assert!(answered(&report, "target"), "{report:#}");
@@ -245,17 +234,7 @@ fn probe_tells_which_source_the_router_accepts() {
 
     // A test address the gateway will not talk to: every NS from the host is dropped.
     let rules = "table bridge nons {\n chain forward {\n  type filter hook forward priority 0; policy accept;\n  iifname \"to-host\" icmpv6 type nd-neighbor-solicit drop\n }\n}\n";
-    let mut nft = Command::new("ip")
-        .args(["netns", "exec", &topo.hypervisor(), "nft", "-f", "-"])
-        .stdin(Stdio::piped())
-        .spawn()
-        .unwrap();
-    nft.stdin
-        .take()
-        .unwrap()
-        .write_all(rules.as_bytes())
-        .unwrap();
-    assert!(nft.wait().unwrap().success());
+    common::nft(&topo.hypervisor(), rules);
     let (code, report) = doctor(&topo, &probe);
     assert_eq!(faults(&report), set(&["probe"]), "{report:#}");
     assert_eq!(code, 1);

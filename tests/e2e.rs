@@ -162,7 +162,6 @@ fn reachability_survives_the_routers_unicast_nud_reprobes() {
 #[test]
 fn never_answers_for_the_uplinks_own_address_or_the_gateway() {
     let topo = topology(1);
-    let router = topo.router();
     // A rule that covers the whole link, gateway and host included.
     let daemon = topo
         .start_daemon(exe(), &["-n", "2001:db8:1::/64"])
@@ -183,14 +182,10 @@ fn never_answers_for_the_uplinks_own_address_or_the_gateway() {
         .is_empty());
 
     // Someone on the link resolves the gateway: nobody but the router may answer.
-    let out = topo
-        .try_exec(
-            &router,
-            &["ndisc6", "-1", "-r", "2", "-w", "500", GATEWAY, "r0"],
-        )
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(!text.contains(HOST_MAC), "the gateway was hijacked: {text}");
+    assert!(
+        !common::host_answers(&topo, GATEWAY),
+        "the gateway was hijacked"
+    );
     assert!(
         lab::wait_until(Duration::from_secs(3), || !daemon
             .log_lines(&["ignored NS who-has", GATEWAY, "gateway"])
@@ -222,16 +217,9 @@ fn never_answers_for_the_uplinks_own_address_or_the_gateway() {
     assert!(lab::wait_until(Duration::from_secs(3), || !daemon
         .log_lines(&["gateways: fe80::ff:fe00:101"])
         .is_empty()));
-    let out = topo
-        .try_exec(
-            &router,
-            &["ndisc6", "-1", "-r", "2", "-w", "500", GATEWAY, "r0"],
-        )
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        !text.contains(HOST_MAC),
-        "the router's global address was hijacked: {text}"
+        !common::host_answers(&topo, GATEWAY),
+        "the router's global address was hijacked"
     );
     assert!(daemon
         .log_lines(&["answered NS who-has", &format!("{GATEWAY} ")])
@@ -316,9 +304,7 @@ fn run_as_nobody(topo: &Topology, ns: &str, args: &[&str]) -> (std::process::Exi
 
 #[test]
 fn frames_for_other_stations_never_reach_the_daemon() {
-    use ndp_responder::lab::ROUTER_MAC;
     use ndp_responder::wire::{self, MacAddr, NeighborSolicit};
-    use std::net::Ipv6Addr;
 
     let topo = topology(1);
     let ct = container_addr(1);
@@ -330,31 +316,18 @@ fn frames_for_other_stations_never_reach_the_daemon() {
     )
     .unwrap();
     let daemon = topo.start_daemon(exe(), &["-n", CONTAINER_PREFIX]).unwrap();
-    let router_mac: MacAddr = ROUTER_MAC.parse().unwrap();
-    let target: Ipv6Addr = ct.parse().unwrap();
-    let frame = |eth_dst: MacAddr, ip_dst: Ipv6Addr| {
-        let ns = NeighborSolicit {
-            eth_src: router_mac,
-            eth_dst,
-            ip_src: "fe80::ff:fe00:101".parse().unwrap(),
-            ip_dst,
-            hop_limit: 255,
-            code: 0,
-            target,
-            source_lladdr: Some(router_mac),
-            nonce: None,
-        };
-        let mut buf = vec![0u8; wire::MAX_EMIT_LEN];
-        let len = ns.emit(&mut buf).unwrap();
-        buf.truncate(len);
-        buf
-    };
     // Unicast NUD probes for our target, but to another station's MAC (flooded by the bridge).
-    let other = vec![frame(MacAddr([2, 0, 0, 0, 9, 9]), target); 50];
+    let target: std::net::Ipv6Addr = ct.parse().unwrap();
+    let mut nud = NeighborSolicit::parse(&common::router_ns(&ct)).unwrap();
+    nud.eth_dst = MacAddr([2, 0, 0, 0, 9, 9]);
+    nud.ip_dst = target;
+    let mut buf = vec![0u8; wire::MAX_EMIT_LEN];
+    let len = nud.emit(&mut buf).unwrap();
+    buf.truncate(len);
+    let other = vec![buf; 50];
     assert_eq!(common::send_frames_in(&topo.router(), "r0", &other), 50);
     // Then a normal solicitation; once it is answered, everything before it was handled.
-    let group = wire::solicited_node(&target);
-    let marker = frame(wire::multicast_mac(&group), group);
+    let marker = common::router_ns(&ct);
     assert!(lab::wait_until(Duration::from_secs(5), || {
         common::send_frames_in(&topo.router(), "r0", std::slice::from_ref(&marker));
         !daemon.log_lines(&["answered NS who-has", &ct]).is_empty()

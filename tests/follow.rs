@@ -4,32 +4,15 @@
 
 mod common;
 
-use std::net::Ipv6Addr;
 use std::time::{Duration, Instant};
 
-use common::{exe, send_frames_in, topology};
+use common::{exe, router_ns, send_frames_in, topology};
 use ndp_responder::lab::{
-    container_addr, wait_until, Daemon, Topology, CONTAINER_PREFIX, HOST_MAC, INTERNET_ADDR,
-    ROUTER_MAC,
+    container_addr, wait_until, Daemon, Topology, CONTAINER_PREFIX, INTERNET_ADDR,
 };
-use ndp_responder::wire::{self, MacAddr, NeighborSolicit};
-
-/// Ask for `target` from the router with ndisc6: the MAC that answered, if any.
-fn solicit(topo: &Topology, target: &str) -> Option<String> {
-    let out = topo
-        .try_exec(
-            &topo.router(),
-            &["ndisc6", "-1", "-n", "-r", "1", "-w", "400", target, "r0"],
-        )
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_lowercase();
-    text.lines()
-        .find(|l| l.contains("link-layer address"))
-        .map(|l| l.trim().to_string())
-}
 
 fn answers(topo: &Topology, target: &str) -> bool {
-    solicit(topo, target).is_some_and(|l| l.contains(HOST_MAC))
+    common::host_answers(topo, target)
 }
 
 fn log_has(daemon: &Daemon, needles: &[&str], within: Duration) -> bool {
@@ -258,34 +241,13 @@ fn a_scan_of_10000_targets_leaves_the_probe_cache_within_its_bound() {
             &["--probe", CONTAINER_PREFIX, "-n", "2001:db8:1::d:2/128"],
         )
         .unwrap();
-    let router_mac: MacAddr = ROUTER_MAC.parse().unwrap();
-    let router_ll: Ipv6Addr = "fe80::ff:fe00:101".parse().unwrap();
     let mut state: u64 = 0x9e3779b97f4a7c15;
     let frames: Vec<Vec<u8>> = (0..10_000)
         .map(|_| {
             state ^= state << 13;
             state ^= state >> 7;
             state ^= state << 17;
-            let target = Ipv6Addr::from(
-                u128::from("2001:db8:1::d:0".parse::<Ipv6Addr>().unwrap())
-                    | (state as u128 & 0xffff),
-            );
-            let group = wire::solicited_node(&target);
-            let ns = NeighborSolicit {
-                eth_src: router_mac,
-                eth_dst: wire::multicast_mac(&group),
-                ip_src: router_ll,
-                ip_dst: group,
-                hop_limit: 255,
-                code: 0,
-                target,
-                source_lladdr: Some(router_mac),
-                nonce: None,
-            };
-            let mut buf = vec![0u8; wire::MAX_EMIT_LEN];
-            let len = ns.emit(&mut buf).unwrap();
-            buf.truncate(len);
-            buf
+            router_ns(&format!("2001:db8:1::d:{:x}", state & 0xffff))
         })
         .collect();
     let sent = send_frames_in(&topo.router(), "r0", &frames);
@@ -293,25 +255,7 @@ fn a_scan_of_10000_targets_leaves_the_probe_cache_within_its_bound() {
     // Frames are handled in order: once an NS sent after the scan is answered, the daemon has
     // been through everything the kernel delivered. (2001:db8:1::d:2/128 is a static rule.)
     let ct = container_addr(1);
-    let marker = {
-        let target: Ipv6Addr = ct.parse().unwrap();
-        let group = wire::solicited_node(&target);
-        let ns = NeighborSolicit {
-            eth_src: router_mac,
-            eth_dst: wire::multicast_mac(&group),
-            ip_src: router_ll,
-            ip_dst: group,
-            hop_limit: 255,
-            code: 0,
-            target,
-            source_lladdr: Some(router_mac),
-            nonce: None,
-        };
-        let mut buf = vec![0u8; wire::MAX_EMIT_LEN];
-        let len = ns.emit(&mut buf).unwrap();
-        buf.truncate(len);
-        buf
-    };
+    let marker = router_ns(&ct);
     let through = wait_until(Duration::from_secs(10), || {
         send_frames_in(&topo.router(), "r0", std::slice::from_ref(&marker));
         !daemon.log_lines(&["answered NS who-has", &ct]).is_empty()

@@ -121,3 +121,54 @@ pub fn send_frames_in(ns: &str, ifname: &str, frames: &[Vec<u8>]) -> usize {
             .unwrap()
     })
 }
+
+/// The frame of a multicast solicitation for `target` from the lab's router.
+pub fn router_ns(target: &str) -> Vec<u8> {
+    use ndp_responder::lab::ROUTER_MAC;
+    use ndp_responder::wire::{self, NeighborSolicit};
+    let ns = NeighborSolicit::resolution(
+        ROUTER_MAC.parse().unwrap(),
+        "fe80::ff:fe00:101".parse().unwrap(),
+        target.parse().unwrap(),
+    );
+    let mut buf = vec![0u8; wire::MAX_EMIT_LEN];
+    let len = ns.emit(&mut buf).unwrap();
+    buf.truncate(len);
+    buf
+}
+
+/// Ask for `target` from the router with ndisc6: the line naming the MAC that answered, if any.
+pub fn solicit(topo: &Topology, target: &str) -> Option<String> {
+    let out = topo
+        .try_exec(
+            &topo.router(),
+            &["ndisc6", "-1", "-n", "-r", "2", "-w", "400", target, "r0"],
+        )
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_lowercase();
+    text.lines()
+        .find(|l| l.contains("link-layer address"))
+        .map(|l| l.trim().to_string())
+}
+
+/// True when the host's MAC answers a solicitation for `target`.
+pub fn host_answers(topo: &Topology, target: &str) -> bool {
+    solicit(topo, target).is_some_and(|l| l.contains(ndp_responder::lab::HOST_MAC))
+}
+
+/// Load an nftables ruleset into namespace `ns`.
+pub fn nft(ns: &str, rules: &str) {
+    use std::io::Write;
+    let mut child = std::process::Command::new("ip")
+        .args(["netns", "exec", ns, "nft", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(rules.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success(), "nft rejected: {rules}");
+}
