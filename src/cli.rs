@@ -85,6 +85,16 @@ pub struct RunArgs {
     #[arg(long)]
     pub no_router_flag: bool,
 
+    /// Keep the gateway's neighbour entry fresh: solicit it from a global address every
+    /// INTERVAL (default 30s) and confirm the answer in the kernel's table (never pinned)
+    #[arg(long, value_name = "INTERVAL", num_args = 0..=1, default_missing_value = "30s", value_parser = parse_duration)]
+    pub gateway_keepalive: Option<std::time::Duration>,
+
+    /// Re-announce every address in use (unsolicited NA, and an NS from it to the gateway)
+    /// once per DURATION, spread over it
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub announce_interval: Option<std::time::Duration>,
+
     /// Clear the Override flag in answers to multicast solicitations (RFC 4861 7.2.8's
     /// suggestion for proxies; by default it is set so a router's stale cached MAC is replaced)
     #[arg(long)]
@@ -327,6 +337,25 @@ mod tests {
         );
         assert_eq!(rules[2].mode, Mode::Probe { via: None });
         assert_eq!(cli.run.probe_ttl, std::time::Duration::from_secs(2));
+        assert_eq!(cli.run.gateway_keepalive, None);
+        let with = |extra: &[&str]| {
+            let mut args = vec!["ndp-responder", "-i", "eth0", "-n", "2001:db8::/64"];
+            args.extend_from_slice(extra);
+            Cli::try_parse_from(args).unwrap().run
+        };
+        let secs = std::time::Duration::from_secs;
+        assert_eq!(
+            with(&["--gateway-keepalive"]).gateway_keepalive,
+            Some(secs(30))
+        );
+        assert_eq!(
+            with(&["--gateway-keepalive=5s"]).gateway_keepalive,
+            Some(secs(5))
+        );
+        assert_eq!(
+            with(&["--announce-interval", "10m"]).announce_interval,
+            Some(secs(600))
+        );
         let err = parse_probe_rule("2001:db8::/64@").unwrap_err();
         assert!(err.contains("names no interface"), "{err}");
         let err = parse_duration("soon").unwrap_err();

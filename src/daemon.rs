@@ -27,6 +27,7 @@ use crate::netlink::{self, KernelView};
 use crate::policy::{self, Decision, Settings};
 use crate::probe::{self, Verdict};
 use crate::targets::{Mode, Rule, Snapshot, TargetTable};
+use crate::upstream;
 use crate::wire::{self, NeighborAdvert, NeighborSolicit};
 
 /// How long to let a burst of netlink events settle before reading the kernel state again.
@@ -41,6 +42,10 @@ pub struct Options {
     pub rules: Vec<Rule>,
     pub settings: Settings,
     pub probe: probe::Limits,
+    /// Solicit the gateway from a global address this often and confirm its entry.
+    pub keepalive: Option<Duration>,
+    /// Re-announce every address in use this often.
+    pub announce: Option<Duration>,
 }
 
 /// Why the daemon could not start, phrased for the operator.
@@ -65,6 +70,8 @@ pub struct Counters {
     pub answered: u64,
     pub send_errors: u64,
     pub probes_sent: u64,
+    pub keepalives_sent: u64,
+    pub announcements_sent: u64,
     pub ignored: BTreeMap<&'static str, u64>,
     pub invalid: BTreeMap<&'static str, u64>,
 }
@@ -72,8 +79,13 @@ pub struct Counters {
 impl Counters {
     fn summary(&self) -> String {
         let mut s = format!(
-            "NS seen {}, answered {}, send errors {}, probes sent {}",
-            self.seen, self.answered, self.send_errors, self.probes_sent
+            "NS seen {}, answered {}, send errors {}, probes sent {}, keepalives sent {}, announcements sent {}",
+            self.seen,
+            self.answered,
+            self.send_errors,
+            self.probes_sent,
+            self.keepalives_sent,
+            self.announcements_sent
         );
         for (label, map) in [("ignored", &self.ignored), ("invalid", &self.invalid)] {
             if !map.is_empty() {
@@ -139,10 +151,26 @@ pub struct Responder {
     settings: Settings,
     cache: probe::Cache<NeighborSolicit>,
     probers: HashMap<u32, Prober>,
-    adverts: mpsc::UnboundedSender<Ipv6Addr>,
+    adverts: mpsc::UnboundedSender<(u32, NeighborAdvert)>,
     log_budget: LogBudget,
     pub counters: Counters,
+    /// For writing confirmed gateway entries.
+    handle: rtnetlink::Handle,
+    keepalive: Option<upstream::Keepalive>,
+    /// Reads the gateway's advertisements on the uplink (only with the keepalive).
+    gateway_reader: Option<(u32, Prober)>,
+    /// Sources of recent keepalive solicitations: the gateway answers to these.
+    keepalive_sources: Vec<Ipv6Addr>,
+    gateway_macs: HashMap<Ipv6Addr, wire::MacAddr>,
+    announcer: Option<upstream::Announcer>,
+    /// Addresses answered recently (static rules): announced while in use.
+    in_use: HashMap<Ipv6Addr, Instant>,
+    in_use_window: Duration,
+    warned: std::collections::HashSet<String>,
 }
+
+/// Addresses remembered as in use, at most.
+const MAX_IN_USE: usize = 4096;
 
 impl Responder {
     /// Handle up to [`DRAIN_BATCH`] queued frames. Returns Ok(true) when the queue is empty.
@@ -247,6 +275,7 @@ impl Responder {
         match sent {
             Ok(()) => {
                 self.counters.answered += 1;
+                self.note_in_use(advert.target);
                 if let Some(suppressed) = self.log_budget.take(Instant::now()) {
                     let more = if suppressed > 0 {
                         format!(" ({suppressed} earlier answers not logged)")
@@ -286,7 +315,7 @@ impl Responder {
             return;
         };
         if !self.probers.contains_key(&via) {
-            match self.open_prober(&down.name, via) {
+            match self.open_advert_reader(&down.name, via) {
                 Ok(p) => {
                     self.probers.insert(via, p);
                 }
@@ -310,7 +339,9 @@ impl Responder {
         }
     }
 
-    fn open_prober(&self, name: &str, index: u32) -> Result<Prober, String> {
+    /// Open a socket that reads advertisements on interface `index` and forwards them to the
+    /// loop; it also sends our solicitations there.
+    fn open_advert_reader(&self, name: &str, index: u32) -> Result<Prober, String> {
         let socket =
             PacketSocket::open(name, index, Capture::Advertisements).map_err(|e| e.to_string())?;
         // SAFETY: the socket owns its descriptor, which lives as long as the AsyncFd.
@@ -329,7 +360,7 @@ impl Responder {
                         .map(|f| f.map(NeighborAdvert::parse))
                 }) {
                     Ok(Ok(Some(Ok(na)))) => {
-                        if adverts.send(na.target).is_err() {
+                        if adverts.send((index, na)).is_err() {
                             return;
                         }
                     }
@@ -342,6 +373,183 @@ impl Responder {
             }
         });
         Ok(Prober { socket, reader })
+    }
+
+    /// An advertisement arrived on interface `index`.
+    fn on_advert(&mut self, index: u32, na: NeighborAdvert) {
+        if self.uplink.as_ref().map(|(i, _)| *i) == Some(index) {
+            self.on_gateway_advert(index, na);
+        } else {
+            self.on_downstream_advert(na.target);
+        }
+    }
+
+    fn note_in_use(&mut self, addr: Ipv6Addr) {
+        if self.announcer.is_none() {
+            return;
+        }
+        let now = Instant::now();
+        if self.in_use.len() >= MAX_IN_USE && !self.in_use.contains_key(&addr) {
+            let window = self.in_use_window;
+            self.in_use
+                .retain(|_, t| now.saturating_duration_since(*t) < window);
+        }
+        if self.in_use.len() < MAX_IN_USE || self.in_use.contains_key(&addr) {
+            self.in_use.insert(addr, now);
+        }
+    }
+
+    fn warn_once(&mut self, key: String, message: &str) {
+        if self.warned.insert(key) {
+            warn!("{message}");
+        }
+    }
+
+    /// Keepalive tick: solicit each default gateway from a global source.
+    fn on_keepalive(&mut self) {
+        let snap = self.table.load();
+        let (Some(index), Some((_, socket))) = (snap.uplink, &self.uplink) else {
+            return;
+        };
+        if self.gateway_reader.as_ref().map(|(i, _)| *i) != Some(index) {
+            match self.open_advert_reader(&self.ifname, index) {
+                Ok(reader) => self.gateway_reader = Some((index, reader)),
+                Err(e) => {
+                    warn!(
+                        "gateway keepalive: cannot read advertisements on {}: {e}",
+                        self.ifname
+                    );
+                    return;
+                }
+            }
+        }
+        let ours: Vec<Ipv6Addr> = snap
+            .known
+            .iter()
+            .copied()
+            .chain(self.cache.positives())
+            .chain(self.in_use.keys().copied())
+            .collect();
+        let Some(source) = upstream::keepalive_source(&snap.uplink_addrs, &ours) else {
+            self.warn_once(
+                "keepalive-source".into(),
+                &format!("gateway keepalive: {} has no global address and no target is known yet to solicit from", self.ifname),
+            );
+            return;
+        };
+        if !self.keepalive_sources.contains(&source) {
+            self.keepalive_sources.push(source);
+            if self.keepalive_sources.len() > 4 {
+                self.keepalive_sources.remove(0);
+            }
+        }
+        let socket = socket.clone();
+        for gw in &snap.default_gateways {
+            if snap.pinned.contains(gw) {
+                let message = format!(
+                    "gateway keepalive: the entry for {gw} on {} is pinned (PERMANENT/NOARP) and left alone; remove it (ip -6 neigh del {gw} dev {}) to let ndp-responder follow MAC changes",
+                    self.ifname, self.ifname
+                );
+                self.warn_once(format!("pinned-{gw}"), &message);
+                continue;
+            }
+            let ns = NeighborSolicit::resolution(snap.mac, source, *gw);
+            let mut frame = [0u8; wire::MAX_EMIT_LEN];
+            let Ok(len) = ns.emit(&mut frame) else {
+                continue;
+            };
+            match socket.get_ref().send(&frame[..len]) {
+                Ok(()) => {
+                    self.counters.keepalives_sent += 1;
+                    debug!("gateway keepalive: NS for {gw} from {source}");
+                }
+                Err(e) => warn!("gateway keepalive: could not solicit {gw}: {e}"),
+            }
+        }
+    }
+
+    /// The gateway answered a keepalive: confirm its entry in the kernel (REACHABLE, ages).
+    fn on_gateway_advert(&mut self, index: u32, na: NeighborAdvert) {
+        let snap = self.table.load();
+        let (Some(mac), true, true) = (
+            na.target_lladdr,
+            snap.default_gateways.contains(&na.target),
+            na.solicited && self.keepalive_sources.contains(&na.ip_dst),
+        ) else {
+            return;
+        };
+        if snap.pinned.contains(&na.target) {
+            return;
+        }
+        match self.gateway_macs.insert(na.target, mac) {
+            Some(old) if old != mac => info!("gateway {} moved from {old} to {mac}", na.target),
+            None => info!("gateway {} is at {mac}; keeping its entry fresh", na.target),
+            _ => debug!("gateway {} confirmed at {mac}", na.target),
+        }
+        let handle = self.handle.clone();
+        let gw = na.target;
+        tokio::spawn(async move {
+            if let Err(e) = netlink::confirm_neighbour(&handle, index, gw, mac).await {
+                warn!("gateway keepalive: could not update the entry for {gw}: {e}");
+            }
+        });
+    }
+
+    /// Announcement tick: announce the addresses that are due.
+    fn on_announce(&mut self) {
+        let Some(announcer) = self.announcer.as_mut() else {
+            return;
+        };
+        let snap = self.table.load();
+        let now = Instant::now();
+        let window = self.in_use_window;
+        let in_use = &self.in_use;
+        let cache = &self.cache;
+        let due = announcer.due(now, || {
+            snap.known
+                .iter()
+                .copied()
+                .chain(cache.positives())
+                .chain(
+                    in_use
+                        .iter()
+                        .filter(|(_, t)| now.saturating_duration_since(**t) < window)
+                        .map(|(a, _)| *a),
+                )
+                .filter(|a| !snap.is_uplink_addr(a) && !snap.is_gateway(a))
+                .collect()
+        });
+        if due.is_empty() {
+            return;
+        }
+        let Some((_, socket)) = &self.uplink else {
+            return;
+        };
+        let socket = socket.clone();
+        for addr in due {
+            let Ok(na) = policy::announcement(addr, &snap, &self.settings) else {
+                continue;
+            };
+            let mut frame = [0u8; wire::MAX_EMIT_LEN];
+            let mut frames = Vec::new();
+            if let Ok(len) = na.emit(&mut frame) {
+                frames.push(frame[..len].to_vec());
+            }
+            // Some routers learn an address only once it talks to them: an NS from it.
+            for gw in &snap.default_gateways {
+                let ns = NeighborSolicit::resolution(snap.mac, addr, *gw);
+                if let Ok(len) = ns.emit(&mut frame) {
+                    frames.push(frame[..len].to_vec());
+                }
+            }
+            let sent = frames.iter().all(|f| socket.get_ref().send(f).is_ok());
+            if sent {
+                self.counters.announcements_sent += 1;
+                debug!("announced {addr} (unsolicited NA, NS to the gateway)");
+            } else {
+                self.counters.send_errors += 1;
+            }
+        }
     }
 
     /// A downstream target answered: answer the solicitations that waited for it.
@@ -493,6 +701,15 @@ fn warn_unrouted(ifname: &str, snap: &Snapshot) {
     }
 }
 
+/// A seed for timer jitter: differs between hosts and runs.
+fn seed() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    nanos ^ (u64::from(std::process::id()) << 32)
+}
+
 /// Rebuild the snapshot whenever the kernel reports a change, forever.
 async fn refresh_task(
     handle: rtnetlink::Handle,
@@ -594,7 +811,7 @@ pub async fn run(opts: Options) -> Result<Counters, DaemonError> {
     let table = Arc::new(TargetTable::new(snap));
     let changed = Arc::new(Notify::new());
     let refresher = tokio::spawn(refresh_task(
-        handle,
+        handle.clone(),
         ifname.clone(),
         opts.rules.clone(),
         table.clone(),
@@ -611,6 +828,23 @@ pub async fn run(opts: Options) -> Result<Counters, DaemonError> {
         adverts: adverts_tx,
         log_budget: LogBudget::new(),
         counters: Counters::default(),
+        handle: handle.clone(),
+        keepalive: opts.keepalive.map(|interval| {
+            upstream::Keepalive::new(interval, Instant::now(), upstream::Jitter::new(seed()))
+        }),
+        gateway_reader: None,
+        keepalive_sources: Vec::new(),
+        gateway_macs: HashMap::new(),
+        announcer: opts.announce.map(|interval| {
+            upstream::Announcer::new(
+                interval,
+                Instant::now(),
+                upstream::Jitter::new(seed() ^ 0x5eed),
+            )
+        }),
+        in_use: HashMap::new(),
+        in_use_window: opts.announce.unwrap_or_default() * 2,
+        warned: Default::default(),
     };
 
     loop {
@@ -621,6 +855,14 @@ pub async fn run(opts: Options) -> Result<Counters, DaemonError> {
                 None => std::future::pending().await,
             }
         };
+        let at = |i: Option<Instant>| async move {
+            match i {
+                Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+                None => std::future::pending().await,
+            }
+        };
+        let keepalive_due = at(responder.keepalive.as_ref().map(|k| k.next_due()));
+        let announce_due = at(responder.announcer.as_ref().map(|a| a.next_due()));
         let probe_due = async {
             match responder.cache.next_deadline() {
                 Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
@@ -642,7 +884,13 @@ pub async fn run(opts: Options) -> Result<Counters, DaemonError> {
                     }
                 }
             }
-            Some(target) = adverts.recv() => responder.on_downstream_advert(target),
+            Some((index, na)) = adverts.recv() => responder.on_advert(index, na),
+            () = keepalive_due => {
+                if responder.keepalive.as_mut().is_some_and(|k| k.due(Instant::now())) {
+                    responder.on_keepalive();
+                }
+            }
+            () = announce_due => responder.on_announce(),
             () = probe_due => responder.on_probe_timer(),
             () = changed.notified() => responder.reconcile(),
         }

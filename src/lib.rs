@@ -28,4 +28,5 @@ pub mod netlink;
 pub mod policy;
 pub mod probe;
 pub mod targets;
+pub mod upstream;
 pub mod wire;

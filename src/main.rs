@@ -76,6 +76,8 @@ fn run(args: cli::RunArgs) -> ExitCode {
             negative_ttl: args.probe_negative_ttl,
             ..probe::Limits::default()
         },
+        keepalive: args.gateway_keepalive,
+        announce: args.announce_interval,
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -68,6 +68,8 @@ pub struct Neighbour {
     pub valid: bool,
     /// The neighbour advertised itself as a router.
     pub router: bool,
+    /// PERMANENT or NOARP: pinned by someone, never aged.
+    pub pinned: bool,
 }
 
 /// Everything the daemon and doctor read from the kernel, at one instant.
@@ -259,6 +261,10 @@ pub async fn kernel_view(handle: &Handle) -> Result<KernelView, rtnetlink::Error
                     | NeighbourState::Noarp
             ),
             router: n.header.flags.contains(NeighbourFlags::Router),
+            pinned: matches!(
+                n.header.state,
+                NeighbourState::Permanent | NeighbourState::Noarp
+            ),
         };
         for attr in &n.attributes {
             match attr {
@@ -368,4 +374,22 @@ pub async fn proxy_entries(handle: &Handle, index: u32) -> Result<Vec<Ipv6Addr>,
         }
     }
     Ok(found)
+}
+
+/// Tell the kernel that `addr` on interface `index` is at `mac`, confirmed just now: a
+/// REACHABLE entry, which ages like any other (never PERMANENT).
+pub async fn confirm_neighbour(
+    handle: &Handle,
+    index: u32,
+    addr: Ipv6Addr,
+    mac: MacAddr,
+) -> Result<(), rtnetlink::Error> {
+    handle
+        .neighbours()
+        .add(index, IpAddr::V6(addr))
+        .link_layer_address(&mac.0)
+        .state(NeighbourState::Reachable)
+        .replace()
+        .execute()
+        .await
 }

@@ -359,6 +359,37 @@ pub fn decide(ns: &NeighborSolicit, snap: &Snapshot, settings: &Settings) -> Dec
     }
 }
 
+/// The IPv6 source of an advertisement for `target`, as `--source` says.
+fn source_for(target: Ipv6Addr, snap: &Snapshot, settings: &Settings) -> Result<Ipv6Addr, Ignored> {
+    match settings.source {
+        SourcePolicy::Target => Ok(target),
+        SourcePolicy::Fixed(addr) => Ok(addr),
+        SourcePolicy::LinkLocal => snap.link_local.ok_or(Ignored::NoLinkLocal),
+    }
+}
+
+/// An unsolicited advertisement announcing `target` (RFC 4861 7.2.6): to all nodes, S clear,
+/// O set so that caches holding an old MAC take ours, from the source the policy chooses.
+pub fn announcement(
+    target: Ipv6Addr,
+    snap: &Snapshot,
+    settings: &Settings,
+) -> Result<NeighborAdvert, Ignored> {
+    let ip_src = source_for(target, snap, settings)?;
+    Ok(NeighborAdvert {
+        eth_src: snap.mac,
+        eth_dst: wire::multicast_mac(&wire::ALL_NODES),
+        ip_src,
+        ip_dst: wire::ALL_NODES,
+        hop_limit: NDP_HOP_LIMIT,
+        router: settings.router,
+        solicited: false,
+        override_flag: true,
+        target,
+        target_lladdr: Some(snap.mac),
+    })
+}
+
 /// The downstream interface on which a probe for `target` is sent now: the one its probe
 /// rule names, or the one its route leaves by. None if the target is no longer probed.
 pub fn probe_interface(snap: &Snapshot, target: &Ipv6Addr) -> Option<u32> {
@@ -390,11 +421,7 @@ pub fn advert(
     settings: &Settings,
 ) -> Result<NeighborAdvert, Ignored> {
     let kind = kind_of(ns);
-    let ip_src = match settings.source {
-        SourcePolicy::Target => ns.target,
-        SourcePolicy::Fixed(addr) => addr,
-        SourcePolicy::LinkLocal => snap.link_local.ok_or(Ignored::NoLinkLocal)?,
-    };
+    let ip_src = source_for(ns.target, snap, settings)?;
     let dad = kind == Kind::Dad;
     Ok(NeighborAdvert {
         eth_src: snap.mac,
@@ -470,6 +497,8 @@ mod tests {
                 (4, downstream("wg0", None)),
             ]),
             known: HashSet::from([ip("2001:db8:1::d:2")]),
+            default_gateways: vec![ip("2001:db8:1::1")],
+            pinned: vec![],
         }
     }
 
@@ -899,6 +928,16 @@ mod tests {
             decide(&resolution("2001:db8:1::99"), &broad, &s),
             Decision::Ignore(Kind::Resolution, Ignored::RoutedToUplink)
         );
+    }
+
+    #[test]
+    fn announcement_is_unsolicited_to_all_nodes_with_override() {
+        let na = announcement(ip("2001:db8:1::d:2"), &snapshot(), &Settings::default()).unwrap();
+        assert_eq!(na.ip_dst, wire::ALL_NODES);
+        assert_eq!(na.eth_dst, MacAddr([0x33, 0x33, 0, 0, 0, 1]));
+        assert_eq!(na.ip_src, ip("2001:db8:1::d:2"));
+        assert!(!na.solicited && na.override_flag && na.router);
+        assert_eq!(na.target_lladdr, Some(HOST_MAC));
     }
 
     #[test]

@@ -86,6 +86,10 @@ pub struct Snapshot {
     /// Default gateways through the uplink and neighbours the kernel knows as routers there:
     /// never hijacked, even when a rule covers them.
     pub gateways: Vec<Ipv6Addr>,
+    /// The gateways of the default routes through the uplink (kept fresh by the keepalive).
+    pub default_gateways: Vec<Ipv6Addr>,
+    /// Uplink neighbours whose entries someone pinned (PERMANENT or NOARP).
+    pub pinned: Vec<Ipv6Addr>,
     /// Main-table routes that overlap a rule: (destination, outgoing interface), most specific
     /// first.
     pub routes: Vec<(Ipv6Net, Option<u32>)>,
@@ -176,10 +180,13 @@ impl Snapshot {
             };
         };
         let link = &view.links[&index];
-        let mut gateways: Vec<Ipv6Addr> = view
-            .default_routes_via(index)
-            .filter_map(|r| r.gateway)
-            .collect();
+        let mut default_gateways: Vec<Ipv6Addr> = Vec::new();
+        for gw in view.default_routes_via(index).filter_map(|r| r.gateway) {
+            if !default_gateways.contains(&gw) {
+                default_gateways.push(gw);
+            }
+        }
+        let mut gateways = default_gateways.clone();
         for n in &view.neighbours {
             if n.ifindex == index && n.router && !gateways.contains(&n.addr) {
                 gateways.push(n.addr);
@@ -193,6 +200,13 @@ impl Snapshot {
             rules,
             uplink_addrs: view.addrs_of(index).collect(),
             gateways,
+            default_gateways,
+            pinned: view
+                .neighbours
+                .iter()
+                .filter(|n| n.ifindex == index && n.pinned)
+                .map(|n| n.addr)
+                .collect(),
             routes,
             downstream,
             known,
@@ -295,6 +309,7 @@ mod tests {
             lladdr: Some(mac),
             valid,
             router,
+            pinned: false,
         }
     }
 

@@ -1,0 +1,304 @@
+//! Upstream care in namespaces: the gateway keepalive follows a router that changes its MAC
+//! and keeps the gateway's entry REACHABLE when the provider ignores link-local solicitations,
+//! without leaving a pinned entry behind; announcements reach the router at their spacing.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{exe, nft, topology};
+use ndp_responder::lab::{
+    container_addr, wait_until, Topology, CONTAINER_PREFIX, GATEWAY, INTERNET_ADDR,
+};
+
+/// Ping the Internet stand-in from container 1 (forwarded by the host): true if it answered.
+fn container_reaches_internet(topo: &Topology) -> bool {
+    topo.try_exec(
+        &topo.container(1),
+        &[
+            "ping",
+            "-6",
+            "-n",
+            "-q",
+            "-c",
+            "1",
+            "-W",
+            "1",
+            INTERNET_ADDR,
+        ],
+    )
+    .unwrap()
+    .status
+    .success()
+}
+
+/// The host's neighbour entry for the gateway, e.g. "2001:db8:1::1 lladdr ... REACHABLE".
+fn gateway_entry(topo: &Topology) -> String {
+    let out = topo
+        .exec(
+            &topo.host(),
+            &["ip", "-6", "neigh", "show", GATEWAY, "dev", "eth0"],
+        )
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn router_mac_change_is_followed_within_one_keepalive_interval() {
+    let topo = topology(1);
+    // The router reaches the container through the daemon; no keepalive yet.
+    let plain = topo.start_daemon(exe(), &["-n", CONTAINER_PREFIX]).unwrap();
+    assert!(container_reaches_internet(&topo), "the topology is broken");
+    let router = topo.router();
+    topo.exec(
+        &router,
+        &["ip", "link", "set", "r0", "address", "02:00:00:00:01:99"],
+    )
+    .unwrap();
+
+    // Without the keepalive the host keeps sending to the old MAC for a while (the kernel
+    // re-checks only after its reachable time, ~30 s).
+    let start = Instant::now();
+    let mut recovered_alone = false;
+    while start.elapsed() < Duration::from_secs(3) {
+        recovered_alone |= container_reaches_internet(&topo);
+    }
+    assert!(
+        !recovered_alone,
+        "the host recovered by itself: the test proves nothing"
+    );
+    plain.stop().unwrap();
+
+    let daemon = topo
+        .start_daemon(exe(), &["-n", CONTAINER_PREFIX, "--gateway-keepalive=1s"])
+        .unwrap();
+    let started = Instant::now();
+    let recovered = wait_until(Duration::from_secs(3), || container_reaches_internet(&topo));
+    assert!(
+        recovered,
+        "not recovered within a keepalive interval:\n{}\n{}",
+        gateway_entry(&topo),
+        daemon.log()
+    );
+    eprintln!("recovered {:?} after the daemon started", started.elapsed());
+    assert!(
+        gateway_entry(&topo).contains("02:00:00:00:01:99"),
+        "{}",
+        gateway_entry(&topo)
+    );
+    assert!(
+        !daemon
+            .log_lines(&["gateway", "02:00:00:00:01:99"])
+            .is_empty(),
+        "{}",
+        daemon.log()
+    );
+    let stopped = daemon.stop().unwrap();
+    assert!(stopped.status.success());
+    let entry = gateway_entry(&topo);
+    assert!(
+        !entry.contains("PERMANENT") && !entry.contains("NOARP"),
+        "left pinned: {entry}"
+    );
+}
+
+#[test]
+fn gateway_entry_stays_reachable_when_the_provider_ignores_link_local_solicitations() {
+    let topo = topology(1);
+    // The hypervisor drops every NS the host sends from its link-local address.
+    nft(
+        &topo.hypervisor(),
+        "table bridge nollns {\n chain forward {\n  type filter hook forward priority 0; policy accept;\n  iifname \"to-host\" icmpv6 type nd-neighbor-solicit ip6 saddr fe80::/10 drop\n }\n}\n",
+    );
+    // Short reachable time on the host, so that the entry's fate shows within seconds.
+    let host = topo.host();
+    topo.sysctl(&host, "net/ipv6/neigh/eth0/base_reachable_time_ms", "1000")
+        .unwrap();
+    topo.sysctl(&host, "net/ipv6/neigh/eth0/delay_first_probe_time", "1")
+        .unwrap();
+    // Container traffic is forwarded: the kernel solicits the gateway from link-local.
+    let keep_talking = |seconds: u64| {
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &topo.container(1),
+                "ping",
+                "-6",
+                "-n",
+                "-q",
+                "-i",
+                "0.2",
+                "-w",
+            ])
+            .arg(seconds.to_string())
+            .arg(INTERNET_ADDR)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    // Sample the entry every 100 ms for `seconds`; returns the states seen.
+    let states = |seconds: u64| {
+        let mut seen = std::collections::BTreeSet::new();
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(seconds) {
+            let entry = gateway_entry(&topo);
+            seen.insert(
+                entry
+                    .split_whitespace()
+                    .last()
+                    .unwrap_or("NONE")
+                    .to_string(),
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        seen
+    };
+
+    // Without the keepalive the entry goes stale and its probes are dropped.
+    let mut ping = keep_talking(5);
+    let without = states(5);
+    let _ = ping.wait();
+    assert!(
+        without.iter().any(|s| s != "REACHABLE"),
+        "the entry never aged: {without:?}"
+    );
+
+    let daemon = topo
+        .start_daemon(
+            exe(),
+            &["-n", CONTAINER_PREFIX, "--gateway-keepalive=300ms"],
+        )
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(3), || gateway_entry(&topo)
+        .ends_with("REACHABLE")));
+    let mut ping = keep_talking(4);
+    let with = states(4);
+    let _ = ping.wait();
+    assert_eq!(with, ["REACHABLE".to_string()].into(), "{}", daemon.log());
+    let stopped = daemon.stop().unwrap();
+    assert!(
+        stopped.summary().contains("keepalives sent"),
+        "{}",
+        stopped.log
+    );
+    let entry = gateway_entry(&topo);
+    assert!(
+        !entry.contains("PERMANENT") && !entry.contains("NOARP"),
+        "left pinned: {entry}"
+    );
+}
+
+#[test]
+fn pinned_gateway_entries_are_left_alone() {
+    let topo = topology(0);
+    let host = topo.host();
+    topo.exec(
+        &host,
+        &[
+            "ip",
+            "-6",
+            "neigh",
+            "replace",
+            GATEWAY,
+            "lladdr",
+            "02:00:00:00:01:01",
+            "dev",
+            "eth0",
+            "nud",
+            "permanent",
+        ],
+    )
+    .unwrap();
+    let daemon = topo
+        .start_daemon(
+            exe(),
+            &["-n", CONTAINER_PREFIX, "--gateway-keepalive=200ms"],
+        )
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(3), || !daemon
+            .log_lines(&["is pinned", "left alone"])
+            .is_empty()),
+        "{}",
+        daemon.log()
+    );
+    daemon.stop().unwrap();
+    assert!(
+        gateway_entry(&topo).contains("PERMANENT"),
+        "someone else's pinned entry was changed"
+    );
+}
+
+#[test]
+fn announcements_reach_the_router_at_the_configured_spacing() {
+    let topo = topology(1);
+    let ct = container_addr(1);
+    let daemon = topo
+        .start_daemon(
+            exe(),
+            &["--auto", CONTAINER_PREFIX, "--announce-interval", "1s"],
+        )
+        .unwrap();
+    topo.container_speaks(1).unwrap();
+    // Capture unsolicited NAs for the container's address arriving at the router.
+    let capture = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &topo.router(),
+            "tcpdump",
+            "-l",
+            "-n",
+            "-tt",
+            "-c",
+            "8",
+            "-i",
+            "r0",
+        ])
+        .arg(format!(
+            "icmp6 and ((ip6[40] == 136 and ip6 dst ff02::1) or (ip6[40] == 135 and ip6 src {ct}))"
+        ))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = capture.id();
+    let finished = wait_until(Duration::from_secs(8), || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| s.contains(") Z "))
+    });
+    if !finished {
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    }
+    let out = capture.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let times = |what: &str| -> Vec<f64> {
+        text.lines()
+            .filter(|l| l.contains(what))
+            .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+            .collect()
+    };
+    let adverts = times(&format!("neighbor advertisement, tgt is {ct}"));
+    let solicits = times(&format!(
+        "{ct} > ff02::1:ff00:1: ICMP6, neighbor solicitation, who has {GATEWAY}"
+    ));
+    assert!(
+        adverts.len() >= 3,
+        "announcements seen:\n{text}\n{}",
+        daemon.log()
+    );
+    assert!(
+        !solicits.is_empty(),
+        "no NS from the address to the gateway:\n{text}"
+    );
+    for pair in adverts.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(
+            (0.7..=1.3).contains(&gap),
+            "spacing {gap:.3} s, want about 1 s:\n{text}"
+        );
+    }
+    daemon.stop().unwrap();
+}
