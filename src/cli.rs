@@ -43,7 +43,7 @@ pub struct Cli {
 #[derive(Debug, Args)]
 #[command(group(
     clap::ArgGroup::new("targets")
-        .args(["subnets", "auto", "probe"])
+        .args(["subnets", "auto", "probe", "docker_networks"])
         .required(true)
         .multiple(true)
 ))]
@@ -67,6 +67,11 @@ pub struct RunArgs {
     /// Solicitation sent on IFACE (or on the interface its route points to) (repeatable)
     #[arg(long = "probe", value_name = "PREFIX[@IFACE]", value_parser = parse_probe_rule)]
     pub probe: Vec<(Ipv6Net, Option<String>)>,
+
+    /// Docker rule: answer for the containers connected to this Docker (or Podman) network,
+    /// following connect/disconnect events (repeatable; DOCKER_HOST selects the engine)
+    #[arg(short = 'N', long = "docker-network", value_name = "NAME")]
+    pub docker_networks: Vec<String>,
 
     /// How long a probed address is trusted before it is probed again (when in use)
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
@@ -121,6 +126,7 @@ impl RunArgs {
             prefix: *p,
             mode: Mode::Probe { via: via.clone() },
         }));
+        rules.extend(self.docker_networks.iter().map(|n| Rule::docker(n)));
         rules
     }
 }
@@ -311,7 +317,7 @@ mod tests {
 
     #[test]
     fn auto_and_probe_rules() {
-        use crate::targets::Mode;
+        use crate::targets::{Mode, Rule};
         let cli = Cli::try_parse_from([
             "ndp-responder",
             "-i",
@@ -338,6 +344,9 @@ mod tests {
         assert_eq!(rules[2].mode, Mode::Probe { via: None });
         assert_eq!(cli.run.probe_ttl, std::time::Duration::from_secs(2));
         assert_eq!(cli.run.gateway_keepalive, None);
+        let docker =
+            Cli::try_parse_from(["ndp-responder", "-i", "eth0", "-N", "ipv6exposed"]).unwrap();
+        assert_eq!(docker.run.rules(), vec![Rule::docker("ipv6exposed")]);
         let with = |extra: &[&str]| {
             let mut args = vec!["ndp-responder", "-i", "eth0", "-n", "2001:db8::/64"];
             args.extend_from_slice(extra);

@@ -19,9 +19,10 @@ use futures::StreamExt;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, watch, Notify};
 use tracing::{debug, error, info, warn};
 
+use crate::docker::{self, DockerTargets};
 use crate::link::{self, Capture, PacketSocket};
 use crate::netlink::{self, KernelView};
 use crate::policy::{self, Decision, Settings};
@@ -167,10 +168,18 @@ pub struct Responder {
     in_use: HashMap<Ipv6Addr, Instant>,
     in_use_window: Duration,
     warned: std::collections::HashSet<String>,
+    /// First announcements still to send: (when, address, how many left).
+    bursts: std::collections::VecDeque<(Instant, Ipv6Addr, u8)>,
+    /// Docker and auto addresses already announced as new.
+    announced: std::collections::HashSet<Ipv6Addr>,
 }
 
 /// Addresses remembered as in use, at most.
 const MAX_IN_USE: usize = 4096;
+/// A new address is announced this many times (RFC 4861 10: MAX_NEIGHBOR_ADVERTISEMENT)...
+const ANNOUNCE_COUNT: u8 = 3;
+/// ...this far apart (RFC 4861 10: RETRANS_TIMER).
+const ANNOUNCE_SPACING: Duration = Duration::from_secs(1);
 
 impl Responder {
     /// Handle up to [`DRAIN_BATCH`] queued frames. Returns Ok(true) when the queue is empty.
@@ -522,32 +531,78 @@ impl Responder {
         if due.is_empty() {
             return;
         }
+        for addr in due {
+            // A new address still in its first announcements needs no periodic one.
+            if !self.bursts.iter().any(|(_, a, _)| *a == addr) {
+                self.announce_one(&snap, addr, "periodic");
+            }
+        }
+    }
+
+    /// Announce `addr` upstream: an unsolicited NA (RFC 4861 7.2.6), and an NS from it to each
+    /// gateway, for routers that learn an address only once it talks to them.
+    fn announce_one(&mut self, snap: &Snapshot, addr: Ipv6Addr, why: &str) {
         let Some((_, socket)) = &self.uplink else {
             return;
         };
-        let socket = socket.clone();
-        for addr in due {
-            let Ok(na) = policy::announcement(addr, &snap, &self.settings) else {
-                continue;
+        let Ok(na) = policy::announcement(addr, snap, &self.settings) else {
+            return;
+        };
+        let mut frame = [0u8; wire::MAX_EMIT_LEN];
+        let mut sent = na
+            .emit(&mut frame)
+            .is_ok_and(|len| socket.get_ref().send(&frame[..len]).is_ok());
+        for gw in &snap.default_gateways {
+            let ns = NeighborSolicit::resolution(snap.mac, addr, *gw);
+            sent &= ns
+                .emit(&mut frame)
+                .is_ok_and(|len| socket.get_ref().send(&frame[..len]).is_ok());
+        }
+        if sent {
+            self.counters.announcements_sent += 1;
+            debug!("announced {addr} ({why}): unsolicited NA, NS to the gateway");
+        } else {
+            self.counters.send_errors += 1;
+        }
+    }
+
+    /// Queue the first announcements of addresses that just appeared (docker, auto).
+    fn note_new_addresses(&mut self, snap: &Snapshot) {
+        let now: std::collections::HashSet<Ipv6Addr> = snap
+            .docker
+            .keys()
+            .chain(snap.known.iter())
+            .copied()
+            .collect();
+        let when = Instant::now();
+        for addr in now.difference(&self.announced) {
+            debug!("{addr} is new: announcing it {ANNOUNCE_COUNT} times");
+            self.bursts.push_back((when, *addr, ANNOUNCE_COUNT));
+        }
+        self.announced = now;
+    }
+
+    /// Send the announcements of new addresses that are due.
+    fn on_burst(&mut self) {
+        let now = Instant::now();
+        let snap = self.table.load();
+        while self.bursts.front().is_some_and(|(at, _, _)| *at <= now) {
+            let Some((_, addr, left)) = self.bursts.pop_front() else {
+                break;
             };
-            let mut frame = [0u8; wire::MAX_EMIT_LEN];
-            let mut frames = Vec::new();
-            if let Ok(len) = na.emit(&mut frame) {
-                frames.push(frame[..len].to_vec());
+            // Announce only what is still ours.
+            if !(snap.docker.contains_key(&addr) || snap.known.contains(&addr)) {
+                continue;
             }
-            // Some routers learn an address only once it talks to them: an NS from it.
-            for gw in &snap.default_gateways {
-                let ns = NeighborSolicit::resolution(snap.mac, addr, *gw);
-                if let Ok(len) = ns.emit(&mut frame) {
-                    frames.push(frame[..len].to_vec());
-                }
-            }
-            let sent = frames.iter().all(|f| socket.get_ref().send(f).is_ok());
-            if sent {
-                self.counters.announcements_sent += 1;
-                debug!("announced {addr} (unsolicited NA, NS to the gateway)");
-            } else {
-                self.counters.send_errors += 1;
+            let n = ANNOUNCE_COUNT - left + 1;
+            self.announce_one(
+                &snap,
+                addr,
+                &format!("new address, {n} of {ANNOUNCE_COUNT}"),
+            );
+            if left > 1 {
+                self.bursts
+                    .push_back((now + ANNOUNCE_SPACING, addr, left - 1));
             }
         }
     }
@@ -605,6 +660,10 @@ impl Responder {
         }
         self.probers
             .retain(|index, _| snap.downstream.contains_key(index));
+        if self.gateway_reader.as_ref().map(|(i, _)| *i) != snap.uplink {
+            self.gateway_reader = None;
+        }
+        self.note_new_addresses(&snap);
     }
 }
 
@@ -685,7 +744,11 @@ fn log_changes(ifname: &str, old: &Snapshot, new: &Snapshot) {
 
 /// Warn about rules that can never answer as the routes stand (see `ndp-responder doctor`).
 fn warn_unrouted(ifname: &str, snap: &Snapshot) {
-    for rule in &snap.rules {
+    for rule in snap
+        .rules
+        .iter()
+        .filter(|r| !matches!(r.mode, Mode::Docker { .. }))
+    {
         let probe = rule.prefix.addr();
         if let Some(Some(oif)) = snap.route_oif(&probe) {
             if Some(oif) == snap.uplink && rule.prefix.prefix_len() < 128 {
@@ -717,7 +780,10 @@ async fn refresh_task(
     rules: Vec<Rule>,
     table: Arc<TargetTable>,
     changed: Arc<Notify>,
+    mut docker: watch::Receiver<Arc<DockerTargets>>,
+    mut view: KernelView,
 ) {
+    let mut docker_open = true;
     loop {
         let (conn, mut events) = match netlink::watch() {
             Ok(w) => w,
@@ -729,18 +795,40 @@ async fn refresh_task(
         };
         let driver = tokio::spawn(conn);
         // Look once right after (re)subscribing: changes may have happened meanwhile.
-        let mut due = true;
+        let mut kernel_due = true;
         loop {
-            if !due && events.next().await.is_none() {
-                error!("the kernel change subscription ended; subscribing again");
-                break;
+            if !kernel_due {
+                tokio::select! {
+                    event = events.next() => {
+                        if event.is_none() {
+                            error!("the kernel change subscription ended; subscribing again");
+                            break;
+                        }
+                    }
+                    result = docker.changed(), if docker_open => {
+                        // The containers changed: rebuild from the kernel state we have.
+                        docker_open = result.is_ok();
+                        publish(&view, &ifname, &rules, &docker.borrow_and_update(), &table, &changed);
+                        continue;
+                    }
+                }
             }
-            due = false;
+            kernel_due = false;
             tokio::time::sleep(REFRESH_COALESCE).await;
             // Swallow the events of the burst we are about to read anyway.
             while let Some(Some(_)) = futures::FutureExt::now_or_never(events.next()) {}
             match netlink::kernel_view(&handle).await {
-                Ok(view) => publish(&view, &ifname, &rules, &table, &changed),
+                Ok(fresh) => {
+                    view = fresh;
+                    publish(
+                        &view,
+                        &ifname,
+                        &rules,
+                        &docker.borrow_and_update(),
+                        &table,
+                        &changed,
+                    );
+                }
                 Err(e) => warn!("could not read the kernel's state: {e}"),
             }
         }
@@ -748,8 +836,15 @@ async fn refresh_task(
     }
 }
 
-fn publish(view: &KernelView, ifname: &str, rules: &[Rule], table: &TargetTable, changed: &Notify) {
-    let next = Snapshot::build(view, ifname, rules);
+fn publish(
+    view: &KernelView,
+    ifname: &str,
+    rules: &[Rule],
+    docker: &DockerTargets,
+    table: &TargetTable,
+    changed: &Notify,
+) {
+    let next = Snapshot::build(view, ifname, rules, docker);
     let current = table.load();
     if *current != next {
         log_changes(ifname, &current, &next);
@@ -773,7 +868,7 @@ pub async fn run(opts: Options) -> Result<Counters, DaemonError> {
     let view = netlink::kernel_view(&handle)
         .await
         .map_err(|e| netlink_err(&e))?;
-    let snap = Snapshot::build(&view, &ifname, &opts.rules);
+    let snap = Snapshot::build(&view, &ifname, &opts.rules, &DockerTargets::new());
     let Some(index) = snap.uplink else {
         return Err(DaemonError::NoSuchInterface(ifname));
     };
@@ -810,12 +905,25 @@ pub async fn run(opts: Options) -> Result<Counters, DaemonError> {
 
     let table = Arc::new(TargetTable::new(snap));
     let changed = Arc::new(Notify::new());
+    let (docker_tx, docker_rx) = watch::channel(Arc::new(DockerTargets::new()));
+    let networks: Vec<String> = opts
+        .rules
+        .iter()
+        .filter_map(|r| match &r.mode {
+            Mode::Docker { network } => Some(network.clone()),
+            _ => None,
+        })
+        .collect();
+    let docker_watcher =
+        (!networks.is_empty()).then(|| tokio::spawn(docker::watch(networks, docker_tx)));
     let refresher = tokio::spawn(refresh_task(
         handle.clone(),
         ifname.clone(),
         opts.rules.clone(),
         table.clone(),
         changed.clone(),
+        docker_rx,
+        view,
     ));
     let (adverts_tx, mut adverts) = mpsc::unbounded_channel();
     let mut responder = Responder {
@@ -845,7 +953,11 @@ pub async fn run(opts: Options) -> Result<Counters, DaemonError> {
         in_use: HashMap::new(),
         in_use_window: opts.announce.unwrap_or_default() * 2,
         warned: Default::default(),
+        bursts: Default::default(),
+        announced: Default::default(),
     };
+    // What is known at start is announced as new: the router may have forgotten it.
+    responder.note_new_addresses(&table.load());
 
     loop {
         let uplink = responder.uplink.as_ref().map(|(_, fd)| fd.clone());
@@ -863,6 +975,7 @@ pub async fn run(opts: Options) -> Result<Counters, DaemonError> {
         };
         let keepalive_due = at(responder.keepalive.as_ref().map(|k| k.next_due()));
         let announce_due = at(responder.announcer.as_ref().map(|a| a.next_due()));
+        let burst_due = at(responder.bursts.front().map(|(when, _, _)| *when));
         let probe_due = async {
             match responder.cache.next_deadline() {
                 Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
@@ -891,11 +1004,15 @@ pub async fn run(opts: Options) -> Result<Counters, DaemonError> {
                 }
             }
             () = announce_due => responder.on_announce(),
+            () = burst_due => responder.on_burst(),
             () = probe_due => responder.on_probe_timer(),
             () = changed.notified() => responder.reconcile(),
         }
     }
     refresher.abort();
+    if let Some(w) = docker_watcher {
+        w.abort();
+    }
     info!(
         "stopped: {}; probe cache {} entries (at most {})",
         responder.counters.summary(),

@@ -609,7 +609,17 @@ impl Topology {
 
     /// Start the daemon (`exe`) in the host namespace on eth0 with extra `args`.
     pub fn start_daemon(&self, exe: &Path, args: &[&str]) -> Result<Daemon, LabError> {
-        Daemon::start(&self.host(), exe, args)
+        Daemon::start(&self.host(), exe, args, &[])
+    }
+
+    /// The same, with extra environment variables (e.g. DOCKER_HOST).
+    pub fn start_daemon_env(
+        &self,
+        exe: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Daemon, LabError> {
+        Daemon::start(&self.host(), exe, args, env)
     }
 
     /// Remove every namespace of this topology (and with them, every interface).
@@ -651,7 +661,12 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    fn start(ns: &str, exe: &Path, args: &[&str]) -> Result<Daemon, LabError> {
+    fn start(
+        ns: &str,
+        exe: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Daemon, LabError> {
         let log_path =
             std::env::temp_dir().join(format!("ndp-responder-{ns}-{}.log", std::process::id()));
         let log = fs::File::create(&log_path)?;
@@ -672,6 +687,7 @@ impl Daemon {
             .args(["-i", "eth0"])
             .args(args)
             .env("NDPRESPONDER_LOG", "DEBUG")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

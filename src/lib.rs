@@ -21,6 +21,7 @@
 
 pub mod cli;
 pub mod daemon;
+pub mod docker;
 pub mod doctor;
 pub mod lab;
 pub mod link;

@@ -185,6 +185,8 @@ pub enum Ignored {
     UnknownDownstream,
     /// Probe rule: the downstream interface does not exist (or cannot be probed).
     NoDownstream,
+    /// Docker rule: no container with this address is connected to the network.
+    NotConnected,
 }
 
 impl Ignored {
@@ -202,6 +204,7 @@ impl Ignored {
             Ignored::NoRoute => "no_route",
             Ignored::UnknownDownstream => "unknown_downstream",
             Ignored::NoDownstream => "no_downstream",
+            Ignored::NotConnected => "not_connected",
         }
     }
 }
@@ -220,6 +223,7 @@ impl fmt::Display for Ignored {
             Ignored::NoRoute => "no route for the target",
             Ignored::UnknownDownstream => "no such address known behind the downstream interface",
             Ignored::NoDownstream => "the downstream interface to probe does not exist",
+            Ignored::NotConnected => "no container with this address is connected to the network",
         })
     }
 }
@@ -336,6 +340,11 @@ pub fn decide(ns: &NeighborSolicit, snap: &Snapshot, settings: &Settings) -> Dec
             Some(_) if snap.known.contains(&ns.target) => {}
             _ => return ignore(Ignored::UnknownDownstream),
         },
+        Mode::Docker { network } => {
+            if snap.docker.get(&ns.target) != Some(network) {
+                return ignore(Ignored::NotConnected);
+            }
+        }
         Mode::Probe { .. } => match probe_interface(snap, &ns.target) {
             // Point-to-point links have no neighbour discovery to probe with.
             Some(i) if !snap.downstream[&i].neighbours => {}
@@ -499,6 +508,7 @@ mod tests {
             known: HashSet::from([ip("2001:db8:1::d:2")]),
             default_gateways: vec![ip("2001:db8:1::1")],
             pinned: vec![],
+            docker: HashMap::from([(ip("2001:db8:1::d:5"), "ipv6exposed".to_string())]),
         }
     }
 
@@ -938,6 +948,38 @@ mod tests {
         assert_eq!(na.ip_src, ip("2001:db8:1::d:2"));
         assert!(!na.solicited && na.override_flag && na.router);
         assert_eq!(na.target_lladdr, Some(HOST_MAC));
+    }
+
+    #[test]
+    fn docker_rule_answers_only_connected_containers_of_its_network() {
+        let s = Settings::default();
+        let snap = with_rules(vec![Rule::docker("ipv6exposed")]);
+        assert!(matches!(
+            decide(&resolution("2001:db8:1::d:5"), &snap, &s),
+            Decision::Answer { .. }
+        ));
+        assert_eq!(
+            decide(&resolution("2001:db8:1::d:6"), &snap, &s),
+            Decision::Ignore(Kind::Resolution, Ignored::NotConnected)
+        );
+        let other = with_rules(vec![Rule::docker("other")]);
+        assert_eq!(
+            decide(&resolution("2001:db8:1::d:5"), &other, &s),
+            Decision::Ignore(Kind::Resolution, Ignored::NotConnected)
+        );
+        // A static rule still answers its prefix alongside a docker rule.
+        let both = with_rules(vec![
+            Rule::docker("ipv6exposed"),
+            rule("2001:db8:1::d:0/112", Mode::Static),
+        ]);
+        let mut sorted = both.clone();
+        sorted
+            .rules
+            .sort_by_key(|r| std::cmp::Reverse(r.prefix.prefix_len()));
+        assert!(matches!(
+            decide(&resolution("2001:db8:1::d:6"), &sorted, &s),
+            Decision::Answer { .. }
+        ));
     }
 
     #[test]

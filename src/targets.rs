@@ -17,6 +17,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use ipnet::Ipv6Net;
 
+use crate::docker::DockerTargets;
 use crate::netlink::KernelView;
 use crate::wire::MacAddr;
 
@@ -31,6 +32,8 @@ pub enum Mode {
     /// Addresses that answer a Neighbor Solicitation we send on the downstream interface
     /// (`via`, or the one the route points to).
     Probe { via: Option<String> },
+    /// Addresses of the containers connected to this Docker (or Podman) network.
+    Docker { network: String },
 }
 
 impl fmt::Display for Mode {
@@ -40,6 +43,7 @@ impl fmt::Display for Mode {
             Mode::Auto => f.write_str("auto"),
             Mode::Probe { via: None } => f.write_str("probe"),
             Mode::Probe { via: Some(i) } => write!(f, "probe@{i}"),
+            Mode::Docker { network } => write!(f, "docker network {network}"),
         }
     }
 }
@@ -53,7 +57,22 @@ pub struct Rule {
 
 impl fmt::Display for Rule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({})", self.prefix, self.mode)
+        match (&self.mode, self.prefix.prefix_len()) {
+            (Mode::Docker { .. }, 0) => write!(f, "{}", self.mode),
+            _ => write!(f, "{} ({})", self.prefix, self.mode),
+        }
+    }
+}
+
+impl Rule {
+    /// A rule for the containers of a Docker network, wherever their addresses are.
+    pub fn docker(network: &str) -> Rule {
+        Rule {
+            prefix: Ipv6Net::default(),
+            mode: Mode::Docker {
+                network: network.to_string(),
+            },
+        }
     }
 }
 
@@ -97,11 +116,23 @@ pub struct Snapshot {
     pub downstream: HashMap<u32, Downstream>,
     /// Targets of auto rules the kernel knows behind a downstream interface.
     pub known: HashSet<Ipv6Addr>,
+    /// Addresses of containers on the Docker networks of docker rules, and their network.
+    pub docker: HashMap<Ipv6Addr, String>,
 }
 
 impl Snapshot {
-    /// Build the snapshot for uplink `ifname` and `rules` from what the kernel says.
-    pub fn build(view: &KernelView, ifname: &str, rules: &[Rule]) -> Snapshot {
+    /// Build the snapshot for uplink `ifname` and `rules` from what the kernel says and the
+    /// containers the Docker engine reports.
+    pub fn build(
+        view: &KernelView,
+        ifname: &str,
+        rules: &[Rule],
+        docker: &DockerTargets,
+    ) -> Snapshot {
+        let docker: HashMap<Ipv6Addr, String> = docker
+            .iter()
+            .map(|(addr, (network, _))| (*addr, network.clone()))
+            .collect();
         let mut rules = rules.to_vec();
         rules.sort_by_key(|r| std::cmp::Reverse(r.prefix.prefix_len()));
         let overlaps_rule = |net: &Ipv6Net| {
@@ -176,6 +207,7 @@ impl Snapshot {
                 routes,
                 downstream,
                 known,
+                docker,
                 ..Snapshot::default()
             };
         };
@@ -210,6 +242,7 @@ impl Snapshot {
             routes,
             downstream,
             known,
+            docker,
         }
     }
 
@@ -370,7 +403,7 @@ mod tests {
 
     #[test]
     fn uplink_identity_addresses_and_gateways() {
-        let snap = Snapshot::build(&view(), "eth0", &rules());
+        let snap = Snapshot::build(&view(), "eth0", &rules(), &DockerTargets::new());
         assert_eq!(snap.uplink, Some(2));
         assert_eq!(snap.mac, UPLINK_MAC);
         assert_eq!(snap.link_local, Some(ip("fe80::2")));
@@ -390,7 +423,7 @@ mod tests {
 
     #[test]
     fn rules_are_searched_most_specific_first() {
-        let snap = Snapshot::build(&view(), "eth0", &rules());
+        let snap = Snapshot::build(&view(), "eth0", &rules(), &DockerTargets::new());
         assert_eq!(
             snap.rule_for(&ip("2001:db8:1::d:9")).unwrap().mode,
             Mode::Auto
@@ -404,7 +437,7 @@ mod tests {
 
     #[test]
     fn routes_are_matched_longest_prefix_first() {
-        let snap = Snapshot::build(&view(), "eth0", &rules());
+        let snap = Snapshot::build(&view(), "eth0", &rules(), &DockerTargets::new());
         assert_eq!(snap.route_oif(&ip("2001:db8:1::d:9")), Some(Some(3)));
         assert_eq!(snap.route_oif(&ip("2001:db8:1::99")), Some(Some(2)));
         assert_eq!(
@@ -423,7 +456,7 @@ mod tests {
 
     #[test]
     fn auto_knows_addresses_and_live_neighbours_behind_downstream_interfaces() {
-        let snap = Snapshot::build(&view(), "eth0", &rules());
+        let snap = Snapshot::build(&view(), "eth0", &rules(), &DockerTargets::new());
         assert!(
             snap.known.contains(&ip("2001:db8:1::d:1")),
             "the bridge's own address"
@@ -450,13 +483,13 @@ mod tests {
     fn host_routes_downstream_are_known() {
         let mut v = view();
         v.routes.push(route("2001:db8:1::d:77/128", 3, None));
-        let snap = Snapshot::build(&v, "eth0", &rules());
+        let snap = Snapshot::build(&v, "eth0", &rules(), &DockerTargets::new());
         assert!(snap.known.contains(&ip("2001:db8:1::d:77")));
     }
 
     #[test]
     fn missing_uplink_gives_an_empty_identity() {
-        let snap = Snapshot::build(&view(), "eth9", &rules());
+        let snap = Snapshot::build(&view(), "eth9", &rules(), &DockerTargets::new());
         assert_eq!(snap.uplink, None);
         assert!(snap.gateways.is_empty());
         assert_eq!(snap.rules.len(), 3);
@@ -466,7 +499,12 @@ mod tests {
     fn store_publishes_a_new_snapshot_and_keeps_old_readers_valid() {
         let table = TargetTable::new(Snapshot::default());
         let before = table.load();
-        table.store(Snapshot::build(&view(), "eth0", &rules()));
+        table.store(Snapshot::build(
+            &view(),
+            "eth0",
+            &rules(),
+            &DockerTargets::new(),
+        ));
         assert_eq!(before.uplink, None, "a reader's snapshot never changes");
         assert_eq!(table.load().uplink, Some(2));
     }

@@ -242,38 +242,24 @@ fn announcements_reach_the_router_at_the_configured_spacing() {
         )
         .unwrap();
     topo.container_speaks(1).unwrap();
+    // A new address is first announced three times; measure the periodic ones after that.
+    assert!(
+        wait_until(Duration::from_secs(6), || !daemon
+            .log_lines(&["announced", &ct, "new address, 3 of 3"])
+            .is_empty()),
+        "{}",
+        daemon.log()
+    );
     // Capture unsolicited NAs for the container's address arriving at the router.
-    let capture = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &topo.router(),
-            "tcpdump",
-            "-l",
-            "-n",
-            "-tt",
-            "-c",
-            "8",
-            "-i",
-            "r0",
-        ])
-        .arg(format!(
+    let capture = common::start_capture(
+        &topo.router(),
+        "r0",
+        8,
+        &format!(
             "icmp6 and ((ip6[40] == 136 and ip6 dst ff02::1) or (ip6[40] == 135 and ip6 src {ct}))"
-        ))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let pid = capture.id();
-    let finished = wait_until(Duration::from_secs(8), || {
-        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| s.contains(") Z "))
-    });
-    if !finished {
-        // SAFETY: kill has no memory-safety preconditions.
-        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
-    }
-    let out = capture.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+        ),
+    );
+    let text = common::capture_output(capture, Duration::from_secs(8));
     let times = |what: &str| -> Vec<f64> {
         text.lines()
             .filter(|l| l.contains(what))

@@ -172,3 +172,40 @@ pub fn nft(ns: &str, rules: &str) {
         .unwrap();
     assert!(child.wait().unwrap().success(), "nft rejected: {rules}");
 }
+
+/// Start `tcpdump -c count` on `iface` in namespace `ns` and return once it is capturing
+/// (it says "listening on" when its filter is attached).
+pub fn start_capture(ns: &str, iface: &str, count: usize, filter: &str) -> std::process::Child {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new("ip")
+        .args(["netns", "exec", ns, "tcpdump", "-l", "-n", "-tt", "-c"])
+        .arg(count.to_string())
+        .args(["-i", iface, filter])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while stderr.read_line(&mut line).unwrap() > 0 && !line.contains("listening on") {
+        line.clear();
+    }
+    assert!(
+        line.contains("listening on"),
+        "tcpdump did not start: {line}"
+    );
+    child
+}
+
+/// Wait for a capture to finish (or stop it after `within`); what it printed.
+pub fn capture_output(capture: std::process::Child, within: std::time::Duration) -> String {
+    let pid = capture.id();
+    let done = ndp_responder::lab::wait_until(within, || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| s.contains(") Z "))
+    });
+    if !done {
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    }
+    String::from_utf8_lossy(&capture.wait_with_output().unwrap().stdout).to_string()
+}
