@@ -717,6 +717,11 @@ impl Daemon {
         fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
+    /// Wait (up to `within`) until a log line contains every one of `needles`.
+    pub fn wait_for_log(&self, needles: &[&str], within: Duration) -> bool {
+        wait_until(within, || !self.log_lines(needles).is_empty())
+    }
+
     /// Log lines containing every one of `needles`.
     pub fn log_lines(&self, needles: &[&str]) -> Vec<String> {
         self.log()

@@ -12,8 +12,7 @@ use std::time::Duration;
 
 use common::{exe, host_answers, topology};
 use ndp_responder::lab::{
-    container_addr, wait_until, Daemon, Topology, BRIDGE_ADDR, CONTAINER_PREFIX, GATEWAY,
-    INTERNET_ADDR,
+    container_addr, wait_until, Topology, BRIDGE_ADDR, CONTAINER_PREFIX, GATEWAY, INTERNET_ADDR,
 };
 
 const IMAGE: &str = "ndpt-busybox";
@@ -174,10 +173,6 @@ impl Drop for Engine {
     }
 }
 
-fn log_has(daemon: &Daemon, needles: &[&str], within: Duration) -> bool {
-    wait_until(within, || !daemon.log_lines(needles).is_empty())
-}
-
 #[test]
 fn docker_network_containers_are_answered_followed_announced_and_survive_an_engine_restart() {
     let topo = topology(0);
@@ -194,8 +189,7 @@ fn docker_network_containers_are_answered_followed_announced_and_survive_an_engi
         .start_daemon_env(exe(), &["-N", NETWORK], &env)
         .unwrap();
     assert!(
-        log_has(
-            &daemon,
+        daemon.wait_for_log(
             &["docker: connected to the engine"],
             Duration::from_secs(10)
         ),
@@ -203,8 +197,7 @@ fn docker_network_containers_are_answered_followed_announced_and_survive_an_engi
         daemon.log()
     );
     assert!(
-        log_has(
-            &daemon,
+        daemon.wait_for_log(
             &["network ipv6exposed does not exist"],
             Duration::from_secs(5)
         ),
@@ -224,11 +217,7 @@ fn docker_network_containers_are_answered_followed_announced_and_survive_an_engi
         NETWORK,
     ]);
     assert!(
-        log_has(
-            &daemon,
-            &["network ipv6exposed exists now"],
-            Duration::from_secs(5)
-        ),
+        daemon.wait_for_log(&["network ipv6exposed exists now"], Duration::from_secs(5)),
         "{}",
         daemon.log()
     );
@@ -262,8 +251,7 @@ fn docker_network_containers_are_answered_followed_announced_and_survive_an_engi
         "600",
     ]);
     assert!(
-        log_has(
-            &daemon,
+        daemon.wait_for_log(
             &["docker:", &ct, "(c1) connected to ipv6exposed"],
             Duration::from_secs(5)
         ),
@@ -291,8 +279,7 @@ fn docker_network_containers_are_answered_followed_announced_and_survive_an_engi
     // Disconnect: no longer answered, at once.
     engine.docker(&["network", "disconnect", NETWORK, "c1"]);
     assert!(
-        log_has(
-            &daemon,
+        daemon.wait_for_log(
             &["docker:", &ct, "left ipv6exposed"],
             Duration::from_secs(5)
         ),
@@ -308,15 +295,10 @@ fn docker_network_containers_are_answered_followed_announced_and_survive_an_engi
     // Reconnect, then restart the engine: what is known is answered meanwhile, and a
     // container connected right after the engine is back is picked up by the resync.
     engine.docker(&["network", "connect", "--ip6", &ct, NETWORK, "c1"]);
-    assert!(log_has(
-        &daemon,
-        &["docker:", &ct, "(c1) connected"],
-        Duration::from_secs(5)
-    ));
+    assert!(daemon.wait_for_log(&["docker:", &ct, "(c1) connected"], Duration::from_secs(5)));
     engine.stop();
     assert!(
-        log_has(
-            &daemon,
+        daemon.wait_for_log(
             &["docker: the engine", "is not reachable"],
             Duration::from_secs(10)
         ),
@@ -344,8 +326,7 @@ fn docker_network_containers_are_answered_followed_announced_and_survive_an_engi
         "600",
     ]);
     assert!(
-        log_has(
-            &daemon,
+        daemon.wait_for_log(
             &["docker:", &ct2, "(c2) connected"],
             Duration::from_secs(40)
         ),

@@ -7,16 +7,10 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{exe, router_ns, send_frames_in, topology};
-use ndp_responder::lab::{
-    container_addr, wait_until, Daemon, Topology, CONTAINER_PREFIX, INTERNET_ADDR,
-};
+use ndp_responder::lab::{container_addr, wait_until, Topology, CONTAINER_PREFIX, INTERNET_ADDR};
 
 fn answers(topo: &Topology, target: &str) -> bool {
     common::host_answers(topo, target)
-}
-
-fn log_has(daemon: &Daemon, needles: &[&str], within: Duration) -> bool {
-    wait_until(within, || !daemon.log_lines(needles).is_empty())
 }
 
 #[test]
@@ -30,11 +24,7 @@ fn auto_follows_containers_as_they_come_and_go() {
     let ct = container_addr(n);
     topo.container_speaks(n).unwrap();
     assert!(
-        log_has(
-            &daemon,
-            &["auto:", &ct, "is now known"],
-            Duration::from_secs(1)
-        ),
+        daemon.wait_for_log(&["auto:", &ct, "is now known"], Duration::from_secs(1)),
         "not known within 1 s of its address being configured:\n{}",
         daemon.log()
     );
@@ -47,11 +37,7 @@ fn auto_follows_containers_as_they_come_and_go() {
 
     topo.remove_container(n).unwrap();
     assert!(
-        log_has(
-            &daemon,
-            &["auto:", &ct, "no longer known"],
-            Duration::from_secs(1)
-        ),
+        daemon.wait_for_log(&["auto:", &ct, "no longer known"], Duration::from_secs(1)),
         "a removed container is still known:\n{}",
         daemon.log()
     );
@@ -72,8 +58,7 @@ fn auto_never_answers_an_unknown_address_in_a_routed_prefix() {
         .unwrap();
     // ::d:99 is routed to br0, but nothing there has that address.
     assert!(!answers(&topo, "2001:db8:1::d:99"));
-    assert!(log_has(
-        &daemon,
+    assert!(daemon.wait_for_log(
         &[
             "ignored NS who-has 2001:db8:1::d:99",
             "no such address known"
@@ -154,19 +139,11 @@ fn bridge_deleted_and_recreated_is_followed() {
         )
         .unwrap();
     topo.container_speaks(1).unwrap();
-    assert!(log_has(
-        &daemon,
-        &["auto:", &ct, "is now known"],
-        Duration::from_secs(2)
-    ));
+    assert!(daemon.wait_for_log(&["auto:", &ct, "is now known"], Duration::from_secs(2)));
 
     topo.delete_bridge().unwrap();
     assert!(
-        log_has(
-            &daemon,
-            &["auto:", &ct, "no longer known"],
-            Duration::from_secs(2)
-        ),
+        daemon.wait_for_log(&["auto:", &ct, "no longer known"], Duration::from_secs(2)),
         "{}",
         daemon.log()
     );
@@ -215,8 +192,7 @@ fn targets_not_behind_a_downstream_interface_are_never_answered() {
     for target in ["2001:db8:1::c:5", "2001:db8:1::e:5", "2001:db8:1::f:5"] {
         assert!(!answers(&topo, target), "{target} answered");
         assert!(
-            log_has(
-                &daemon,
+            daemon.wait_for_log(
                 &["ignored NS who-has", target, "routed out of the uplink"],
                 Duration::from_secs(2)
             ),
@@ -293,13 +269,13 @@ fn uplink_deleted_and_recreated_answering_resumes() {
 
     topo.delete_uplink().unwrap();
     assert!(
-        log_has(&daemon, &["eth0 is gone"], Duration::from_secs(2)),
+        daemon.wait_for_log(&["eth0 is gone"], Duration::from_secs(2)),
         "{}",
         daemon.log()
     );
     topo.connect_uplink().unwrap();
     assert!(
-        log_has(&daemon, &["eth0 is back"], Duration::from_secs(2)),
+        daemon.wait_for_log(&["eth0 is back"], Duration::from_secs(2)),
         "{}",
         daemon.log()
     );
@@ -324,7 +300,7 @@ fn uplink_down_and_up_answering_resumes() {
     topo.exec(&topo.host(), &["ip", "link", "set", "eth0", "down"])
         .unwrap();
     assert!(
-        log_has(&daemon, &["eth0 changed", "down"], Duration::from_secs(2)),
+        daemon.wait_for_log(&["eth0 changed", "down"], Duration::from_secs(2)),
         "{}",
         daemon.log()
     );
@@ -385,7 +361,7 @@ fn an_address_added_to_the_uplink_at_runtime_is_left_to_the_kernel() {
     )
     .unwrap();
     assert!(
-        log_has(&daemon, &["eth0 changed", addr], Duration::from_secs(2)),
+        daemon.wait_for_log(&["eth0 changed", addr], Duration::from_secs(2)),
         "{}",
         daemon.log()
     );
@@ -394,8 +370,7 @@ fn an_address_added_to_the_uplink_at_runtime_is_left_to_the_kernel() {
         "the kernel answers for its own address"
     );
     assert!(
-        log_has(
-            &daemon,
+        daemon.wait_for_log(
             &["ignored NS who-has", addr, "own address"],
             Duration::from_secs(2)
         ),
