@@ -20,6 +20,7 @@
 //! [`doctor`] checks a real host.
 
 pub mod cli;
+pub mod config;
 pub mod daemon;
 pub mod docker;
 pub mod doctor;

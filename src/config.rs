@@ -1,0 +1,403 @@
+//! The configuration file: several uplinks, each with its rules and upstream care.
+//!
+//! Owns: the TOML schema (below), its validation with errors that name `file:line` and say
+//! what to write instead, and the translation into the daemon's [`Options`]. The CLI's
+//! `-i/-n/--auto/--probe/-N` flags are a shortcut for one uplink of this same shape.
+//!
+//! ```toml
+//! [[uplink]]
+//! interface = "eth0"
+//! source = "target"            # target | link-local | an IPv6 address
+//! router = true
+//! override = true              # Override flag on answers to multicast solicitations
+//! gateway_keepalive = "30s"    # optional
+//! announce_interval = "10m"    # optional
+//! probe_ttl = "30s"            # optional
+//! probe_negative_ttl = "5s"    # optional
+//!
+//! [[uplink.rule]]
+//! prefix = "2001:db8:1::d:0/112"
+//! mode = "static"              # static | auto | probe | docker
+//! # interface = "br0"          # probe: downstream interface (else chosen by route)
+//! # network = "ipv6exposed"    # docker: network name (prefix optional: limits the addresses)
+//! ```
+//!
+//! Must not: touch the system (`check-config` validates without it).
+
+use std::path::Path;
+use std::time::Duration;
+
+use ipnet::Ipv6Net;
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::cli;
+use crate::daemon::Options;
+use crate::policy::{Settings, SourcePolicy};
+use crate::probe;
+use crate::targets::{Mode, Rule};
+
+/// Where the daemon looks when neither `-i` nor `-c` is given.
+pub const DEFAULT_PATH: &str = "/etc/ndp-responder.toml";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    uplink: Vec<Spanned<Uplink>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Uplink {
+    interface: Spanned<String>,
+    #[serde(default)]
+    source: Option<Spanned<String>>,
+    #[serde(default = "yes")]
+    router: bool,
+    #[serde(default = "yes", rename = "override")]
+    override_flag: bool,
+    #[serde(default)]
+    gateway_keepalive: Option<Spanned<String>>,
+    #[serde(default)]
+    announce_interval: Option<Spanned<String>>,
+    #[serde(default)]
+    probe_ttl: Option<Spanned<String>>,
+    #[serde(default)]
+    probe_negative_ttl: Option<Spanned<String>>,
+    #[serde(default)]
+    rule: Vec<Spanned<RuleEntry>>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleEntry {
+    #[serde(default)]
+    prefix: Option<Spanned<String>>,
+    mode: Spanned<String>,
+    #[serde(default)]
+    interface: Option<Spanned<String>>,
+    #[serde(default)]
+    network: Option<Spanned<String>>,
+}
+
+/// A configuration error, pointing at the line to fix.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub path: String,
+    pub line: usize,
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}: {}", self.path, self.line, self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Read and validate the file at `path`.
+pub fn load(path: &Path) -> Result<Vec<Options>, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        path: path.display().to_string(),
+        line: 0,
+        message: format!("cannot read it ({e}): write one (see the README), or give -c PATH, or use -i and -n"),
+    })?;
+    parse(&path.display().to_string(), &text)
+}
+
+/// Validate `text` (named `path` in errors) and turn it into one [`Options`] per uplink.
+pub fn parse(path: &str, text: &str) -> Result<Vec<Options>, ConfigError> {
+    let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
+    let err = |span: std::ops::Range<usize>, message: String| ConfigError {
+        path: path.to_string(),
+        line: line_of(span.start),
+        message,
+    };
+    let file: File = toml::from_str(text).map_err(|e| {
+        let line = e.span().map_or(1, |s| line_of(s.start));
+        ConfigError {
+            path: path.to_string(),
+            line,
+            message: format!("{}{}", e.message().trim_end(), hint_for(e.message())),
+        }
+    })?;
+    if file.uplink.is_empty() {
+        return Err(err(0..0, "no [[uplink]]: add one with interface = \"eth0\" and a [[uplink.rule]]".into()));
+    }
+    let mut all = Vec::new();
+    let mut interfaces: Vec<Spanned<String>> = Vec::new();
+    for uplink in &file.uplink {
+        let up = uplink.get_ref();
+        let name = up.interface.get_ref();
+        if name.is_empty() {
+            return Err(err(up.interface.span(), "interface is empty: name the uplink, e.g. \"eth0\"".into()));
+        }
+        if let Some(first) = interfaces.iter().find(|i| i.get_ref() == name) {
+            return Err(err(
+                up.interface.span(),
+                format!("uplink {name} is configured twice (first at line {}): merge the two into one [[uplink]]", line_of(first.span().start)),
+            ));
+        }
+        interfaces.push(up.interface.clone());
+        let source = match &up.source {
+            None => SourcePolicy::Target,
+            Some(s) => s.get_ref().parse().map_err(|e: String| err(s.span(), e))?,
+        };
+        let duration = |field: &Option<Spanned<String>>| -> Result<Option<Duration>, ConfigError> {
+            field
+                .as_ref()
+                .map(|d| cli::parse_duration(d.get_ref()).map_err(|e| err(d.span(), e)))
+                .transpose()
+        };
+        let defaults = probe::Limits::default();
+        let mut rules: Vec<(Rule, std::ops::Range<usize>)> = Vec::new();
+        if up.rule.is_empty() {
+            return Err(err(uplink.span(), format!("uplink {name} has no [[uplink.rule]]: add at least one")));
+        }
+        for entry in &up.rule {
+            let rule = rule_from(entry.get_ref()).map_err(|(span, message)| err(span.unwrap_or(entry.span()), message))?;
+            for (other, span) in &rules {
+                let overlap = other.prefix.contains(&rule.prefix) || rule.prefix.contains(&other.prefix);
+                let docker = matches!(rule.mode, Mode::Docker { .. }) || matches!(other.mode, Mode::Docker { .. });
+                if overlap && !docker && other.mode != rule.mode {
+                    return Err(err(
+                        entry.span(),
+                        format!(
+                            "rule {} overlaps the {} rule {} at line {}: one address, one way of knowing it; split the prefixes",
+                            rule, other.mode, other.prefix, line_of(span.start)
+                        ),
+                    ));
+                }
+            }
+            rules.push((rule, entry.span()));
+        }
+        all.push(Options {
+            ifname: name.clone(),
+            rules: rules.into_iter().map(|(r, _)| r).collect(),
+            settings: Settings {
+                source,
+                router: up.router,
+                override_flag: up.override_flag,
+            },
+            probe: probe::Limits {
+                ttl: duration(&up.probe_ttl)?.unwrap_or(defaults.ttl),
+                negative_ttl: duration(&up.probe_negative_ttl)?.unwrap_or(defaults.negative_ttl),
+                ..defaults
+            },
+            keepalive: duration(&up.gateway_keepalive)?,
+            announce: duration(&up.announce_interval)?,
+        });
+    }
+    Ok(all)
+}
+
+/// What to write instead, for the mistakes people make.
+fn hint_for(message: &str) -> &'static str {
+    if message.contains("unknown field") {
+        " (check the spelling against the schema in the README)"
+    } else if message.contains("missing field `interface`") {
+        " (every [[uplink]] names its interface)"
+    } else if message.contains("missing field `mode`") {
+        " (every [[uplink.rule]] has mode = \"static\", \"auto\", \"probe\" or \"docker\")"
+    } else {
+        ""
+    }
+}
+
+type RuleError = (Option<std::ops::Range<usize>>, String);
+
+fn rule_from(entry: &RuleEntry) -> Result<Rule, RuleError> {
+    let prefix = match &entry.prefix {
+        Some(p) => Some(cli::parse_prefix(p.get_ref()).map_err(|e| (Some(p.span()), e))?),
+        None => None,
+    };
+    let need_prefix = |mode: &str| -> Result<Ipv6Net, RuleError> {
+        prefix.ok_or_else(|| (Some(entry.mode.span()), format!("a {mode} rule needs prefix = \"2001:db8:1::d:0/112\" (your containers' range)")))
+    };
+    let refuse = |field: &Option<Spanned<String>>, what: &str| -> Result<(), RuleError> {
+        match field {
+            Some(f) => Err((Some(f.span()), format!("{what}: remove it"))),
+            None => Ok(()),
+        }
+    };
+    let mode = entry.mode.get_ref().as_str();
+    match mode {
+        "static" | "auto" => {
+            refuse(&entry.interface, &format!("interface applies to probe rules, not {mode}"))?;
+            refuse(&entry.network, &format!("network applies to docker rules, not {mode}"))?;
+            let prefix = need_prefix(mode)?;
+            let mode = if mode == "static" { Mode::Static } else { Mode::Auto };
+            Ok(Rule { prefix, mode })
+        }
+        "probe" => {
+            refuse(&entry.network, "network applies to docker rules, not probe")?;
+            Ok(Rule {
+                prefix: need_prefix(mode)?,
+                mode: Mode::Probe {
+                    via: entry.interface.as_ref().map(|i| i.get_ref().clone()),
+                },
+            })
+        }
+        "docker" => {
+            refuse(&entry.interface, "interface applies to probe rules, not docker")?;
+            let network = entry
+                .network
+                .as_ref()
+                .map(|n| n.get_ref().clone())
+                .filter(|n| !n.is_empty())
+                .ok_or((Some(entry.mode.span()), "a docker rule needs network = \"NAME\" (see `docker network ls`)".to_string()))?;
+            Ok(Rule {
+                prefix: prefix.unwrap_or_default(),
+                mode: Mode::Docker { network },
+            })
+        }
+        other => Err((
+            Some(entry.mode.span()),
+            format!("mode \"{other}\" is not one of static, auto, probe, docker"),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[[uplink]]
+interface = "eth0"
+source = "target"
+router = true
+gateway_keepalive = "30s"
+announce_interval = "10m"
+
+[[uplink.rule]]
+prefix = "2001:db8:1::d:0/112"
+mode = "static"
+
+[[uplink.rule]]
+prefix = "2001:db8:1::e:0/112"
+mode = "probe"
+interface = "br1"
+
+[[uplink.rule]]
+mode = "docker"
+network = "ipv6exposed"
+
+[[uplink]]
+interface = "eth1"
+source = "link-local"
+router = false
+
+[[uplink.rule]]
+prefix = "2001:db8:2::/64"
+mode = "auto"
+"#;
+
+    fn error(text: &str) -> ConfigError {
+        parse("/etc/ndp-responder.toml", text).unwrap_err()
+    }
+
+    #[test]
+    fn the_documented_schema_parses() {
+        let uplinks = parse("x.toml", GOOD).unwrap();
+        assert_eq!(uplinks.len(), 2);
+        let eth0 = &uplinks[0];
+        assert_eq!(eth0.ifname, "eth0");
+        assert_eq!(eth0.rules.len(), 3);
+        assert_eq!(eth0.rules[1].mode, Mode::Probe { via: Some("br1".into()) });
+        assert_eq!(eth0.rules[2], Rule::docker("ipv6exposed"));
+        assert_eq!(eth0.keepalive, Some(Duration::from_secs(30)));
+        assert_eq!(eth0.announce, Some(Duration::from_secs(600)));
+        assert!(eth0.settings.router && eth0.settings.override_flag);
+        let eth1 = &uplinks[1];
+        assert_eq!(eth1.settings.source, SourcePolicy::LinkLocal);
+        assert!(!eth1.settings.router);
+        assert_eq!(eth1.rules[0].mode, Mode::Auto);
+        assert_eq!(eth1.keepalive, None);
+    }
+
+    #[test]
+    fn the_module_doc_example_parses() {
+        let doc = include_str!("config.rs");
+        let example: String = doc
+            .lines()
+            .skip_while(|l| !l.starts_with("//! ```toml"))
+            .skip(1)
+            .take_while(|l| !l.starts_with("//! ```"))
+            .map(|l| l.trim_start_matches("//!").trim_start_matches(' '))
+            .collect::<Vec<_>>()
+            .join("\n");
+        parse("doc", &example).unwrap();
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let e = error("[[uplink]]\ninterface = \"eth0\"\nrouters = true\n[[uplink.rule]]\nprefix = \"2001:db8::/64\"\nmode = \"static\"\n");
+        assert_eq!(e.line, 3, "{e}");
+        assert!(e.message.contains("routers") && e.message.contains("spelling"), "{e}");
+        assert!(e.to_string().starts_with("/etc/ndp-responder.toml:3: "), "{e}");
+    }
+
+    #[test]
+    fn bad_prefix_is_named_with_its_line_and_a_hint() {
+        let e = error("[[uplink]]\ninterface = \"eth0\"\n\n[[uplink.rule]]\nprefix = \"2001:db8:1::d:5/112\"\nmode = \"static\"\n");
+        assert_eq!(e.line, 5, "{e}");
+        assert!(e.message.contains("did you mean 2001:db8:1::d:0/112"), "{e}");
+    }
+
+    #[test]
+    fn overlapping_rules_with_different_modes_are_refused() {
+        let e = error(
+            "[[uplink]]\ninterface = \"eth0\"\n[[uplink.rule]]\nprefix = \"2001:db8:1::/64\"\nmode = \"static\"\n[[uplink.rule]]\nprefix = \"2001:db8:1::d:0/112\"\nmode = \"auto\"\n",
+        );
+        assert_eq!(e.line, 6, "{e}");
+        assert!(e.message.contains("overlaps the static rule 2001:db8:1::/64 at line 3"), "{e}");
+    }
+
+    #[test]
+    fn mode_specific_fields_are_checked() {
+        let base = "[[uplink]]\ninterface = \"eth0\"\n[[uplink.rule]]\n";
+        let cases = [
+            ("mode = \"docker\"\n", "needs network"),
+            ("mode = \"static\"\n", "needs prefix"),
+            ("prefix = \"2001:db8::/64\"\nmode = \"static\"\nnetwork = \"x\"\n", "network applies to docker rules"),
+            ("prefix = \"2001:db8::/64\"\nmode = \"auto\"\ninterface = \"br0\"\n", "interface applies to probe rules"),
+            ("prefix = \"2001:db8::/64\"\nmode = \"proxy\"\n", "is not one of static, auto, probe, docker"),
+            ("prefix = \"2001:db8::/64\"\n", "missing field `mode`"),
+        ];
+        for (rule, want) in cases {
+            let e = error(&format!("{base}{rule}"));
+            assert!(e.message.contains(want), "{rule}: {e}");
+            assert!(e.line >= 3, "{rule}: {e}");
+        }
+    }
+
+    #[test]
+    fn uplink_level_mistakes() {
+        assert!(error("").message.contains("missing field `uplink`"));
+        let e = error("uplink = []\n");
+        assert!(e.message.contains("no [[uplink]]"), "{e}");
+        let e = error("[[uplink]]\ninterface = \"eth0\"\n");
+        assert!(e.message.contains("has no [[uplink.rule]]"), "{e}");
+        let e = error("[[uplink]]\ninterface = \"eth0\"\nsource = \"global\"\n[[uplink.rule]]\nprefix = \"2001:db8::/64\"\nmode = \"static\"\n");
+        assert_eq!(e.line, 3);
+        assert!(e.message.contains("'global'"), "{e}");
+        let e = error("[[uplink]]\ninterface = \"eth0\"\ngateway_keepalive = \"soon\"\n[[uplink.rule]]\nprefix = \"2001:db8::/64\"\nmode = \"static\"\n");
+        assert_eq!(e.line, 3);
+        let twice = "[[uplink]]\ninterface = \"eth0\"\n[[uplink.rule]]\nprefix = \"2001:db8::/64\"\nmode = \"static\"\n";
+        let e = error(&format!("{twice}{twice}"));
+        assert_eq!(e.line, 7, "{e}");
+        assert!(e.message.contains("configured twice (first at line 2)"), "{e}");
+    }
+
+    #[test]
+    fn syntax_errors_point_at_their_line() {
+        let e = error("[[uplink]]\ninterface = \"eth0\n");
+        assert_eq!(e.line, 2, "{e}");
+    }
+}
