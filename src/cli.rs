@@ -44,12 +44,28 @@ pub struct Cli {
 #[command(group(
     clap::ArgGroup::new("targets")
         .args(["subnets", "auto", "probe", "docker_networks"])
-        .required(true)
         .multiple(true)
+        .requires("ifname")
 ))]
 pub struct RunArgs {
-    /// Uplink interface, where the provider's router solicits
-    #[arg(short = 'i', long = "ifname", value_name = "IFACE", required = true)]
+    /// Configuration file with one or more uplinks (default /etc/ndp-responder.toml when
+    /// no -i is given)
+    #[arg(
+        short = 'c',
+        long = "config",
+        value_name = "PATH",
+        conflicts_with = "ifname"
+    )]
+    pub config: Option<std::path::PathBuf>,
+
+    /// Uplink interface, where the provider's router solicits (a shortcut for a one-uplink
+    /// configuration)
+    #[arg(
+        short = 'i',
+        long = "ifname",
+        value_name = "IFACE",
+        requires = "targets"
+    )]
     pub ifname: Option<String>,
 
     /// Static rule: answer for every address in this prefix that is routed to a downstream
@@ -137,6 +153,15 @@ pub enum Command {
     Lab(LabArgs),
     /// Check a real host's setup and explain what breaks container IPv6, with fixes
     Doctor(DoctorArgs),
+    /// Validate a configuration file without touching the system
+    CheckConfig(CheckConfigArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CheckConfigArgs {
+    /// The file to check
+    #[arg(short = 'c', long = "config", value_name = "PATH", default_value = crate::config::DEFAULT_PATH)]
+    pub config: std::path::PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -369,6 +394,32 @@ mod tests {
         assert!(err.contains("names no interface"), "{err}");
         let err = parse_duration("soon").unwrap_err();
         assert!(err.contains("'soon'"), "{err}");
+    }
+
+    #[test]
+    fn config_file_instead_of_flags() {
+        let cli = Cli::try_parse_from(["ndp-responder", "-c", "/tmp/x.toml"]).unwrap();
+        assert_eq!(
+            cli.run.config.as_deref(),
+            Some(std::path::Path::new("/tmp/x.toml"))
+        );
+        let err = Cli::try_parse_from([
+            "ndp-responder",
+            "-c",
+            "x.toml",
+            "-i",
+            "eth0",
+            "-n",
+            "2001:db8::/64",
+        ])
+        .unwrap_err();
+        assert!(err.to_string().contains("cannot be used with"), "{err}");
+        let cli = Cli::try_parse_from(["ndp-responder", "check-config"]).unwrap();
+        assert!(
+            matches!(cli.command, Some(Command::CheckConfig(CheckConfigArgs { ref config })) if config.as_os_str() == "/etc/ndp-responder.toml")
+        );
+        let cli = Cli::try_parse_from(["ndp-responder"]).unwrap();
+        assert!(cli.run.ifname.is_none() && cli.run.config.is_none());
     }
 
     #[test]

@@ -105,7 +105,9 @@ pub fn load(path: &Path) -> Result<Vec<Options>, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
         path: path.display().to_string(),
         line: 0,
-        message: format!("cannot read it ({e}): write one (see the README), or give -c PATH, or use -i and -n"),
+        message: format!(
+            "cannot read it ({e}): write one (see the README), or give -c PATH, or use -i and -n"
+        ),
     })?;
     parse(&path.display().to_string(), &text)
 }
@@ -127,7 +129,10 @@ pub fn parse(path: &str, text: &str) -> Result<Vec<Options>, ConfigError> {
         }
     })?;
     if file.uplink.is_empty() {
-        return Err(err(0..0, "no [[uplink]]: add one with interface = \"eth0\" and a [[uplink.rule]]".into()));
+        return Err(err(
+            0..0,
+            "no [[uplink]]: add one with interface = \"eth0\" and a [[uplink.rule]]".into(),
+        ));
     }
     let mut all = Vec::new();
     let mut interfaces: Vec<Spanned<String>> = Vec::new();
@@ -135,7 +140,10 @@ pub fn parse(path: &str, text: &str) -> Result<Vec<Options>, ConfigError> {
         let up = uplink.get_ref();
         let name = up.interface.get_ref();
         if name.is_empty() {
-            return Err(err(up.interface.span(), "interface is empty: name the uplink, e.g. \"eth0\"".into()));
+            return Err(err(
+                up.interface.span(),
+                "interface is empty: name the uplink, e.g. \"eth0\"".into(),
+            ));
         }
         if let Some(first) = interfaces.iter().find(|i| i.get_ref() == name) {
             return Err(err(
@@ -157,13 +165,19 @@ pub fn parse(path: &str, text: &str) -> Result<Vec<Options>, ConfigError> {
         let defaults = probe::Limits::default();
         let mut rules: Vec<(Rule, std::ops::Range<usize>)> = Vec::new();
         if up.rule.is_empty() {
-            return Err(err(uplink.span(), format!("uplink {name} has no [[uplink.rule]]: add at least one")));
+            return Err(err(
+                uplink.span(),
+                format!("uplink {name} has no [[uplink.rule]]: add at least one"),
+            ));
         }
         for entry in &up.rule {
-            let rule = rule_from(entry.get_ref()).map_err(|(span, message)| err(span.unwrap_or(entry.span()), message))?;
+            let rule = rule_from(entry.get_ref())
+                .map_err(|(span, message)| err(span.unwrap_or(entry.span()), message))?;
             for (other, span) in &rules {
-                let overlap = other.prefix.contains(&rule.prefix) || rule.prefix.contains(&other.prefix);
-                let docker = matches!(rule.mode, Mode::Docker { .. }) || matches!(other.mode, Mode::Docker { .. });
+                let overlap =
+                    other.prefix.contains(&rule.prefix) || rule.prefix.contains(&other.prefix);
+                let docker = matches!(rule.mode, Mode::Docker { .. })
+                    || matches!(other.mode, Mode::Docker { .. });
                 if overlap && !docker && other.mode != rule.mode {
                     return Err(err(
                         entry.span(),
@@ -217,7 +231,14 @@ fn rule_from(entry: &RuleEntry) -> Result<Rule, RuleError> {
         None => None,
     };
     let need_prefix = |mode: &str| -> Result<Ipv6Net, RuleError> {
-        prefix.ok_or_else(|| (Some(entry.mode.span()), format!("a {mode} rule needs prefix = \"2001:db8:1::d:0/112\" (your containers' range)")))
+        prefix.ok_or_else(|| {
+            (
+                Some(entry.mode.span()),
+                format!(
+                    "a {mode} rule needs prefix = \"2001:db8:1::d:0/112\" (your containers' range)"
+                ),
+            )
+        })
     };
     let refuse = |field: &Option<Spanned<String>>, what: &str| -> Result<(), RuleError> {
         match field {
@@ -228,10 +249,20 @@ fn rule_from(entry: &RuleEntry) -> Result<Rule, RuleError> {
     let mode = entry.mode.get_ref().as_str();
     match mode {
         "static" | "auto" => {
-            refuse(&entry.interface, &format!("interface applies to probe rules, not {mode}"))?;
-            refuse(&entry.network, &format!("network applies to docker rules, not {mode}"))?;
+            refuse(
+                &entry.interface,
+                &format!("interface applies to probe rules, not {mode}"),
+            )?;
+            refuse(
+                &entry.network,
+                &format!("network applies to docker rules, not {mode}"),
+            )?;
             let prefix = need_prefix(mode)?;
-            let mode = if mode == "static" { Mode::Static } else { Mode::Auto };
+            let mode = if mode == "static" {
+                Mode::Static
+            } else {
+                Mode::Auto
+            };
             Ok(Rule { prefix, mode })
         }
         "probe" => {
@@ -244,13 +275,19 @@ fn rule_from(entry: &RuleEntry) -> Result<Rule, RuleError> {
             })
         }
         "docker" => {
-            refuse(&entry.interface, "interface applies to probe rules, not docker")?;
+            refuse(
+                &entry.interface,
+                "interface applies to probe rules, not docker",
+            )?;
             let network = entry
                 .network
                 .as_ref()
                 .map(|n| n.get_ref().clone())
                 .filter(|n| !n.is_empty())
-                .ok_or((Some(entry.mode.span()), "a docker rule needs network = \"NAME\" (see `docker network ls`)".to_string()))?;
+                .ok_or((
+                    Some(entry.mode.span()),
+                    "a docker rule needs network = \"NAME\" (see `docker network ls`)".to_string(),
+                ))?;
             Ok(Rule {
                 prefix: prefix.unwrap_or_default(),
                 mode: Mode::Docker { network },
@@ -309,7 +346,12 @@ mode = "auto"
         let eth0 = &uplinks[0];
         assert_eq!(eth0.ifname, "eth0");
         assert_eq!(eth0.rules.len(), 3);
-        assert_eq!(eth0.rules[1].mode, Mode::Probe { via: Some("br1".into()) });
+        assert_eq!(
+            eth0.rules[1].mode,
+            Mode::Probe {
+                via: Some("br1".into())
+            }
+        );
         assert_eq!(eth0.rules[2], Rule::docker("ipv6exposed"));
         assert_eq!(eth0.keepalive, Some(Duration::from_secs(30)));
         assert_eq!(eth0.announce, Some(Duration::from_secs(600)));
@@ -339,15 +381,24 @@ mode = "auto"
     fn unknown_key_is_named_with_its_line() {
         let e = error("[[uplink]]\ninterface = \"eth0\"\nrouters = true\n[[uplink.rule]]\nprefix = \"2001:db8::/64\"\nmode = \"static\"\n");
         assert_eq!(e.line, 3, "{e}");
-        assert!(e.message.contains("routers") && e.message.contains("spelling"), "{e}");
-        assert!(e.to_string().starts_with("/etc/ndp-responder.toml:3: "), "{e}");
+        assert!(
+            e.message.contains("routers") && e.message.contains("spelling"),
+            "{e}"
+        );
+        assert!(
+            e.to_string().starts_with("/etc/ndp-responder.toml:3: "),
+            "{e}"
+        );
     }
 
     #[test]
     fn bad_prefix_is_named_with_its_line_and_a_hint() {
         let e = error("[[uplink]]\ninterface = \"eth0\"\n\n[[uplink.rule]]\nprefix = \"2001:db8:1::d:5/112\"\nmode = \"static\"\n");
         assert_eq!(e.line, 5, "{e}");
-        assert!(e.message.contains("did you mean 2001:db8:1::d:0/112"), "{e}");
+        assert!(
+            e.message.contains("did you mean 2001:db8:1::d:0/112"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -356,7 +407,11 @@ mode = "auto"
             "[[uplink]]\ninterface = \"eth0\"\n[[uplink.rule]]\nprefix = \"2001:db8:1::/64\"\nmode = \"static\"\n[[uplink.rule]]\nprefix = \"2001:db8:1::d:0/112\"\nmode = \"auto\"\n",
         );
         assert_eq!(e.line, 6, "{e}");
-        assert!(e.message.contains("overlaps the static rule 2001:db8:1::/64 at line 3"), "{e}");
+        assert!(
+            e.message
+                .contains("overlaps the static rule 2001:db8:1::/64 at line 3"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -365,9 +420,18 @@ mode = "auto"
         let cases = [
             ("mode = \"docker\"\n", "needs network"),
             ("mode = \"static\"\n", "needs prefix"),
-            ("prefix = \"2001:db8::/64\"\nmode = \"static\"\nnetwork = \"x\"\n", "network applies to docker rules"),
-            ("prefix = \"2001:db8::/64\"\nmode = \"auto\"\ninterface = \"br0\"\n", "interface applies to probe rules"),
-            ("prefix = \"2001:db8::/64\"\nmode = \"proxy\"\n", "is not one of static, auto, probe, docker"),
+            (
+                "prefix = \"2001:db8::/64\"\nmode = \"static\"\nnetwork = \"x\"\n",
+                "network applies to docker rules",
+            ),
+            (
+                "prefix = \"2001:db8::/64\"\nmode = \"auto\"\ninterface = \"br0\"\n",
+                "interface applies to probe rules",
+            ),
+            (
+                "prefix = \"2001:db8::/64\"\nmode = \"proxy\"\n",
+                "is not one of static, auto, probe, docker",
+            ),
             ("prefix = \"2001:db8::/64\"\n", "missing field `mode`"),
         ];
         for (rule, want) in cases {
@@ -392,7 +456,10 @@ mode = "auto"
         let twice = "[[uplink]]\ninterface = \"eth0\"\n[[uplink.rule]]\nprefix = \"2001:db8::/64\"\nmode = \"static\"\n";
         let e = error(&format!("{twice}{twice}"));
         assert_eq!(e.line, 7, "{e}");
-        assert!(e.message.contains("configured twice (first at line 2)"), "{e}");
+        assert!(
+            e.message.contains("configured twice (first at line 2)"),
+            "{e}"
+        );
     }
 
     #[test]

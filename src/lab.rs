@@ -609,6 +609,13 @@ impl Topology {
 
     /// Start the daemon (`exe`) in the host namespace on eth0 with extra `args`.
     pub fn start_daemon(&self, exe: &Path, args: &[&str]) -> Result<Daemon, LabError> {
+        let mut full = vec!["-i", "eth0"];
+        full.extend_from_slice(args);
+        Daemon::start(&self.host(), exe, &full, &[])
+    }
+
+    /// Start the daemon in the host namespace with exactly `args` (e.g. `-c FILE`).
+    pub fn start_daemon_args(&self, exe: &Path, args: &[&str]) -> Result<Daemon, LabError> {
         Daemon::start(&self.host(), exe, args, &[])
     }
 
@@ -619,7 +626,9 @@ impl Topology {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> Result<Daemon, LabError> {
-        Daemon::start(&self.host(), exe, args, env)
+        let mut full = vec!["-i", "eth0"];
+        full.extend_from_slice(args);
+        Daemon::start(&self.host(), exe, &full, env)
     }
 
     /// Remove every namespace of this topology (and with them, every interface).
@@ -684,7 +693,6 @@ impl Daemon {
         let child = cmd
             .args(["netns", "exec", ns])
             .arg(exe)
-            .args(["-i", "eth0"])
             .args(args)
             .env("NDPRESPONDER_LOG", "DEBUG")
             .envs(env.iter().copied())

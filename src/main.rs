@@ -13,7 +13,7 @@ use ndp_responder::cli::{self, Cli, Command, LabAction};
 use ndp_responder::daemon::{self, Options};
 use ndp_responder::policy::Settings;
 use ndp_responder::probe;
-use ndp_responder::{doctor, lab};
+use ndp_responder::{config, doctor, lab};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -59,6 +59,21 @@ fn main() -> ExitCode {
             probe: args.probe,
             json: args.json,
         }),
+        Some(Command::CheckConfig(args)) => match config::load(&args.config) {
+            Ok(uplinks) => {
+                let rules: usize = uplinks.iter().map(|u| u.rules.len()).sum();
+                println!(
+                    "{}: OK, {} uplink(s), {rules} rule(s)",
+                    args.config.display(),
+                    uplinks.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("ndp-responder: {e}");
+                ExitCode::FAILURE
+            }
+        },
         None => run(cli.run),
     }
 }
@@ -74,21 +89,36 @@ fn run(args: cli::RunArgs) -> ExitCode {
         libc::sigaddset(&mut set, libc::SIGTERM);
         libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
     }
-    let opts = Options {
-        ifname: args.ifname.clone().unwrap_or_default(),
-        rules: args.rules(),
-        settings: Settings {
-            source: args.source,
-            router: !args.no_router_flag,
-            override_flag: !args.no_override_flag,
-        },
-        probe: probe::Limits {
-            ttl: args.probe_ttl,
-            negative_ttl: args.probe_negative_ttl,
-            ..probe::Limits::default()
-        },
-        keepalive: args.gateway_keepalive,
-        announce: args.announce_interval,
+    let uplinks = match &args.ifname {
+        Some(ifname) => vec![Options {
+            ifname: ifname.clone(),
+            rules: args.rules(),
+            settings: Settings {
+                source: args.source,
+                router: !args.no_router_flag,
+                override_flag: !args.no_override_flag,
+            },
+            probe: probe::Limits {
+                ttl: args.probe_ttl,
+                negative_ttl: args.probe_negative_ttl,
+                ..probe::Limits::default()
+            },
+            keepalive: args.gateway_keepalive,
+            announce: args.announce_interval,
+        }],
+        None => {
+            let path = args
+                .config
+                .clone()
+                .unwrap_or_else(|| config::DEFAULT_PATH.into());
+            match config::load(&path) {
+                Ok(uplinks) => uplinks,
+                Err(e) => {
+                    eprintln!("ndp-responder: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -100,7 +130,9 @@ fn run(args: cli::RunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(daemon::run(opts)) {
+    // One responder per uplink, side by side; the first that cannot start stops them all.
+    let all = futures::future::try_join_all(uplinks.into_iter().map(daemon::run));
+    match runtime.block_on(all) {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");

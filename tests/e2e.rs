@@ -355,3 +355,50 @@ fn frames_for_other_stations_never_reach_the_daemon() {
         .unwrap();
     assert_eq!(seen[0], answered, "{summary}");
 }
+
+#[test]
+fn a_configuration_file_runs_the_same_daemon() {
+    let topo = topology(1);
+    let ct = container_addr(1);
+    let path = std::env::temp_dir().join(format!("ndpt-config-{}.toml", std::process::id()));
+    let text = format!(
+        "[[uplink]]\ninterface = \"eth0\"\ngateway_keepalive = \"1s\"\n\n[[uplink.rule]]\nprefix = \"{CONTAINER_PREFIX}\"\nmode = \"static\"\n"
+    );
+    std::fs::write(&path, text).unwrap();
+    let file = path.to_str().unwrap();
+    let check = topo
+        .try_exec(&topo.host(), &[EXE, "check-config", "-c", file])
+        .unwrap();
+    assert!(check.status.success());
+    assert!(String::from_utf8_lossy(&check.stdout).contains("OK, 1 uplink(s), 1 rule(s)"));
+
+    let daemon = topo.start_daemon_args(exe(), &["-c", file]).unwrap();
+    topo.router_forget(&ct).unwrap();
+    assert!(
+        topo.ping_from_router(INTERNET_ADDR, &ct, 2).unwrap(),
+        "{}",
+        daemon.log()
+    );
+    assert!(
+        daemon.wait_for_log(
+            &["gateway", "keeping its entry fresh"],
+            Duration::from_secs(3)
+        ),
+        "{}",
+        daemon.log()
+    );
+    daemon.stop().unwrap();
+
+    // A broken file is refused with its line, by check-config and by the daemon alike.
+    std::fs::write(&path, "[[uplink]]\ninterface = \"eth0\"\nroutr = true\n").unwrap();
+    for args in [vec![EXE, "check-config", "-c", file], vec![EXE, "-c", file]] {
+        let out = topo.try_exec(&topo.host(), &args).unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!("{file}:3: ")) && err.contains("routr"),
+            "{err}"
+        );
+    }
+    let _ = std::fs::remove_file(&path);
+}
