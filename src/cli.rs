@@ -155,6 +155,15 @@ pub enum Command {
     Doctor(DoctorArgs),
     /// Validate a configuration file without touching the system
     CheckConfig(CheckConfigArgs),
+    /// Print the configuration equivalent to an ndppd.conf
+    ImportNdppd(ImportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The ndppd configuration to translate
+    #[arg(value_name = "NDPPD_CONF", default_value = "/etc/ndppd.conf")]
+    pub path: std::path::PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -26,6 +26,7 @@ pub mod docker;
 pub mod doctor;
 pub mod lab;
 pub mod link;
+pub mod ndppd;
 pub mod netlink;
 pub mod policy;
 pub mod probe;

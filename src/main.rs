@@ -13,7 +13,7 @@ use ndp_responder::cli::{self, Cli, Command, LabAction};
 use ndp_responder::daemon::{self, Options};
 use ndp_responder::policy::Settings;
 use ndp_responder::probe;
-use ndp_responder::{config, doctor, lab};
+use ndp_responder::{config, doctor, lab, ndppd};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -74,6 +74,24 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Some(Command::ImportNdppd(args)) => {
+            let source = args.path.display().to_string();
+            let imported = std::fs::read_to_string(&args.path)
+                .map_err(|e| format!("cannot read {source}: {e}"))
+                .and_then(|text| {
+                    ndppd::import(&source, &text).map_err(|e| format!("{source}: {e}"))
+                });
+            match imported {
+                Ok(toml) => {
+                    print!("{toml}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("ndp-responder: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         None => run(cli.run),
     }
 }
