@@ -242,12 +242,15 @@ impl<W> Cache<W> {
         self.entries
             .values()
             .map(|s| match s {
-                State::Positive { confirmed, .. } => {
+                // An entry nobody asked for since its confirmation has nothing to do
+                // before it expires (a refresh deadline in the past would spin the loop).
+                State::Positive { confirmed, used } if *used => {
                     *confirmed
                         + limits
                             .ttl
                             .saturating_sub(limits.retry_after * limits.attempts)
                 }
+                State::Positive { confirmed, .. } => *confirmed + limits.ttl,
                 State::Pending { last_sent, .. } => *last_sent + limits.retry_after,
                 State::Negative { until } => *until,
             })
@@ -458,7 +461,30 @@ mod tests {
         c.solicit(ip(1), (), t0);
         assert_eq!(c.next_deadline(), Some(t0 + ms(500)));
         c.advert(ip(1), t0 + ms(100));
-        assert_eq!(c.next_deadline(), Some(t0 + ms(100) + ms(8500)));
+        assert_eq!(c.next_deadline(), Some(t0 + ms(100) + ms(10_000)), "unused: its expiry");
+        c.solicit(ip(1), (), t0 + ms(200));
+        assert_eq!(c.next_deadline(), Some(t0 + ms(100) + ms(8500)), "used: its refresh");
+    }
+
+    #[test]
+    fn next_deadline_is_never_in_the_past_after_a_poll() {
+        let t0 = Instant::now();
+        let mut c = Cache::new(limits());
+        c.solicit(ip(1), (), t0);
+        c.advert(ip(1), t0);
+        // Unused: nothing to do until it expires at 10 s, not at the 8.5 s refresh point.
+        for t in [0, 8_500, 9_000, 9_999] {
+            let now = t0 + ms(t);
+            c.poll(now);
+            assert!(
+                c.next_deadline().is_none_or(|d| d > now),
+                "deadline in the past at {t} ms"
+            );
+        }
+        // Used: the refresh point becomes the deadline, and polling then advances it.
+        c.solicit(ip(1), (), t0 + ms(9_000));
+        assert_eq!(c.poll(t0 + ms(9_100)), vec![ip(1)]);
+        assert!(c.next_deadline().unwrap() > t0 + ms(9_100));
     }
 
     #[test]
