@@ -461,9 +461,17 @@ mod tests {
         c.solicit(ip(1), (), t0);
         assert_eq!(c.next_deadline(), Some(t0 + ms(500)));
         c.advert(ip(1), t0 + ms(100));
-        assert_eq!(c.next_deadline(), Some(t0 + ms(100) + ms(10_000)), "unused: its expiry");
+        assert_eq!(
+            c.next_deadline(),
+            Some(t0 + ms(100) + ms(10_000)),
+            "unused: its expiry"
+        );
         c.solicit(ip(1), (), t0 + ms(200));
-        assert_eq!(c.next_deadline(), Some(t0 + ms(100) + ms(8500)), "used: its refresh");
+        assert_eq!(
+            c.next_deadline(),
+            Some(t0 + ms(100) + ms(8500)),
+            "used: its refresh"
+        );
     }
 
     #[test]
