@@ -120,6 +120,19 @@ pub struct RunArgs {
     /// suggestion for proxies; by default it is set so a router's stale cached MAC is replaced)
     #[arg(long)]
     pub no_override_flag: bool,
+
+    /// Control socket for `ndp-responder status` ('none' for no socket; default
+    /// /run/ndp-responder/control.sock, or the configuration file's control_socket)
+    #[arg(long, value_name = "PATH|none")]
+    pub control_socket: Option<String>,
+
+    /// Permissions of the control socket: 0600 (owner) or 0660 (owner and group; default)
+    #[arg(long, value_name = "MODE", value_parser = crate::config::parse_mode)]
+    pub control_mode: Option<u32>,
+
+    /// Serve Prometheus metrics on GET /metrics at ADDR:PORT (a bare PORT binds loopback ::1)
+    #[arg(long, value_name = "ADDR:PORT", value_parser = crate::control::parse_metrics_addr)]
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 impl RunArgs {
@@ -153,10 +166,24 @@ pub enum Command {
     Lab(LabArgs),
     /// Check a real host's setup and explain what breaks container IPv6, with fixes
     Doctor(DoctorArgs),
-    /// Validate a configuration file without touching the system
+    /// Validate a configuration file (changes nothing; where an uplink exists here, its rules
+    /// are also checked against its gateways)
     CheckConfig(CheckConfigArgs),
     /// Print the configuration equivalent to an ndppd.conf
     ImportNdppd(ImportArgs),
+    /// Show a running daemon's uplinks, rules, the addresses it answers and its counters
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The daemon's control socket
+    #[arg(long, value_name = "PATH", default_value = crate::control::DEFAULT_SOCKET)]
+    pub socket: std::path::PathBuf,
+
+    /// Print the status as JSON
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -5,6 +5,11 @@
 //! `-i/-n/--auto/--probe/-N` flags are a shortcut for one uplink of this same shape.
 //!
 //! ```toml
+//! # Top-level keys come before the first [[uplink]] (all optional):
+//! control_socket = "/run/ndp-responder/control.sock"   # "none" disables it
+//! control_mode = "0660"        # 0600: root only; 0660: root and the socket's group
+//! # metrics = "[::1]:9417"     # Prometheus text format on GET /metrics
+//!
 //! [[uplink]]
 //! interface = "eth0"
 //! source = "target"            # target | link-local | an IPv6 address
@@ -24,7 +29,8 @@
 //!
 //! Must not: touch the system (`check-config` validates without it).
 
-use std::path::Path;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ipnet::Ipv6Net;
@@ -43,7 +49,33 @@ pub const DEFAULT_PATH: &str = "/etc/ndp-responder.toml";
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct File {
+    #[serde(default)]
+    control_socket: Option<Spanned<String>>,
+    #[serde(default)]
+    control_mode: Option<Spanned<String>>,
+    #[serde(default)]
+    metrics: Option<Spanned<String>>,
     uplink: Vec<Spanned<Uplink>>,
+}
+
+/// A validated configuration file.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub uplinks: Vec<Options>,
+    /// Some(None): `control_socket = "none"`; None: not set (the default applies).
+    pub control: Option<Option<PathBuf>>,
+    pub control_mode: Option<u32>,
+    pub metrics: Option<SocketAddr>,
+}
+
+/// Parse a socket mode written in octal ("0660"); only owner and group bits make sense.
+pub fn parse_mode(s: &str) -> Result<u32, String> {
+    let digits = s.strip_prefix("0o").unwrap_or(s);
+    match u32::from_str_radix(digits, 8) {
+        Ok(mode) if mode & !0o770 == 0 && mode & 0o600 == 0o600 => Ok(mode),
+        Ok(_) => Err(format!("mode '{s}' must give the owner read and write and nothing to others: \"0600\" (owner only) or \"0660\" (owner and group)")),
+        Err(_) => Err(format!("'{s}' is not an octal mode: write \"0600\" or \"0660\"")),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -101,7 +133,7 @@ impl std::fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 /// Read and validate the file at `path`.
-pub fn load(path: &Path) -> Result<Vec<Options>, ConfigError> {
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
         path: path.display().to_string(),
         line: 0,
@@ -113,7 +145,7 @@ pub fn load(path: &Path) -> Result<Vec<Options>, ConfigError> {
 }
 
 /// Validate `text` (named `path` in errors) and turn it into one [`Options`] per uplink.
-pub fn parse(path: &str, text: &str) -> Result<Vec<Options>, ConfigError> {
+pub fn parse(path: &str, text: &str) -> Result<Config, ConfigError> {
     let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
     let err = |span: std::ops::Range<usize>, message: String| ConfigError {
         path: path.to_string(),
@@ -192,6 +224,10 @@ pub fn parse(path: &str, text: &str) -> Result<Vec<Options>, ConfigError> {
         }
         all.push(Options {
             ifname: name.clone(),
+            origins: rules
+                .iter()
+                .map(|(_, span)| format!("{path}:{}", line_of(span.start)))
+                .collect(),
             rules: rules.into_iter().map(|(r, _)| r).collect(),
             settings: Settings {
                 source,
@@ -207,7 +243,39 @@ pub fn parse(path: &str, text: &str) -> Result<Vec<Options>, ConfigError> {
             announce: duration(&up.announce_interval)?,
         });
     }
-    Ok(all)
+    let control = file
+        .control_socket
+        .as_ref()
+        .map(|c| match c.get_ref().as_str() {
+            "none" => Ok(None),
+            "" => Err(err(
+                c.span(),
+                "control_socket is empty: give a path, or \"none\" to have no control socket"
+                    .into(),
+            )),
+            p if !p.starts_with('/') => Err(err(
+                c.span(),
+                format!("control_socket '{p}' must be an absolute path, e.g. \"/run/ndp-responder/control.sock\""),
+            )),
+            p => Ok(Some(PathBuf::from(p))),
+        })
+        .transpose()?;
+    let control_mode = file
+        .control_mode
+        .as_ref()
+        .map(|m| parse_mode(m.get_ref()).map_err(|e| err(m.span(), e)))
+        .transpose()?;
+    let metrics = file
+        .metrics
+        .as_ref()
+        .map(|m| crate::control::parse_metrics_addr(m.get_ref()).map_err(|e| err(m.span(), format!("metrics: {e}"))))
+        .transpose()?;
+    Ok(Config {
+        uplinks: all,
+        control,
+        control_mode,
+        metrics,
+    })
 }
 
 /// What to write instead, for the mistakes people make.
@@ -341,10 +409,11 @@ mode = "auto"
 
     #[test]
     fn the_documented_schema_parses() {
-        let uplinks = parse("x.toml", GOOD).unwrap();
+        let uplinks = parse("x.toml", GOOD).unwrap().uplinks;
         assert_eq!(uplinks.len(), 2);
         let eth0 = &uplinks[0];
         assert_eq!(eth0.ifname, "eth0");
+        assert_eq!(eth0.origins[0], "x.toml:9");
         assert_eq!(eth0.rules.len(), 3);
         assert_eq!(
             eth0.rules[1].mode,
@@ -374,7 +443,36 @@ mode = "auto"
             .map(|l| l.trim_start_matches("//!").trim_start_matches(' '))
             .collect::<Vec<_>>()
             .join("\n");
-        parse("doc", &example).unwrap();
+        let config = parse("doc", &example).unwrap();
+        assert_eq!(
+            config.control,
+            Some(Some(PathBuf::from("/run/ndp-responder/control.sock")))
+        );
+        assert_eq!(config.control_mode, Some(0o660));
+        assert_eq!(config.metrics, None);
+    }
+
+    #[test]
+    fn service_keys() {
+        let uplink = "[[uplink]]\ninterface = \"eth0\"\n[[uplink.rule]]\nprefix = \"2001:db8::/64\"\nmode = \"static\"\n";
+        let config = parse(
+            "x",
+            &format!("control_socket = \"none\"\nmetrics = \"9417\"\ncontrol_mode = \"0600\"\n{uplink}"),
+        )
+        .unwrap();
+        assert_eq!(config.control, Some(None));
+        assert_eq!(config.control_mode, Some(0o600));
+        assert_eq!(config.metrics, Some("[::1]:9417".parse().unwrap()));
+        let e = error(&format!("control_mode = \"0666\"\n{uplink}"));
+        assert_eq!(e.line, 1);
+        assert!(e.message.contains("nothing to others"), "{e}");
+        let e = error(&format!("\ncontrol_mode = \"rw\"\n{uplink}"));
+        assert_eq!(e.line, 2);
+        assert!(e.message.contains("not an octal mode"), "{e}");
+        let e = error(&format!("control_socket = \"run/x.sock\"\n{uplink}"));
+        assert!(e.message.contains("absolute path"), "{e}");
+        let e = error(&format!("metrics = \"localhost\"\n{uplink}"));
+        assert!(e.message.contains("[::1]:9417"), "{e}");
     }
 
     #[test]

@@ -4,10 +4,12 @@
 //! Owns: start-up (find the uplink, open its socket, load the first snapshot), the refresh task
 //! that rebuilds the snapshot when netlink reports a change, the loop that answers
 //! solicitations and runs downstream probes, following the uplink and downstream interfaces as
-//! they come and go, the counters, and a clean stop on SIGINT/SIGTERM.
+//! they come and go, applying a reloaded configuration in place, the counters and the status
+//! it reports.
 //!
-//! Must not: parse packets or decide answers itself; that is [`wire`] and [`policy`]. The
-//! whole journey of one solicitation is [`Responder::handle_frame`].
+//! Must not: parse packets or decide answers itself; that is [`wire`] and [`policy`]. Signals,
+//! the control socket and systemd belong to [`crate::service`]. The whole journey of one
+//! solicitation is [`Responder::handle_frame`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
@@ -18,8 +20,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
-use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tracing::{debug, error, info, warn};
 
 use crate::docker::{self, DockerTargets};
@@ -27,6 +28,7 @@ use crate::link::{self, Capture, PacketSocket};
 use crate::netlink::{self, KernelView};
 use crate::policy::{self, Decision, Settings};
 use crate::probe::{self, Verdict};
+use crate::status::{Answering, CounterValues, UplinkStatus};
 use crate::targets::{Mode, Rule, Snapshot, TargetTable};
 use crate::upstream;
 use crate::wire::{self, NeighborAdvert, NeighborSolicit};
@@ -41,12 +43,31 @@ const DRAIN_BATCH: usize = 64;
 pub struct Options {
     pub ifname: String,
     pub rules: Vec<Rule>,
+    /// Where each rule was written ("file:line"); empty for the command line.
+    pub origins: Vec<String>,
     pub settings: Settings,
     pub probe: probe::Limits,
     /// Solicit the gateway from a global address this often and confirm its entry.
     pub keepalive: Option<Duration>,
     /// Re-announce every address in use this often.
     pub announce: Option<Duration>,
+}
+
+/// How the service steers a running uplink.
+pub struct Control {
+    /// A reloaded configuration for this uplink: applied in place, the socket stays open.
+    pub options: watch::Receiver<Options>,
+    /// Questions from the control socket and the metrics endpoint.
+    pub requests: mpsc::Receiver<Request>,
+    /// Becomes true when the uplink should stop.
+    pub stop: watch::Receiver<bool>,
+    /// Told once the uplink's socket is open and the first snapshot is loaded.
+    pub ready: Option<oneshot::Sender<()>>,
+}
+
+/// A question to a running uplink.
+pub enum Request {
+    Status(oneshot::Sender<UplinkStatus>),
 }
 
 /// Why the daemon could not start, phrased for the operator.
@@ -58,10 +79,10 @@ pub enum DaemonError {
     NoMac(String),
     #[error("{0}: {1}")]
     Socket(String, link::OpenError),
+    #[error("{0}")]
+    Config(String),
     #[error("reading the kernel's state for {0} over netlink: {1}")]
     Netlink(String, String),
-    #[error("installing the {0} handler: {1}")]
-    Signal(&'static str, io::Error),
 }
 
 /// Per-reason counters, logged at exit.
@@ -73,16 +94,35 @@ pub struct Counters {
     pub probes_sent: u64,
     pub keepalives_sent: u64,
     pub announcements_sent: u64,
+    pub rate_limited: u64,
     pub ignored: BTreeMap<&'static str, u64>,
     pub invalid: BTreeMap<&'static str, u64>,
 }
 
 impl Counters {
+    pub fn values(&self) -> CounterValues {
+        let named = |m: &BTreeMap<&'static str, u64>| {
+            m.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+        };
+        CounterValues {
+            ns_seen: self.seen,
+            answered: self.answered,
+            send_errors: self.send_errors,
+            probes_sent: self.probes_sent,
+            keepalives_sent: self.keepalives_sent,
+            announcements_sent: self.announcements_sent,
+            rate_limited: self.rate_limited,
+            ignored: named(&self.ignored),
+            invalid: named(&self.invalid),
+        }
+    }
+
     fn summary(&self) -> String {
         let mut s = format!(
-            "NS seen {}, answered {}, send errors {}, probes sent {}, keepalives sent {}, announcements sent {}",
+            "NS seen {}, answered {}, rate-limited {}, send errors {}, probes sent {}, keepalives sent {}, announcements sent {}",
             self.seen,
             self.answered,
+            self.rate_limited,
             self.send_errors,
             self.probes_sent,
             self.keepalives_sent,
@@ -147,6 +187,8 @@ impl Drop for Prober {
 /// The packet path and its state.
 pub struct Responder {
     ifname: String,
+    /// The configuration being run (replaced by a reload).
+    opts: Options,
     uplink: Option<(u32, Arc<AsyncFd<PacketSocket>>)>,
     table: Arc<TargetTable>,
     settings: Settings,
@@ -164,7 +206,7 @@ pub struct Responder {
     keepalive_sources: Vec<Ipv6Addr>,
     gateway_macs: HashMap<Ipv6Addr, wire::MacAddr>,
     announcer: Option<upstream::Announcer>,
-    /// Addresses answered recently (static rules): announced while in use.
+    /// Addresses answered recently: reported by `status`, and announced while in use.
     in_use: HashMap<Ipv6Addr, Instant>,
     in_use_window: Duration,
     warned: std::collections::HashSet<String>,
@@ -176,6 +218,8 @@ pub struct Responder {
 
 /// Addresses remembered as in use, at most.
 const MAX_IN_USE: usize = 4096;
+/// When that many are remembered, those answered longer ago than this are forgotten.
+const IN_USE_KEEP: Duration = Duration::from_secs(600);
 /// A new address is announced this many times (RFC 4861 10: MAX_NEIGHBOR_ADVERTISEMENT)...
 const ANNOUNCE_COUNT: u8 = 3;
 /// ...this far apart (RFC 4861 10: RETRANS_TIMER).
@@ -394,12 +438,9 @@ impl Responder {
     }
 
     fn note_in_use(&mut self, addr: Ipv6Addr) {
-        if self.announcer.is_none() {
-            return;
-        }
         let now = Instant::now();
         if self.in_use.len() >= MAX_IN_USE && !self.in_use.contains_key(&addr) {
-            let window = self.in_use_window;
+            let window = self.in_use_window.max(IN_USE_KEEP);
             self.in_use
                 .retain(|_, t| now.saturating_duration_since(*t) < window);
         }
@@ -637,6 +678,94 @@ impl Responder {
         }
     }
 
+    /// What `ndp-responder status` shows for this uplink.
+    fn status(&self) -> UplinkStatus {
+        let snap = self.table.load();
+        let now = Instant::now();
+        let rule_of = |a: &Ipv6Addr| {
+            snap.rule_for(a)
+                .map(|r| r.to_string())
+                .unwrap_or_else(|| "no rule (since reloaded)".into())
+        };
+        let last = |a: &Ipv6Addr| {
+            self.in_use
+                .get(a)
+                .map(|t| now.saturating_duration_since(*t).as_secs())
+        };
+        let mut answering: BTreeMap<Ipv6Addr, Answering> = BTreeMap::new();
+        let mut add = |address: Ipv6Addr, why: &str, rule: String| {
+            answering.entry(address).or_insert(Answering {
+                address,
+                why: why.to_string(),
+                rule,
+                last_answered_secs: last(&address),
+            });
+        };
+        for (addr, network) in &snap.docker {
+            add(*addr, "docker", format!("docker network {network}"));
+        }
+        for addr in &snap.known {
+            add(*addr, "auto", rule_of(addr));
+        }
+        for addr in self.cache.positives() {
+            add(addr, "probe", rule_of(&addr));
+        }
+        for addr in self.in_use.keys() {
+            let why = match snap.rule_for(addr).map(|r| &r.mode) {
+                Some(Mode::Static) => "static",
+                Some(Mode::Auto) => "auto",
+                Some(Mode::Probe { .. }) => "probe",
+                Some(Mode::Docker { .. }) => "docker",
+                None => "none",
+            };
+            add(*addr, why, rule_of(addr));
+        }
+        let settings = &self.settings;
+        UplinkStatus {
+            interface: self.ifname.clone(),
+            index: snap.uplink,
+            up: snap.up,
+            mac: snap.mac.to_string(),
+            addresses: snap.uplink_addrs.clone(),
+            gateways: snap.gateways.clone(),
+            source: settings.source.to_string(),
+            router_flag: settings.router,
+            override_flag: settings.override_flag,
+            rules: snap.rules.iter().map(|r| r.to_string()).collect(),
+            answering: answering.into_values().collect(),
+            probe_cache_entries: self.cache.len(),
+            probe_cache_max: self.opts.probe.max_entries,
+            counters: self.counters.values(),
+        }
+    }
+
+    /// A reloaded configuration for this uplink: apply what changed, keep the socket and all
+    /// that is known (the refresh task applies the new rules to the snapshot).
+    fn apply(&mut self, new: Options) {
+        let old = std::mem::replace(&mut self.opts, new);
+        let new = &self.opts;
+        self.settings = new.settings;
+        self.cache.set_limits(new.probe);
+        if new.keepalive != old.keepalive {
+            self.keepalive = new.keepalive.map(|interval| {
+                upstream::Keepalive::new(interval, Instant::now(), upstream::Jitter::new(seed()))
+            });
+            if self.keepalive.is_none() {
+                self.gateway_reader = None;
+            }
+        }
+        if new.announce != old.announce {
+            self.announcer = new.announce.map(|interval| {
+                upstream::Announcer::new(
+                    interval,
+                    Instant::now(),
+                    upstream::Jitter::new(seed() ^ 0x5eed),
+                )
+            });
+            self.in_use_window = new.announce.unwrap_or_default() * 2;
+        }
+    }
+
     /// Follow the uplink and downstream interfaces as the snapshot says they are now.
     fn reconcile(&mut self) {
         let snap = self.table.load();
@@ -773,17 +902,70 @@ fn seed() -> u64 {
     nanos ^ (u64::from(std::process::id()) << 32)
 }
 
-/// Rebuild the snapshot whenever the kernel reports a change, forever.
+/// The first rule of `opts` that covers one of `gateways`, as an error naming where it was
+/// written. The policy never answers for a gateway anyway, but a rule that wide is a mistake
+/// (usually the whole on-link /64 instead of the containers' range).
+pub fn gateway_conflict(opts: &Options, gateways: &[Ipv6Addr]) -> Option<String> {
+    opts.rules.iter().enumerate().find_map(|(i, rule)| {
+        if matches!(rule.mode, Mode::Docker { .. }) && rule.prefix.prefix_len() == 0 {
+            return None;
+        }
+        let gw = gateways.iter().find(|gw| rule.prefix.contains(*gw))?;
+        let origin = opts
+            .origins
+            .get(i)
+            .map(|o| format!("{o}: "))
+            .unwrap_or_default();
+        Some(format!(
+            "{origin}rule {rule} covers {gw}, a gateway on {}: narrow it to your containers' range (e.g. the /112 routed to the bridge); ndp-responder never answers for the gateway, but a rule this wide is usually the whole on-link /64 by mistake",
+            opts.ifname
+        ))
+    })
+}
+
+/// Check every uplink's rules against its gateways as the kernel knows them now (reads only).
+/// Uplinks that do not exist here are skipped (their names are returned).
+pub async fn check_gateways(uplinks: &[Options]) -> Result<Vec<String>, String> {
+    let (conn, handle) =
+        netlink::connect().map_err(|e| format!("reading the gateways over netlink: {e}"))?;
+    let driver = tokio::spawn(conn);
+    let view = netlink::kernel_view(&handle).await;
+    driver.abort();
+    let view = view.map_err(|e| format!("reading the gateways over netlink: {e}"))?;
+    let mut absent = Vec::new();
+    for opts in uplinks {
+        let snap = Snapshot::build(&view, &opts.ifname, &opts.rules, &DockerTargets::new());
+        if snap.uplink.is_none() {
+            absent.push(opts.ifname.clone());
+            continue;
+        }
+        if let Some(conflict) = gateway_conflict(opts, &snap.gateways) {
+            return Err(conflict);
+        }
+    }
+    Ok(absent)
+}
+
+/// Where the refresh task takes its targets from; replaced by a reload.
+#[derive(Clone)]
+struct Sources {
+    rules: Vec<Rule>,
+    docker: watch::Receiver<Arc<DockerTargets>>,
+}
+
+/// Rebuild the snapshot whenever the kernel reports a change or a reload replaces the rules,
+/// forever.
 async fn refresh_task(
     handle: rtnetlink::Handle,
     ifname: String,
-    rules: Vec<Rule>,
+    mut sources_rx: watch::Receiver<Sources>,
     table: Arc<TargetTable>,
     changed: Arc<Notify>,
-    mut docker: watch::Receiver<Arc<DockerTargets>>,
     mut view: KernelView,
 ) {
+    let mut sources = sources_rx.borrow_and_update().clone();
     let mut docker_open = true;
+    let mut sources_open = true;
     loop {
         let (conn, mut events) = match netlink::watch() {
             Ok(w) => w,
@@ -805,10 +987,20 @@ async fn refresh_task(
                             break;
                         }
                     }
-                    result = docker.changed(), if docker_open => {
+                    result = sources.docker.changed(), if docker_open => {
                         // The containers changed: rebuild from the kernel state we have.
                         docker_open = result.is_ok();
-                        publish(&view, &ifname, &rules, &docker.borrow_and_update(), &table, &changed);
+                        let docker = sources.docker.borrow_and_update().clone();
+                        publish(&view, &ifname, &sources.rules, &docker, &table, &changed);
+                        continue;
+                    }
+                    result = sources_rx.changed(), if sources_open => {
+                        // A reload: the new rules apply at once, to the state we have.
+                        sources_open = result.is_ok();
+                        sources = sources_rx.borrow_and_update().clone();
+                        docker_open = true;
+                        let docker = sources.docker.borrow_and_update().clone();
+                        publish(&view, &ifname, &sources.rules, &docker, &table, &changed);
                         continue;
                     }
                 }
@@ -820,14 +1012,8 @@ async fn refresh_task(
             match netlink::kernel_view(&handle).await {
                 Ok(fresh) => {
                     view = fresh;
-                    publish(
-                        &view,
-                        &ifname,
-                        &rules,
-                        &docker.borrow_and_update(),
-                        &table,
-                        &changed,
-                    );
+                    let docker = sources.docker.borrow_and_update().clone();
+                    publish(&view, &ifname, &sources.rules, &docker, &table, &changed);
                 }
                 Err(e) => warn!("could not read the kernel's state: {e}"),
             }
@@ -853,15 +1039,52 @@ fn publish(
     }
 }
 
-/// Run until SIGINT or SIGTERM. Must be called inside a tokio runtime with IO and time enabled.
-pub async fn run(opts: Options) -> Result<Counters, DaemonError> {
+fn docker_networks(rules: &[Rule]) -> Vec<String> {
+    rules
+        .iter()
+        .filter_map(|r| match &r.mode {
+            Mode::Docker { network } => Some(network.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The Docker watcher of one uplink, replaced when a reload changes its networks.
+struct DockerFeed {
+    networks: Vec<String>,
+    rx: watch::Receiver<Arc<DockerTargets>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl DockerFeed {
+    /// Follow `networks`, starting from what is already known of them (so that a reload does
+    /// not forget the containers of the networks it keeps).
+    fn start(networks: Vec<String>, known: &DockerTargets) -> DockerFeed {
+        let kept: DockerTargets = known
+            .iter()
+            .filter(|(_, (net, _))| networks.contains(net))
+            .map(|(a, v)| (*a, v.clone()))
+            .collect();
+        let (tx, rx) = watch::channel(Arc::new(kept));
+        let task = (!networks.is_empty()).then(|| tokio::spawn(docker::watch(networks.clone(), tx)));
+        DockerFeed { networks, rx, task }
+    }
+}
+
+impl Drop for DockerFeed {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
+
+/// Answer on one uplink until told to stop. Must be called inside a tokio runtime with IO and
+/// time enabled.
+pub async fn run(opts: Options, mut control: Control) -> Result<Counters, DaemonError> {
     let ifname = opts.ifname.clone();
     let netlink_err =
         |e: &dyn std::fmt::Display| DaemonError::Netlink(ifname.clone(), e.to_string());
-    let mut sigterm =
-        signal(SignalKind::terminate()).map_err(|e| DaemonError::Signal("SIGTERM", e))?;
-    let mut sigint =
-        signal(SignalKind::interrupt()).map_err(|e| DaemonError::Signal("SIGINT", e))?;
     let (conn, handle) = netlink::connect().map_err(|e| netlink_err(&e))?;
     tokio::spawn(conn);
 
@@ -875,59 +1098,36 @@ pub async fn run(opts: Options) -> Result<Counters, DaemonError> {
     if view.links[&index].mac.is_none() {
         return Err(DaemonError::NoMac(ifname));
     }
+    if let Some(conflict) = gateway_conflict(&opts, &snap.gateways) {
+        // A configuration file is held to it; the command line (a quick start) is warned.
+        if opts.origins.is_empty() {
+            warn!("{conflict}");
+        } else {
+            return Err(DaemonError::Config(conflict));
+        }
+    }
     let uplink = open_uplink(&ifname, index)?;
-    let rules: Vec<String> = snap.rules.iter().map(|r| r.to_string()).collect();
-    info!(
-        "answering on {ifname} for {} (source {}, router flag {}); {}",
-        rules.join(", "),
-        opts.settings.source,
-        if opts.settings.router { "on" } else { "off" },
-        describe(&snap)
-    );
-    warn_unrouted(&ifname, &snap);
-    for rule in snap.rules.iter().filter(|r| r.mode == Mode::Auto) {
-        let known: Vec<Ipv6Addr> = snap
-            .known
-            .iter()
-            .filter(|a| rule.prefix.contains(*a))
-            .copied()
-            .collect();
-        info!(
-            "auto {}: {} known downstream: {}",
-            rule.prefix,
-            known.len(),
-            list(&known)
-        );
-    }
-    if !snap.up {
-        warn!("{ifname} is down; answering starts when it comes up");
-    }
+    log_start(&ifname, &opts, &snap);
 
     let table = Arc::new(TargetTable::new(snap));
     let changed = Arc::new(Notify::new());
-    let (docker_tx, docker_rx) = watch::channel(Arc::new(DockerTargets::new()));
-    let networks: Vec<String> = opts
-        .rules
-        .iter()
-        .filter_map(|r| match &r.mode {
-            Mode::Docker { network } => Some(network.clone()),
-            _ => None,
-        })
-        .collect();
-    let docker_watcher =
-        (!networks.is_empty()).then(|| tokio::spawn(docker::watch(networks, docker_tx)));
+    let mut docker = DockerFeed::start(docker_networks(&opts.rules), &DockerTargets::new());
+    let (sources_tx, sources_rx) = watch::channel(Sources {
+        rules: opts.rules.clone(),
+        docker: docker.rx.clone(),
+    });
     let refresher = tokio::spawn(refresh_task(
         handle.clone(),
         ifname.clone(),
-        opts.rules.clone(),
+        sources_rx,
         table.clone(),
         changed.clone(),
-        docker_rx,
         view,
     ));
     let (adverts_tx, mut adverts) = mpsc::unbounded_channel();
     let mut responder = Responder {
         ifname: ifname.clone(),
+        opts: opts.clone(),
         uplink: Some((index, Arc::new(uplink))),
         table: table.clone(),
         settings: opts.settings,
@@ -958,6 +1158,11 @@ pub async fn run(opts: Options) -> Result<Counters, DaemonError> {
     };
     // What is known at start is announced as new: the router may have forgotten it.
     responder.note_new_addresses(&table.load());
+    if let Some(ready) = control.ready.take() {
+        let _ = ready.send(());
+    }
+    let mut options_open = true;
+    let mut requests_open = true;
 
     loop {
         let uplink = responder.uplink.as_ref().map(|(_, fd)| fd.clone());
@@ -976,15 +1181,14 @@ pub async fn run(opts: Options) -> Result<Counters, DaemonError> {
         let keepalive_due = at(responder.keepalive.as_ref().map(|k| k.next_due()));
         let announce_due = at(responder.announcer.as_ref().map(|a| a.next_due()));
         let burst_due = at(responder.bursts.front().map(|(when, _, _)| *when));
-        let probe_due = async {
-            match responder.cache.next_deadline() {
-                Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
-                None => std::future::pending().await,
-            }
-        };
+        let probe_due = at(responder.cache.next_deadline());
         tokio::select! {
-            _ = sigterm.recv() => { info!("SIGTERM received, stopping"); break; }
-            _ = sigint.recv() => { info!("SIGINT received, stopping"); break; }
+            // A dropped sender (the service is gone) stops the uplink too.
+            stop = control.stop.changed() => {
+                if stop.is_err() || *control.stop.borrow() {
+                    break;
+                }
+            }
             ready = readable => {
                 // Handle a batch; if more is queued the socket stays ready and the loop comes
                 // straight back after giving the other branches their turn.
@@ -1007,17 +1211,126 @@ pub async fn run(opts: Options) -> Result<Counters, DaemonError> {
             () = burst_due => responder.on_burst(),
             () = probe_due => responder.on_probe_timer(),
             () = changed.notified() => responder.reconcile(),
+            request = control.requests.recv(), if requests_open => match request {
+                Some(Request::Status(reply)) => {
+                    let _ = reply.send(responder.status());
+                }
+                None => requests_open = false,
+            },
+            result = control.options.changed(), if options_open => {
+                if result.is_err() {
+                    options_open = false;
+                    continue;
+                }
+                let new = control.options.borrow_and_update().clone();
+                let networks = docker_networks(&new.rules);
+                if networks != docker.networks {
+                    let known = docker.rx.borrow().clone();
+                    docker = DockerFeed::start(networks, &known);
+                }
+                info!(
+                    "{ifname}: configuration reloaded: {}",
+                    new.rules.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(", ")
+                );
+                // The snapshot follows (the refresh task publishes it with the new rules);
+                // until then the old one keeps answering: no gap.
+                let _ = sources_tx.send(Sources {
+                    rules: new.rules.clone(),
+                    docker: docker.rx.clone(),
+                });
+                responder.apply(new);
+            }
         }
     }
     refresher.abort();
-    if let Some(w) = docker_watcher {
-        w.abort();
-    }
+    drop(docker);
     info!(
-        "stopped: {}; probe cache {} entries (at most {})",
+        "{ifname} stopped: {}; probe cache {} entries (at most {})",
         responder.counters.summary(),
         responder.cache.len(),
         responder.cache.high_water
     );
     Ok(responder.counters)
+}
+
+/// The start-up lines: what is answered and what is known.
+fn log_start(ifname: &str, opts: &Options, snap: &Snapshot) {
+    let rules: Vec<String> = snap.rules.iter().map(|r| r.to_string()).collect();
+    info!(
+        "answering on {ifname} for {} (source {}, router flag {}); {}",
+        rules.join(", "),
+        opts.settings.source,
+        if opts.settings.router { "on" } else { "off" },
+        describe(snap)
+    );
+    warn_unrouted(ifname, snap);
+    for rule in snap.rules.iter().filter(|r| r.mode == Mode::Auto) {
+        let known: Vec<Ipv6Addr> = snap
+            .known
+            .iter()
+            .filter(|a| rule.prefix.contains(*a))
+            .copied()
+            .collect();
+        info!(
+            "auto {}: {} known downstream: {}",
+            rule.prefix,
+            known.len(),
+            list(&known)
+        );
+    }
+    if !snap.up {
+        warn!("{ifname} is down; answering starts when it comes up");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(rules: &[(&str, Mode)], origins: &[&str]) -> Options {
+        Options {
+            ifname: "eth0".into(),
+            rules: rules
+                .iter()
+                .map(|(p, mode)| Rule {
+                    prefix: p.parse().unwrap(),
+                    mode: mode.clone(),
+                })
+                .collect(),
+            origins: origins.iter().map(|o| o.to_string()).collect(),
+            settings: Settings {
+                source: policy::SourcePolicy::Target,
+                router: true,
+                override_flag: true,
+            },
+            probe: probe::Limits::default(),
+            keepalive: None,
+            announce: None,
+        }
+    }
+
+    #[test]
+    fn a_rule_covering_the_gateway_is_named_with_its_line() {
+        let gw: Ipv6Addr = "2001:db8:1::1".parse().unwrap();
+        let o = opts(
+            &[
+                ("2001:db8:1::d:0/112", Mode::Static),
+                ("2001:db8:1::/64", Mode::Auto),
+            ],
+            &["/etc/ndp-responder.toml:7", "/etc/ndp-responder.toml:11"],
+        );
+        let e = gateway_conflict(&o, &[gw]).unwrap();
+        assert!(
+            e.starts_with("/etc/ndp-responder.toml:11: rule 2001:db8:1::/64 (auto) covers 2001:db8:1::1, a gateway on eth0: narrow it"),
+            "{e}"
+        );
+        let narrow = opts(&[("2001:db8:1::d:0/112", Mode::Static)], &[]);
+        assert_eq!(gateway_conflict(&narrow, &[gw]), None);
+        // A docker rule without a prefix covers nothing by itself.
+        let docker = Options {
+            rules: vec![Rule::docker("net")],
+            ..narrow
+        };
+        assert_eq!(gateway_conflict(&docker, &[gw]), None);
+    }
 }

@@ -14,13 +14,15 @@
 //! ```
 //!
 //! [`daemon`] wires that path to the kernel facts ([`netlink`]), the target table
-//! ([`targets`]) and the probe cache ([`probe`]); `main.rs` only parses the command line
-//! ([`cli`]). [`lab`] builds the provider
+//! ([`targets`]) and the probe cache ([`probe`]); [`service`] runs the uplinks as one daemon
+//! (signals, reload, [`control`] socket and metrics, systemd, [`privileges`]); `main.rs` only
+//! parses the command line ([`cli`]). [`lab`] builds the provider
 //! topology in network namespaces for the demo and the end-to-end tests;
 //! [`doctor`] checks a real host.
 
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod docker;
 pub mod doctor;
@@ -29,7 +31,10 @@ pub mod link;
 pub mod ndppd;
 pub mod netlink;
 pub mod policy;
+pub mod privileges;
 pub mod probe;
+pub mod service;
+pub mod status;
 pub mod targets;
 pub mod upstream;
 pub mod wire;

@@ -12,8 +12,8 @@ use tracing_subscriber::util::SubscriberInitExt;
 use ndp_responder::cli::{self, Cli, Command, LabAction};
 use ndp_responder::daemon::{self, Options};
 use ndp_responder::policy::Settings;
-use ndp_responder::probe;
-use ndp_responder::{config, doctor, lab, ndppd};
+use ndp_responder::service::{self, ControlSocket, Setup};
+use ndp_responder::{config, control, doctor, lab, ndppd, probe};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -59,19 +59,25 @@ fn main() -> ExitCode {
             probe: args.probe,
             json: args.json,
         }),
-        Some(Command::CheckConfig(args)) => match config::load(&args.config) {
-            Ok(uplinks) => {
-                let rules: usize = uplinks.iter().map(|u| u.rules.len()).sum();
-                println!(
-                    "{}: OK, {} uplink(s), {rules} rule(s)",
-                    args.config.display(),
-                    uplinks.len()
-                );
+        Some(Command::CheckConfig(args)) => check_config(&args.config),
+        Some(Command::Status(args)) => match control::query(&args.socket) {
+            Ok(status) => {
+                if args.json {
+                    match serde_json::to_string_pretty(&status) {
+                        Ok(json) => println!("{json}"),
+                        Err(e) => {
+                            eprintln!("ndp-responder status: {e}");
+                            return ExitCode::from(2);
+                        }
+                    }
+                } else {
+                    print!("{}", status.render());
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => {
-                eprintln!("ndp-responder: {e}");
-                ExitCode::FAILURE
+                eprintln!("ndp-responder status: {e}");
+                ExitCode::from(2)
             }
         },
         Some(Command::ImportNdppd(args)) => {
@@ -96,8 +102,44 @@ fn main() -> ExitCode {
     }
 }
 
+/// `check-config`: the file alone, then (reading only) its rules against the gateways of the
+/// uplinks that exist here.
+fn check_config(path: &std::path::Path) -> ExitCode {
+    let config = match config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ndp-responder: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let rules: usize = config.uplinks.iter().map(|u| u.rules.len()).sum();
+    let gateways = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+        .and_then(|rt| rt.block_on(daemon::check_gateways(&config.uplinks)));
+    let note = match gateways {
+        Ok(absent) if absent.is_empty() => String::new(),
+        Ok(absent) => format!(
+            " (not on this machine, so not checked against their gateways: {})",
+            absent.join(", ")
+        ),
+        Err(e) if e.contains("netlink") => format!(" (gateways not checked: {e})"),
+        Err(e) => {
+            eprintln!("ndp-responder: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!(
+        "{}: OK, {} uplink(s), {rules} rule(s){note}",
+        path.display(),
+        config.uplinks.len()
+    );
+    ExitCode::SUCCESS
+}
+
 fn run(args: cli::RunArgs) -> ExitCode {
-    // A parent may have left SIGINT/SIGTERM blocked; the daemon must see them to stop cleanly.
+    // A parent may have left the signals blocked; the daemon must see them to stop and reload.
     // SAFETY: sigset_t is plain data; this only changes the calling thread's mask before any
     // other thread exists.
     unsafe {
@@ -105,32 +147,38 @@ fn run(args: cli::RunArgs) -> ExitCode {
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGINT);
         libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGHUP);
         libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
     }
-    let uplinks = match &args.ifname {
-        Some(ifname) => vec![Options {
-            ifname: ifname.clone(),
-            rules: args.rules(),
-            settings: Settings {
-                source: args.source,
-                router: !args.no_router_flag,
-                override_flag: !args.no_override_flag,
-            },
-            probe: probe::Limits {
-                ttl: args.probe_ttl,
-                negative_ttl: args.probe_negative_ttl,
-                ..probe::Limits::default()
-            },
-            keepalive: args.gateway_keepalive,
-            announce: args.announce_interval,
-        }],
+    let (uplinks, config_path, file) = match &args.ifname {
+        Some(ifname) => (
+            vec![Options {
+                ifname: ifname.clone(),
+                rules: args.rules(),
+                origins: Vec::new(),
+                settings: Settings {
+                    source: args.source,
+                    router: !args.no_router_flag,
+                    override_flag: !args.no_override_flag,
+                },
+                probe: probe::Limits {
+                    ttl: args.probe_ttl,
+                    negative_ttl: args.probe_negative_ttl,
+                    ..probe::Limits::default()
+                },
+                keepalive: args.gateway_keepalive,
+                announce: args.announce_interval,
+            }],
+            None,
+            None,
+        ),
         None => {
             let path = args
                 .config
                 .clone()
                 .unwrap_or_else(|| config::DEFAULT_PATH.into());
             match config::load(&path) {
-                Ok(uplinks) => uplinks,
+                Ok(config) => (config.uplinks.clone(), Some(path), Some(config)),
                 Err(e) => {
                     eprintln!("ndp-responder: {e}");
                     return ExitCode::from(2);
@@ -138,23 +186,21 @@ fn run(args: cli::RunArgs) -> ExitCode {
             }
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("ndp-responder: cannot start the event loop: {e}");
-            return ExitCode::FAILURE;
-        }
+    let mode = args
+        .control_mode
+        .or(file.as_ref().and_then(|f| f.control_mode))
+        .unwrap_or(control::DEFAULT_MODE);
+    let socket = |path: std::path::PathBuf, explicit| Some(ControlSocket { path, mode, explicit });
+    let control = match (args.control_socket.as_deref(), file.as_ref().and_then(|f| f.control.clone())) {
+        (Some("none"), _) | (None, Some(None)) => None,
+        (Some(path), _) => socket(path.into(), true),
+        (None, Some(Some(path))) => socket(path, true),
+        (None, None) => socket(control::DEFAULT_SOCKET.into(), false),
     };
-    // One responder per uplink, side by side; the first that cannot start stops them all.
-    let all = futures::future::try_join_all(uplinks.into_iter().map(daemon::run));
-    match runtime.block_on(all) {
-        Ok(_) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("{e}");
-            ExitCode::FAILURE
-        }
-    }
+    service::run(Setup {
+        uplinks,
+        config: config_path,
+        control,
+        metrics: args.metrics.or(file.as_ref().and_then(|f| f.metrics)),
+    })
 }

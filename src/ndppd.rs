@@ -191,7 +191,7 @@ mod tests {
         let toml = import("ndppd.conf", conf).unwrap();
         let parsed =
             config::parse("imported.toml", &toml).unwrap_or_else(|e| panic!("{e}\n{toml}"));
-        (toml, parsed)
+        (toml, parsed.uplinks)
     }
 
     #[test]

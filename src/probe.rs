@@ -95,6 +95,11 @@ impl<W> Cache<W> {
         }
     }
 
+    /// New limits from a reloaded configuration; entries keep their state and timers.
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }
