@@ -268,7 +268,10 @@ pub fn parse(path: &str, text: &str) -> Result<Config, ConfigError> {
     let metrics = file
         .metrics
         .as_ref()
-        .map(|m| crate::control::parse_metrics_addr(m.get_ref()).map_err(|e| err(m.span(), format!("metrics: {e}"))))
+        .map(|m| {
+            crate::control::parse_metrics_addr(m.get_ref())
+                .map_err(|e| err(m.span(), format!("metrics: {e}")))
+        })
         .transpose()?;
     Ok(Config {
         uplinks: all,
@@ -457,7 +460,9 @@ mode = "auto"
         let uplink = "[[uplink]]\ninterface = \"eth0\"\n[[uplink.rule]]\nprefix = \"2001:db8::/64\"\nmode = \"static\"\n";
         let config = parse(
             "x",
-            &format!("control_socket = \"none\"\nmetrics = \"9417\"\ncontrol_mode = \"0600\"\n{uplink}"),
+            &format!(
+                "control_socket = \"none\"\nmetrics = \"9417\"\ncontrol_mode = \"0600\"\n{uplink}"
+            ),
         )
         .unwrap();
         assert_eq!(config.control, Some(None));

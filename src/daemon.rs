@@ -101,9 +101,8 @@ pub struct Counters {
 
 impl Counters {
     pub fn values(&self) -> CounterValues {
-        let named = |m: &BTreeMap<&'static str, u64>| {
-            m.iter().map(|(k, v)| (k.to_string(), *v)).collect()
-        };
+        let named =
+            |m: &BTreeMap<&'static str, u64>| m.iter().map(|(k, v)| (k.to_string(), *v)).collect();
         CounterValues {
             ns_seen: self.seen,
             answered: self.answered,
@@ -1066,7 +1065,8 @@ impl DockerFeed {
             .map(|(a, v)| (*a, v.clone()))
             .collect();
         let (tx, rx) = watch::channel(Arc::new(kept));
-        let task = (!networks.is_empty()).then(|| tokio::spawn(docker::watch(networks.clone(), tx)));
+        let task =
+            (!networks.is_empty()).then(|| tokio::spawn(docker::watch(networks.clone(), tx)));
         DockerFeed { networks, rx, task }
     }
 }

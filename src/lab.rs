@@ -631,6 +631,16 @@ impl Topology {
         Daemon::start(&self.host(), exe, &full, env)
     }
 
+    /// Start the daemon in the host namespace with exactly `args` and extra environment.
+    pub fn start_daemon_args_env(
+        &self,
+        exe: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Daemon, LabError> {
+        Daemon::start(&self.host(), exe, args, env)
+    }
+
     /// Remove every namespace of this topology (and with them, every interface).
     pub fn remove(&mut self) {
         for ns in self.namespaces.drain(..).rev() {
@@ -718,6 +728,19 @@ impl Daemon {
             )));
         }
         Ok(daemon)
+    }
+
+    /// The daemon's process id (`ip netns exec` execs it, so it is the child's).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, |c| c.id())
+    }
+
+    /// Send `signal` (e.g. libc::SIGHUP) to the daemon.
+    pub fn signal(&self, signal: i32) {
+        if let Some(child) = &self.child {
+            // SAFETY: kill has no memory-safety preconditions.
+            unsafe { libc::kill(child.id() as i32, signal) };
+        }
     }
 
     /// Everything the daemon has logged so far.

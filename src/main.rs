@@ -190,8 +190,17 @@ fn run(args: cli::RunArgs) -> ExitCode {
         .control_mode
         .or(file.as_ref().and_then(|f| f.control_mode))
         .unwrap_or(control::DEFAULT_MODE);
-    let socket = |path: std::path::PathBuf, explicit| Some(ControlSocket { path, mode, explicit });
-    let control = match (args.control_socket.as_deref(), file.as_ref().and_then(|f| f.control.clone())) {
+    let socket = |path: std::path::PathBuf, explicit| {
+        Some(ControlSocket {
+            path,
+            mode,
+            explicit,
+        })
+    };
+    let control = match (
+        args.control_socket.as_deref(),
+        file.as_ref().and_then(|f| f.control.clone()),
+    ) {
         (Some("none"), _) | (None, Some(None)) => None,
         (Some(path), _) => socket(path.into(), true),
         (None, Some(Some(path))) => socket(path, true),

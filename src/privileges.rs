@@ -36,7 +36,8 @@ pub fn missing() -> Vec<Capability> {
 
 /// Drop every capability but [`KEEP`]. Call while the process has a single thread.
 pub fn drop_extra() -> Result<Outcome, String> {
-    let fail = |what: &str, e: caps::errors::CapsError| format!("dropping capabilities ({what}): {e}");
+    let fail =
+        |what: &str, e: caps::errors::CapsError| format!("dropping capabilities ({what}): {e}");
     let permitted = caps::read(None, CapSet::Permitted).map_err(|e| fail("reading", e))?;
     let keep: CapsHashSet = KEEP
         .iter()

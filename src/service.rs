@@ -82,7 +82,9 @@ pub fn run(setup: Setup) -> ExitCode {
         {
             Ok(l) => Some((addr, l)),
             Err(e) => {
-                eprintln!("ndp-responder: cannot serve metrics on {addr}: {e} (--metrics, metrics)");
+                eprintln!(
+                    "ndp-responder: cannot serve metrics on {addr}: {e} (--metrics, metrics)"
+                );
                 return ExitCode::from(2);
             }
         },

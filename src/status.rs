@@ -120,7 +120,11 @@ impl Status {
         );
         match &self.config {
             Some(path) => {
-                let _ = write!(s, ", configuration {path} (reloaded {} times)", self.reloads);
+                let _ = write!(
+                    s,
+                    ", configuration {path} (reloaded {} times)",
+                    self.reloads
+                );
             }
             None => s.push_str(", configured on the command line"),
         }
@@ -236,7 +240,11 @@ impl Status {
             "keepalives",
             "Gateway keepalive solicitations sent",
         );
-        let errors = counter(&mut registry, "send_errors", "Frames that could not be sent");
+        let errors = counter(
+            &mut registry,
+            "send_errors",
+            "Frames that could not be sent",
+        );
         let up = gauge(
             &mut registry,
             "uplink_up",
@@ -249,11 +257,7 @@ impl Status {
         );
         let cache = gauge(&mut registry, "probe_cache_entries", "Probe cache entries");
         let reloads = Counter::<u64>::default();
-        registry.register(
-            "reloads",
-            "Configuration reloads applied",
-            reloads.clone(),
-        );
+        registry.register("reloads", "Configuration reloads applied", reloads.clone());
         reloads.inc_by(self.reloads);
         let refused = Gauge::<i64>::default();
         registry.register(
@@ -364,9 +368,7 @@ mod tests {
         let text = sample().prometheus();
         assert!(text.contains("ndp_responder_solicitations_total{uplink=\"eth0\"} 10"));
         assert!(text.contains("ndp_responder_answered_total{uplink=\"eth0\"} 7"));
-        assert!(
-            text.contains("ndp_responder_ignored_total{uplink=\"eth0\",reason=\"not_ours\"} 3")
-        );
+        assert!(text.contains("ndp_responder_ignored_total{uplink=\"eth0\",reason=\"not_ours\"} 3"));
         assert!(text.contains("ndp_responder_targets{uplink=\"eth0\",source=\"static\"} 1"));
         assert!(text.contains("ndp_responder_uplink_up{uplink=\"eth0\"} 1"));
         assert!(text.contains("ndp_responder_reloads_total 2"));

@@ -70,6 +70,16 @@ pub fn topology(containers: usize) -> Topology {
 /// Send raw Ethernet frames out of `ifname` inside namespace `ns` (from a thread that joins
 /// the namespace, so the test process itself stays where it is). Returns how many were sent.
 pub fn send_frames_in(ns: &str, ifname: &str, frames: &[Vec<u8>]) -> usize {
+    send_paced_in(ns, ifname, frames, std::time::Duration::ZERO)
+}
+
+/// The same, `gap` apart (a steady stream).
+pub fn send_paced_in(
+    ns: &str,
+    ifname: &str,
+    frames: &[Vec<u8>],
+    gap: std::time::Duration,
+) -> usize {
     use std::os::fd::AsRawFd;
     let path = format!("/run/netns/{ns}");
     let ifname = std::ffi::CString::new(ifname).unwrap();
@@ -93,6 +103,9 @@ pub fn send_frames_in(ns: &str, ifname: &str, frames: &[Vec<u8>]) -> usize {
                 assert_ne!(index, 0);
                 let mut sent = 0;
                 for frame in frames {
+                    if !gap.is_zero() {
+                        std::thread::sleep(gap);
+                    }
                     // SAFETY: sockaddr_ll is plain data; frame is valid for its length.
                     let ok = unsafe {
                         let mut addr: libc::sockaddr_ll = std::mem::zeroed();
@@ -173,15 +186,29 @@ pub fn nft(ns: &str, rules: &str) {
     assert!(child.wait().unwrap().success(), "nft rejected: {rules}");
 }
 
+/// A running tcpdump whose output goes to a file (a pipe nobody reads would fill after 64 KiB
+/// and stall it, losing packets).
+pub struct Capture {
+    child: std::process::Child,
+    path: std::path::PathBuf,
+}
+
 /// Start `tcpdump -c count` on `iface` in namespace `ns` and return once it is capturing
 /// (it says "listening on" when its filter is attached).
-pub fn start_capture(ns: &str, iface: &str, count: usize, filter: &str) -> std::process::Child {
+pub fn start_capture(ns: &str, iface: &str, count: usize, filter: &str) -> Capture {
     use std::io::BufRead;
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let path = std::env::temp_dir().join(format!(
+        "ndpt-capture-{}-{}.txt",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let out = std::fs::File::create(&path).unwrap();
     let mut child = std::process::Command::new("ip")
         .args(["netns", "exec", ns, "tcpdump", "-l", "-n", "-tt", "-c"])
         .arg(count.to_string())
         .args(["-i", iface, filter])
-        .stdout(std::process::Stdio::piped())
+        .stdout(out)
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -194,12 +221,13 @@ pub fn start_capture(ns: &str, iface: &str, count: usize, filter: &str) -> std::
         line.contains("listening on"),
         "tcpdump did not start: {line}"
     );
-    child
+    Capture { child, path }
 }
 
 /// Wait for a capture to finish (or stop it after `within`); what it printed.
-pub fn capture_output(capture: std::process::Child, within: std::time::Duration) -> String {
-    let pid = capture.id();
+pub fn capture_output(capture: Capture, within: std::time::Duration) -> String {
+    let Capture { mut child, path } = capture;
+    let pid = child.id();
     let done = ndp_responder::lab::wait_until(within, || {
         std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| s.contains(") Z "))
     });
@@ -207,5 +235,8 @@ pub fn capture_output(capture: std::process::Child, within: std::time::Duration)
         // SAFETY: kill has no memory-safety preconditions.
         unsafe { libc::kill(pid as i32, libc::SIGTERM) };
     }
-    String::from_utf8_lossy(&capture.wait_with_output().unwrap().stdout).to_string()
+    let _ = child.wait();
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    let _ = std::fs::remove_file(&path);
+    text
 }

@@ -1,0 +1,405 @@
+//! The daemon as an operator and systemd see it, end to end in network namespaces: SIGHUP
+//! reload under a steady stream of solicitations, the control socket and `status`, metrics
+//! over HTTP, the capability drop, and sd_notify messages.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::exe;
+use ndp_responder::lab::{container_addr, wait_until};
+use ndp_responder::status::Status;
+
+/// A directory of this test's own (sockets, config files), removed at the end.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("ndp-service-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+
+    fn s(&self, name: &str) -> String {
+        self.path(name).display().to_string()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn status_cmd(socket: &Path, json: bool) -> (bool, String, String) {
+    let mut cmd = std::process::Command::new(exe());
+    cmd.args(["status", "--socket"]).arg(socket);
+    if json {
+        cmd.arg("--json");
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+fn status(socket: &Path) -> Status {
+    let (ok, out, err) = status_cmd(socket, true);
+    assert!(ok, "status --json failed: {err}");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+/// An HTTP GET over TCP from inside namespace `ns`; the whole response.
+fn http_get_in(ns: &str, addr: &str, path: &str) -> String {
+    use std::os::fd::AsRawFd;
+    let netns = std::fs::File::open(format!("/run/netns/{ns}")).unwrap();
+    let addr = addr.to_string();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    std::thread::spawn(move || {
+        // SAFETY: setns on a namespace file descriptor; affects this thread only.
+        assert_eq!(
+            unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) },
+            0
+        );
+        let mut stream = std::net::TcpStream::connect(addr.as_str()).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        response
+    })
+    .join()
+    .unwrap()
+}
+
+/// The capability lines of /proc/PID/status (and of every thread).
+fn capability_lines(pid: u32) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+    for task in tasks {
+        let status = std::fs::read_to_string(task.unwrap().path().join("status")).unwrap();
+        for line in status.lines() {
+            if let Some((key, value)) = line.split_once(':') {
+                if key.starts_with("Cap") || key == "NoNewPrivs" {
+                    found.push((key.to_string(), value.trim().to_string()));
+                }
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn status_metrics_and_capabilities_of_a_running_daemon() {
+    let topo = common::topology(1);
+    let scratch = Scratch::new("status");
+    let socket = scratch.path("control.sock");
+    let daemon = topo
+        .start_daemon(
+            exe(),
+            &[
+                "-n",
+                "2001:db8:1::d:0/112",
+                "--control-socket",
+                &scratch.s("control.sock"),
+                "--metrics",
+                "[::1]:9417",
+            ],
+        )
+        .unwrap();
+    let ct = container_addr(1);
+    assert!(common::host_answers(&topo, &ct), "{}", daemon.log());
+
+    // The control socket: default mode 0660.
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o660);
+
+    // Text status names the uplink, its rule, the address answered and the counters.
+    let (ok, text, err) = status_cmd(&socket, false);
+    assert!(ok, "{err}");
+    assert!(text.contains("uplink eth0 (index "), "{text}");
+    assert!(text.contains("2001:db8:1::d:0/112 (static)"), "{text}");
+    assert!(text.contains("own addresses: 2001:db8:1::2"), "{text}");
+    assert!(text.contains("gateways: "), "{text}");
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with(&ct))
+        .unwrap_or_else(|| panic!("{ct} is not listed as answered:\n{text}"));
+    assert!(
+        line.contains("static") && line.contains("last answered"),
+        "{line}"
+    );
+
+    // JSON status: the same, machine-readable.
+    let st = status(&socket);
+    assert_eq!(st.pid, daemon.pid());
+    assert_eq!(st.config, None);
+    let eth0 = &st.uplinks[0];
+    assert_eq!(eth0.interface, "eth0");
+    assert!(eth0.up);
+    assert_eq!(eth0.mac, ndp_responder::lab::HOST_MAC);
+    let answered = eth0.counters.answered;
+    assert!(answered >= 1, "{eth0:?}");
+    assert!(eth0.counters.ns_seen >= answered);
+    let entry = eth0
+        .answering
+        .iter()
+        .find(|a| a.address.to_string() == ct)
+        .unwrap();
+    assert_eq!(entry.why, "static");
+    assert!(entry.last_answered_secs.is_some());
+
+    // Metrics: the same counters in the Prometheus text format, on loopback in the host's
+    // namespace.
+    let response = http_get_in(&topo.host(), "[::1]:9417", "/metrics");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(
+        response.contains("content-type: application/openmetrics-text"),
+        "{response}"
+    );
+    let want = format!("ndp_responder_answered_total{{uplink=\"eth0\"}} {answered}");
+    assert!(response.contains(&want), "no '{want}' in:\n{response}");
+    assert!(
+        response.contains("ndp_responder_uplink_up{uplink=\"eth0\"} 1"),
+        "{response}"
+    );
+    assert!(response.trim_end().ends_with("# EOF"), "{response}");
+    let missing = http_get_in(&topo.host(), "[::1]:9417", "/");
+    assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
+
+    // Started as root without systemd: only CAP_NET_RAW (13) and CAP_NET_ADMIN (12) are
+    // left, in every thread, and no_new_privs is set.
+    let caps = capability_lines(daemon.pid());
+    assert!(!caps.is_empty());
+    for (key, value) in &caps {
+        let want = match key.as_str() {
+            "CapPrm" | "CapEff" | "CapBnd" => "0000000000003000",
+            "CapInh" | "CapAmb" => "0000000000000000",
+            "NoNewPrivs" => "1",
+            _ => continue,
+        };
+        assert_eq!(value, want, "{key} of the daemon: {caps:?}");
+    }
+    assert!(daemon.log().contains("dropped"), "{}", daemon.log());
+
+    // After the drop it still works: a new container is answered.
+    assert!(common::host_answers(&topo, &container_addr(1)));
+
+    let stopped = daemon.stop().unwrap();
+    assert!(stopped.status.success(), "{}", stopped.log);
+    assert!(!socket.exists(), "the control socket is removed at exit");
+    let (ok, _, err) = status_cmd(&socket, false);
+    assert!(!ok);
+    assert!(err.contains("is the daemon running"), "{err}");
+}
+
+fn config(rules: &[&str], router: bool) -> String {
+    let mut text = format!("[[uplink]]\ninterface = \"eth0\"\nrouter = {router}\n");
+    for prefix in rules {
+        text.push_str(&format!(
+            "\n[[uplink.rule]]\nprefix = \"{prefix}\"\nmode = \"static\"\n"
+        ));
+    }
+    text
+}
+
+/// Distinct targets in the retained rule's prefix.
+fn retained_target(i: usize) -> String {
+    format!("2001:db8:1::d:{:x}", 0x100 + i)
+}
+
+#[test]
+fn reload_under_a_steady_stream_answers_every_retained_target() {
+    let topo = common::topology(1);
+    let host = topo.host();
+    // Two more prefixes routed to the container bridge.
+    for prefix in ["2001:db8:1::e:0/112", "2001:db8:1::f:0/112"] {
+        topo.exec(&host, &["ip", "-6", "route", "add", prefix, "dev", "br0"])
+            .unwrap();
+    }
+    let scratch = Scratch::new("reload");
+    let file = scratch.path("ndp-responder.toml");
+    let socket = scratch.path("control.sock");
+    let first = config(&["2001:db8:1::d:0/112", "2001:db8:1::e:0/112"], true);
+    std::fs::write(&file, &first).unwrap();
+    let daemon = topo
+        .start_daemon_args(
+            exe(),
+            &[
+                "-c",
+                &file.display().to_string(),
+                "--control-socket",
+                &socket.display().to_string(),
+            ],
+        )
+        .unwrap();
+    assert!(common::host_answers(&topo, "2001:db8:1::e:5"));
+    assert!(!common::host_answers(&topo, "2001:db8:1::f:5"));
+
+    // A steady stream: one solicitation for a new retained target every 4 ms, from the router.
+    const STREAM: usize = 750;
+    let frames: Vec<Vec<u8>> = (0..STREAM)
+        .map(|i| common::router_ns(&retained_target(i)))
+        .collect();
+    let capture = common::start_capture(
+        &topo.router(),
+        "r0",
+        STREAM + 100,
+        "icmp6 and ip6[40] == 136",
+    );
+    let router = topo.router();
+    let sender = std::thread::spawn(move || {
+        common::send_paced_in(&router, "r0", &frames, Duration::from_millis(4))
+    });
+
+    let reloaded = |n: usize| {
+        assert!(
+            wait_until(Duration::from_secs(5), || daemon
+                .log_lines(&["reloaded"])
+                .len()
+                >= n),
+            "reload {n} not applied:\n{}",
+            daemon.log()
+        );
+    };
+    // 1. Drop the e: rule, add f:, clear the router flag.
+    std::fs::write(
+        &file,
+        config(&["2001:db8:1::d:0/112", "2001:db8:1::f:0/112"], false),
+    )
+    .unwrap();
+    daemon.signal(libc::SIGHUP);
+    reloaded(1);
+    // 2. An invalid file is refused; the running configuration stays.
+    std::fs::write(&file, "[[uplink]]\ninterface = \"eth0\"\nrouters = true\n").unwrap();
+    daemon.signal(libc::SIGHUP);
+    assert!(
+        daemon.wait_for_log(&["reload refused", ":3:"], Duration::from_secs(5)),
+        "{}",
+        daemon.log()
+    );
+    // 3. A rule covering the gateway is refused too, naming its line.
+    std::fs::write(&file, config(&["2001:db8:1::/64"], true)).unwrap();
+    daemon.signal(libc::SIGHUP);
+    assert!(
+        daemon.wait_for_log(
+            &["reload refused", "covers 2001:db8:1::1"],
+            Duration::from_secs(5)
+        ),
+        "{}",
+        daemon.log()
+    );
+    let st = status(&socket);
+    assert_eq!(st.reloads, 1);
+    let refused = st.last_reload_error.clone().unwrap_or_default();
+    assert!(refused.contains("ndp-responder.toml:5"), "{refused}");
+    // 4. Back to a valid file (f: stays, router flag on again).
+    std::fs::write(
+        &file,
+        config(&["2001:db8:1::d:0/112", "2001:db8:1::f:0/112"], true),
+    )
+    .unwrap();
+    daemon.signal(libc::SIGHUP);
+    reloaded(2);
+
+    let sent = sender.join().unwrap();
+    assert_eq!(sent, STREAM);
+    // Every retained target was answered, across all reloads.
+    let out = common::capture_output(capture, Duration::from_secs(3));
+    let answered: BTreeSet<String> = out
+        .lines()
+        .filter_map(|l| l.split("tgt is ").nth(1))
+        .map(|t| t.split(',').next().unwrap_or_default().to_string())
+        .collect();
+    let missed: Vec<String> = (0..STREAM)
+        .map(retained_target)
+        .filter(|t| !answered.contains(t))
+        .collect();
+    assert!(
+        missed.is_empty(),
+        "{} of {STREAM} retained targets unanswered across reloads, e.g. {:?}; the daemon answered {}",
+        missed.len(),
+        &missed[..missed.len().min(5)],
+        status(&socket).uplinks[0].counters.answered
+    );
+
+    // The new configuration is the one running.
+    assert!(!common::host_answers(&topo, "2001:db8:1::e:6"));
+    assert!(common::host_answers(&topo, "2001:db8:1::f:6"));
+    let st = status(&socket);
+    assert_eq!(st.reloads, 2);
+    assert_eq!(st.last_reload_error, None);
+    assert_eq!(
+        st.uplinks[0].rules,
+        vec![
+            "2001:db8:1::d:0/112 (static)".to_string(),
+            "2001:db8:1::f:0/112 (static)".to_string()
+        ]
+    );
+    let stopped = daemon.stop().unwrap();
+    assert!(stopped.status.success(), "{}", stopped.log);
+}
+
+#[test]
+fn systemd_notifications_ready_watchdog_reloading_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    let topo = common::topology(1);
+    let scratch = Scratch::new("notify");
+    let file = scratch.path("ndp-responder.toml");
+    std::fs::write(&file, config(&["2001:db8:1::d:0/112"], true)).unwrap();
+    let notify_path = scratch.s("notify.sock");
+    let notify = UnixDatagram::bind(&notify_path).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let received = std::cell::RefCell::new(Vec::<String>::new());
+    // Read datagrams until one has `want` (or 5 s pass).
+    let expect = |want: &str| {
+        let found = wait_until(Duration::from_secs(5), || {
+            let mut buf = [0u8; 4096];
+            if let Ok(n) = notify.recv(&mut buf) {
+                received
+                    .borrow_mut()
+                    .push(String::from_utf8_lossy(&buf[..n]).into());
+            }
+            received.borrow().iter().any(|m| m.contains(want))
+        });
+        assert!(found, "no {want} among {:?}", received.borrow());
+        received.borrow_mut().clear();
+    };
+    let daemon = topo
+        .start_daemon_args_env(
+            exe(),
+            &[
+                "-c",
+                &file.display().to_string(),
+                "--control-socket",
+                "none",
+            ],
+            &[("NOTIFY_SOCKET", &notify_path), ("WATCHDOG_USEC", "400000")],
+        )
+        .unwrap();
+    expect("READY=1");
+    // The watchdog beats at half of WatchdogSec, with a STATUS= line.
+    expect("WATCHDOG=1");
+    expect("STATUS=eth0: ");
+    daemon.signal(libc::SIGHUP);
+    expect("RELOADING=1");
+    expect("READY=1");
+    let stopped = daemon.stop().unwrap();
+    assert!(stopped.status.success(), "{}", stopped.log);
+    expect("STOPPING=1");
+}
