@@ -121,6 +121,14 @@ pub struct RunArgs {
     #[arg(long)]
     pub no_override_flag: bool,
 
+    /// At most this many answers per second in all (0: no limit)
+    #[arg(long, value_name = "N", default_value_t = crate::ratelimit::Limits::default().total)]
+    pub rate_limit: u32,
+
+    /// At most this many answers per second to one solicitation source (0: no limit)
+    #[arg(long, value_name = "N", default_value_t = crate::ratelimit::Limits::default().per_source)]
+    pub rate_limit_per_source: u32,
+
     /// Control socket for `ndp-responder status` ('none' for no socket; default
     /// /run/ndp-responder/control.sock, or the configuration file's control_socket)
     #[arg(long, value_name = "PATH|none")]

@@ -19,6 +19,8 @@
 //! announce_interval = "10m"    # optional
 //! probe_ttl = "30s"            # optional
 //! probe_negative_ttl = "5s"    # optional
+//! rate_limit = 100000          # answers/s in all (0: no limit)
+//! rate_limit_per_source = 10000 # answers/s to one source (0: no limit)
 //!
 //! [[uplink.rule]]
 //! prefix = "2001:db8:1::d:0/112"
@@ -96,6 +98,10 @@ struct Uplink {
     probe_ttl: Option<Spanned<String>>,
     #[serde(default)]
     probe_negative_ttl: Option<Spanned<String>>,
+    #[serde(default)]
+    rate_limit: Option<u32>,
+    #[serde(default)]
+    rate_limit_per_source: Option<u32>,
     #[serde(default)]
     rule: Vec<Spanned<RuleEntry>>,
 }
@@ -238,6 +244,14 @@ pub fn parse(path: &str, text: &str) -> Result<Config, ConfigError> {
                 ttl: duration(&up.probe_ttl)?.unwrap_or(defaults.ttl),
                 negative_ttl: duration(&up.probe_negative_ttl)?.unwrap_or(defaults.negative_ttl),
                 ..defaults
+            },
+            rate_limit: crate::ratelimit::Limits {
+                per_source: up
+                    .rate_limit_per_source
+                    .unwrap_or(crate::ratelimit::Limits::default().per_source),
+                total: up
+                    .rate_limit
+                    .unwrap_or(crate::ratelimit::Limits::default().total),
             },
             keepalive: duration(&up.gateway_keepalive)?,
             announce: duration(&up.announce_interval)?,

@@ -28,6 +28,7 @@ use crate::link::{self, Capture, PacketSocket};
 use crate::netlink::{self, KernelView};
 use crate::policy::{self, Decision, Settings};
 use crate::probe::{self, Verdict};
+use crate::ratelimit::{self, RateLimiter};
 use crate::status::{Answering, CounterValues, UplinkStatus};
 use crate::targets::{Mode, Rule, Snapshot, TargetTable};
 use crate::upstream;
@@ -47,6 +48,8 @@ pub struct Options {
     pub origins: Vec<String>,
     pub settings: Settings,
     pub probe: probe::Limits,
+    /// Caps on answers per second.
+    pub rate_limit: ratelimit::Limits,
     /// Solicit the gateway from a global address this often and confirm its entry.
     pub keepalive: Option<Duration>,
     /// Re-announce every address in use this often.
@@ -195,6 +198,9 @@ pub struct Responder {
     probers: HashMap<u32, Prober>,
     adverts: mpsc::UnboundedSender<(u32, NeighborAdvert)>,
     log_budget: LogBudget,
+    limiter: RateLimiter,
+    /// When the last warning about the rate limits was logged.
+    limited_warned: Option<Instant>,
     pub counters: Counters,
     /// For writing confirmed gateway entries.
     handle: rtnetlink::Handle,
@@ -319,6 +325,22 @@ impl Responder {
         let Some((_, socket)) = &self.uplink else {
             return;
         };
+        let now = Instant::now();
+        if !self.limiter.allow(ns.ip_src, now) {
+            self.counters.rate_limited += 1;
+            if self
+                .limited_warned
+                .is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(60))
+            {
+                self.limited_warned = Some(now);
+                let l = self.opts.rate_limit;
+                warn!(
+                    "rate limit reached on {} (at most {} answers/s per source, {} in all; 0 = off): answers to {} and others withheld; see the rate_limited counter (ndp-responder status)",
+                    self.ifname, l.per_source, l.total, ns.ip_src
+                );
+            }
+            return;
+        }
         let mut out = [0u8; wire::MAX_EMIT_LEN];
         let sent = advert
             .emit(&mut out)
@@ -745,6 +767,7 @@ impl Responder {
         let new = &self.opts;
         self.settings = new.settings;
         self.cache.set_limits(new.probe);
+        self.limiter.set_limits(new.rate_limit, Instant::now());
         if new.keepalive != old.keepalive {
             self.keepalive = new.keepalive.map(|interval| {
                 upstream::Keepalive::new(interval, Instant::now(), upstream::Jitter::new(seed()))
@@ -1135,6 +1158,8 @@ pub async fn run(opts: Options, mut control: Control) -> Result<Counters, Daemon
         probers: HashMap::new(),
         adverts: adverts_tx,
         log_budget: LogBudget::new(),
+        limiter: RateLimiter::new(opts.rate_limit, Instant::now()),
+        limited_warned: None,
         counters: Counters::default(),
         handle: handle.clone(),
         keepalive: opts.keepalive.map(|interval| {
@@ -1304,6 +1329,7 @@ mod tests {
                 override_flag: true,
             },
             probe: probe::Limits::default(),
+            rate_limit: ratelimit::Limits::default(),
             keepalive: None,
             announce: None,
         }

@@ -33,6 +33,7 @@ pub mod netlink;
 pub mod policy;
 pub mod privileges;
 pub mod probe;
+pub mod ratelimit;
 pub mod service;
 pub mod status;
 pub mod targets;

@@ -166,6 +166,10 @@ fn run(args: cli::RunArgs) -> ExitCode {
                     negative_ttl: args.probe_negative_ttl,
                     ..probe::Limits::default()
                 },
+                rate_limit: ndp_responder::ratelimit::Limits {
+                    per_source: args.rate_limit_per_source,
+                    total: args.rate_limit,
+                },
                 keepalive: args.gateway_keepalive,
                 announce: args.announce_interval,
             }],

@@ -257,6 +257,7 @@ impl Service {
                         let differs = current.rules != opts.rules
                             || current.settings != opts.settings
                             || current.probe != opts.probe
+                            || current.rate_limit != opts.rate_limit
                             || current.keepalive != opts.keepalive
                             || current.announce != opts.announce;
                         if differs {

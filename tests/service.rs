@@ -403,3 +403,50 @@ fn systemd_notifications_ready_watchdog_reloading_stopping() {
     assert!(stopped.status.success(), "{}", stopped.log);
     expect("STOPPING=1");
 }
+
+#[test]
+fn answers_beyond_the_rate_limits_are_withheld_and_counted() {
+    let topo = common::topology(1);
+    let daemon = topo
+        .start_daemon(
+            exe(),
+            &[
+                "-n",
+                "2001:db8:1::d:0/112",
+                "--rate-limit-per-source",
+                "5",
+                "--control-socket",
+                "none",
+            ],
+        )
+        .unwrap();
+    // 50 solicitations at once from one source: a burst of 5 is answered, the rest withheld.
+    let frames: Vec<Vec<u8>> = (0..50)
+        .map(|i| common::router_ns(&retained_target(i)))
+        .collect();
+    assert_eq!(common::send_frames_in(&topo.router(), "r0", &frames), 50);
+    assert!(
+        daemon.wait_for_log(&["rate limit reached on eth0"], Duration::from_secs(5)),
+        "{}",
+        daemon.log()
+    );
+    assert!(wait_until(Duration::from_secs(5), || daemon
+        .log_lines(&["answered NS who-has"])
+        .len()
+        >= 5));
+    let stopped = daemon.stop().unwrap();
+    assert!(stopped.status.success(), "{}", stopped.log);
+    let summary = stopped.summary();
+    let count = |label: &str| -> u64 {
+        summary
+            .split(label)
+            .nth(1)
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no '{label}' in {summary}"))
+    };
+    let (answered, limited) = (count("answered "), count("rate-limited "));
+    assert_eq!(answered + limited, 50, "{summary}");
+    // The burst, plus what refilled while the frames were being sent (at 5/s: at most 1 more).
+    assert!((5..=6).contains(&answered), "{summary}");
+}
