@@ -1,0 +1,162 @@
+//! Faults an uplink meets in production, one after the other on one running daemon: the
+//! uplink going down and up, deleted and recreated, the container bridge flapping, the daemon
+//! stopped and continued (SIGSTOP/SIGCONT) while solicitations queue, and SIGHUP reloads during
+//! a flood. After each, answering resumes; at the end the daemon is idle (no spin), holds no
+//! more descriptors than before and its memory has not grown.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::exe;
+use ndp_responder::lab::{container_addr, wait_until, Topology};
+
+/// utime + stime of `pid`, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(") ").unwrap().1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count()
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// Poll (up to 15 s) until the host answers for container 1 again.
+fn answering_resumes(topo: &Topology, after: &str) {
+    let ct = container_addr(1);
+    let start = Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(15), || common::host_answers(topo, &ct)),
+        "not answering for {ct} after {after}"
+    );
+    eprintln!("answering again {:?} after {after}", start.elapsed());
+}
+
+/// CPU ticks used over `over` while nothing is sent.
+fn idle_ticks(pid: u32, over: Duration) -> u64 {
+    let before = cpu_ticks(pid);
+    std::thread::sleep(over);
+    cpu_ticks(pid) - before
+}
+
+#[test]
+fn the_daemon_rides_out_link_bridge_signal_and_reload_faults() {
+    let topo = common::topology(2);
+    let host = topo.host();
+    let file = std::env::temp_dir().join(format!("ndp-faults-{}.toml", std::process::id()));
+    let config = "[[uplink]]\ninterface = \"eth0\"\n\n[[uplink.rule]]\nprefix = \"2001:db8:1::d:0/112\"\nmode = \"static\"\n";
+    std::fs::write(&file, config).unwrap();
+    let daemon = topo
+        .start_daemon_args(
+            exe(),
+            &[
+                "-c",
+                &file.display().to_string(),
+                "--control-socket",
+                "none",
+            ],
+        )
+        .unwrap();
+    let pid = daemon.pid();
+    answering_resumes(&topo, "start");
+    let fds_before = open_fds(pid);
+    let rss_before = rss_kib(pid);
+
+    // 1. The uplink goes down and up.
+    for round in 0..3 {
+        topo.exec(&host, &["ip", "link", "set", "eth0", "down"])
+            .unwrap();
+        assert!(!common::host_answers(&topo, &container_addr(1)));
+        topo.exec(&host, &["ip", "link", "set", "eth0", "up"]).unwrap();
+        answering_resumes(&topo, &format!("uplink down/up #{round}"));
+    }
+    // 2. The uplink is deleted and created again (a new ifindex).
+    for round in 0..2 {
+        topo.delete_uplink().unwrap();
+        assert!(daemon.wait_for_log(&["eth0 is gone"], Duration::from_secs(5)));
+        topo.connect_uplink().unwrap();
+        answering_resumes(&topo, &format!("uplink recreated #{round}"));
+    }
+    // 3. The container bridge flaps.
+    for round in 0..3 {
+        topo.delete_bridge().unwrap();
+        topo.create_bridge().unwrap();
+        answering_resumes(&topo, &format!("bridge flap #{round}"));
+    }
+    // 4. Stopped while solicitations queue; continued: the queue is handled, then new ones.
+    daemon.signal(libc::SIGSTOP);
+    let queued: Vec<Vec<u8>> = (0..200)
+        .map(|i| common::router_ns(&format!("2001:db8:1::d:{:x}", 0x1000 + i)))
+        .collect();
+    assert_eq!(common::send_frames_in(&topo.router(), "r0", &queued), 200);
+    daemon.signal(libc::SIGCONT);
+    answering_resumes(&topo, "SIGSTOP/SIGCONT");
+
+    // 5. Reloads during a flood of valid, out-of-range and broken solicitations.
+    let mut flood: Vec<Vec<u8>> = Vec::new();
+    for i in 0..20_000u32 {
+        let mut frame = match i % 3 {
+            0 => common::router_ns(&format!("2001:db8:1::d:{:x}", 0x2000 + i % 4000)),
+            1 => common::router_ns(&format!("2001:db8:7::{:x}", i)),
+            _ => common::router_ns("2001:db8:1::d:9"),
+        };
+        if i % 3 == 2 {
+            frame[21] = 64; // the hop limit (must be 255)
+        }
+        flood.push(frame);
+    }
+    let router = topo.router();
+    let flooder = std::thread::spawn(move || common::send_frames_in(&router, "r0", &flood));
+    for n in 1..=5 {
+        daemon.signal(libc::SIGHUP);
+        assert!(
+            wait_until(Duration::from_secs(10), || daemon
+                .log_lines(&["reloaded"])
+                .len()
+                >= n),
+            "reload {n} during the flood:\n{}",
+            daemon.log()
+        );
+    }
+    assert_eq!(flooder.join().unwrap(), 20_000);
+    answering_resumes(&topo, "reloads during a flood");
+
+    // Idle afterwards: no spin (at most 3 ticks = 30 ms over 2 s), no descriptor leak, no
+    // growth beyond buffers settling.
+    assert!(
+        wait_until(Duration::from_secs(10), || idle_ticks(pid, Duration::from_secs(2)) <= 3),
+        "the daemon keeps using CPU while idle"
+    );
+    let fds_after = open_fds(pid);
+    assert!(
+        fds_after <= fds_before,
+        "descriptors: {fds_before} before, {fds_after} after"
+    );
+    let rss_after = rss_kib(pid);
+    assert!(
+        rss_after <= rss_before + rss_before / 4,
+        "VmRSS grew from {rss_before} KiB to {rss_after} KiB"
+    );
+    eprintln!(
+        "descriptors {fds_before} -> {fds_after}, VmRSS {rss_before} -> {rss_after} KiB"
+    );
+
+    let stopped = daemon.stop().unwrap();
+    assert!(stopped.status.success(), "{}", stopped.log);
+    let _ = std::fs::remove_file(&file);
+    let summary = stopped.summary();
+    assert!(summary.contains("invalid: "), "{summary}");
+    assert!(summary.contains("hop_limit"), "{summary}");
+}
