@@ -186,6 +186,25 @@ impl Drop for Prober {
     }
 }
 
+/// Why an answer is sent, for its log line (formatted only when the line is logged: the packet
+/// path does not allocate).
+#[derive(Clone, Copy)]
+enum Why<'a> {
+    Rule(policy::Kind, &'a Rule),
+    Probed(policy::Kind, &'a Rule),
+    ProbeAnswered(policy::Kind),
+}
+
+impl std::fmt::Display for Why<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Why::Rule(kind, rule) => write!(f, "{}, {rule}", kind.label()),
+            Why::Probed(kind, rule) => write!(f, "{}, {rule}, confirmed by probe", kind.label()),
+            Why::ProbeAnswered(kind) => write!(f, "{}, confirmed by probe", kind.label()),
+        }
+    }
+}
+
 /// The packet path and its state.
 pub struct Responder {
     ifname: String,
@@ -277,16 +296,13 @@ impl Responder {
         let snap = self.table.load();
         match policy::decide(&ns, &snap, &self.settings) {
             Decision::Answer { kind, rule, advert } => {
-                self.send_answer(&ns, &advert, &format!("{}, {rule}", kind.label()));
+                self.send_answer(&ns, &advert, Why::Rule(kind, &rule));
             }
             Decision::Probe { kind, rule, via } => {
                 let now = Instant::now();
                 match self.cache.solicit(ns.target, ns, now) {
                     Verdict::Answer => match policy::advert(&ns, &snap, &self.settings) {
-                        Ok(advert) => {
-                            let why = format!("{}, {rule}, confirmed by probe", kind.label());
-                            self.send_answer(&ns, &advert, &why)
-                        }
+                        Ok(advert) => self.send_answer(&ns, &advert, Why::Probed(kind, &rule)),
                         Err(why) => self.count_ignored(&ns, kind, why),
                     },
                     Verdict::Probe => self.send_probe(&snap, ns.target, via),
@@ -321,7 +337,7 @@ impl Responder {
         );
     }
 
-    fn send_answer(&mut self, ns: &NeighborSolicit, advert: &NeighborAdvert, why: &str) {
+    fn send_answer(&mut self, ns: &NeighborSolicit, advert: &NeighborAdvert, why: Why<'_>) {
         let Some((_, socket)) = &self.uplink else {
             return;
         };
@@ -679,11 +695,7 @@ impl Responder {
         for ns in waiters {
             if let Ok(advert) = policy::advert(&ns, &snap, &self.settings) {
                 let kind = policy::kind_of(&ns);
-                self.send_answer(
-                    &ns,
-                    &advert,
-                    &format!("{}, confirmed by probe", kind.label()),
-                );
+                self.send_answer(&ns, &advert, Why::ProbeAnswered(kind));
             }
         }
     }
