@@ -218,6 +218,8 @@ pub struct Responder {
     adverts: mpsc::UnboundedSender<(u32, NeighborAdvert)>,
     log_budget: LogBudget,
     limiter: RateLimiter,
+    /// The prefixes the uplink socket's kernel filter lets through (all when empty).
+    filtered: Vec<ipnet::Ipv6Net>,
     /// When the last warning about the rate limits was logged.
     limited_warned: Option<Instant>,
     pub counters: Counters,
@@ -800,6 +802,28 @@ impl Responder {
         }
     }
 
+    /// Let the kernel drop solicitations for targets outside every rule (see
+    /// [`link::ndp_filter`]); re-applied when the rules change.
+    fn apply_filter(&mut self, snap: &Snapshot) {
+        let Some((_, socket)) = &self.uplink else {
+            return;
+        };
+        let want: Vec<ipnet::Ipv6Net> = snap.rules.iter().map(|r| r.prefix).collect();
+        if want == self.filtered {
+            return;
+        }
+        match socket.get_ref().set_targets(&want) {
+            Ok(()) => {
+                debug!("kernel filter on {}: targets in {want:?}", self.ifname);
+                self.filtered = want;
+            }
+            Err(e) => warn!(
+                "could not narrow the kernel filter on {} to the rules' prefixes ({e}); every solicitation reaches the daemon",
+                self.ifname
+            ),
+        }
+    }
+
     /// Follow the uplink and downstream interfaces as the snapshot says they are now.
     fn reconcile(&mut self) {
         let snap = self.table.load();
@@ -816,11 +840,13 @@ impl Responder {
                             info!("{} is back (index {index}); answering again", self.ifname);
                         }
                         self.uplink = Some((index, Arc::new(fd)));
+                        self.filtered.clear();
                     }
                     Err(e) => warn!("cannot listen on {}: {e}", self.ifname),
                 },
             }
         }
+        self.apply_filter(&snap);
         self.probers
             .retain(|index, _| snap.downstream.contains_key(index));
         if self.gateway_reader.as_ref().map(|(i, _)| *i) != snap.uplink {
@@ -1171,6 +1197,7 @@ pub async fn run(opts: Options, mut control: Control) -> Result<Counters, Daemon
         adverts: adverts_tx,
         log_budget: LogBudget::new(),
         limiter: RateLimiter::new(opts.rate_limit, Instant::now()),
+        filtered: Vec::new(),
         limited_warned: None,
         counters: Counters::default(),
         handle: handle.clone(),
@@ -1195,6 +1222,7 @@ pub async fn run(opts: Options, mut control: Control) -> Result<Counters, Daemon
     };
     // What is known at start is announced as new: the router may have forgotten it.
     responder.note_new_addresses(&table.load());
+    responder.apply_filter(&table.load());
     if let Some(ready) = control.ready.take() {
         let _ = ready.send(());
     }

@@ -11,6 +11,7 @@ use std::io;
 use std::mem;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
+use ipnet::Ipv6Net;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::wire;
@@ -90,7 +91,7 @@ impl PacketSocket {
             Err(e) => return Err(io_err("creating the packet socket")(e)),
         };
         let fd: OwnedFd = socket.into();
-        attach_filter(&fd, &ndp_filter(capture.icmp_type()))
+        attach_filter(&fd, &ndp_filter(capture.icmp_type(), &[]))
             .map_err(io_err("attaching the BPF filter"))?;
         set_ignore_outgoing(&fd);
         bind(&fd, ifindex).map_err(io_err("binding the packet socket"))?;
@@ -140,6 +141,15 @@ impl PacketSocket {
         Ok(buf.get(..n as usize))
     }
 
+    /// Let only solicitations for targets in `prefixes` through (all when empty), replacing the
+    /// filter atomically: no frame is let through unfiltered meanwhile.
+    pub fn set_targets(&self, prefixes: &[Ipv6Net]) -> io::Result<()> {
+        attach_filter(
+            &self.fd,
+            &ndp_filter(wire::ICMPV6_NEIGHBOR_SOLICIT, prefixes),
+        )
+    }
+
     /// Send one complete Ethernet frame out of the bound interface.
     pub fn send(&self, frame: &[u8]) -> io::Result<()> {
         // SAFETY: frame is valid for reads of its length; the socket is bound.
@@ -163,33 +173,127 @@ impl AsRawFd for PacketSocket {
     }
 }
 
+/// Offset of an NS's (or NA's) target address in the frame.
+const TARGET_OFFSET: usize = wire::ICMPV6_TYPE_OFFSET + 8;
+/// Most prefixes the kernel matches targets against; beyond that (or with a rule that covers
+/// every address), every solicitation reaches user space.
+pub const MAX_FILTER_PREFIXES: usize = 32;
+
 /// The classic BPF program: accept only frames that are not sent by this host nor addressed
-/// to another station, carry IPv6 directly in Ethernet II, whose next header is ICMPv6 and
-/// whose ICMPv6 type is `icmp_type` (135 for NS). Everything else is dropped in the kernel.
+/// to another station, carry IPv6 directly in Ethernet II, whose next header is ICMPv6, whose
+/// ICMPv6 type is `icmp_type` (135 for NS) and, when `targets` is not empty, whose target
+/// address lies in one of `targets`. Everything else is dropped in the kernel: a flood of
+/// solicitations for addresses that are not ours costs no wake-up, copy or parse.
 /// (NDP with extension headers or VLAN tags never reaches us: Linux sends neither.)
-pub fn ndp_filter(icmp_type: u8) -> Vec<libc::sock_filter> {
+pub fn ndp_filter(icmp_type: u8, targets: &[Ipv6Net]) -> Vec<libc::sock_filter> {
     const LD_H_ABS: u16 = (libc::BPF_LD | libc::BPF_H | libc::BPF_ABS) as u16;
     const LD_B_ABS: u16 = (libc::BPF_LD | libc::BPF_B | libc::BPF_ABS) as u16;
     const LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
+    const AND_K: u16 = (libc::BPF_ALU | libc::BPF_AND | libc::BPF_K) as u16;
     const JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
     const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
     // SKF_AD_OFF + SKF_AD_PKTTYPE: the skb's packet type, an ancillary "load".
     const PKTTYPE: u32 = (libc::SKF_AD_OFF + libc::SKF_AD_PKTTYPE) as u32;
     const ACCEPT: u32 = RECV_BUF_LEN as u32;
-    let op = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
-    vec![
-        /* 0 */ op(LD_W_ABS, 0, 0, PKTTYPE),
-        /* 1 */ op(JEQ_K, 7, 0, PACKET_OUTGOING as u32), // -> drop
-        /* 2 */ op(JEQ_K, 6, 0, PACKET_OTHERHOST as u32), // -> drop
-        /* 3 */ op(LD_H_ABS, 0, 0, wire::ETH_TYPE_OFFSET as u32),
-        /* 4 */ op(JEQ_K, 0, 4, wire::ETHERTYPE_IPV6 as u32),
-        /* 5 */ op(LD_B_ABS, 0, 0, wire::IPV6_NEXT_HEADER_OFFSET as u32),
-        /* 6 */ op(JEQ_K, 0, 2, wire::IPPROTO_ICMPV6 as u32),
-        /* 7 */ op(LD_B_ABS, 0, 0, wire::ICMPV6_TYPE_OFFSET as u32),
-        /* 8 */ op(JEQ_K, 1, 0, icmp_type as u32), // -> accept
-        /* 9 */ op(RET_K, 0, 0, 0), // drop
-        /* 10 */ op(RET_K, 0, 0, ACCEPT),
-    ]
+    /// Where a jump goes, resolved once the program's length is known.
+    #[derive(Clone, Copy)]
+    enum To {
+        Next,
+        Drop,
+        Accept,
+        /// The first instruction of prefix block `n` (or Drop after the last).
+        Block(usize),
+    }
+    let filter_targets = !targets.is_empty()
+        && targets.len() <= MAX_FILTER_PREFIXES
+        && targets.iter().all(|t| t.prefix_len() > 0);
+    let targets = if filter_targets { targets } else { &[] };
+    let mut prog: Vec<(u16, To, To, u32)> = vec![
+        (LD_W_ABS, To::Next, To::Next, PKTTYPE),
+        (JEQ_K, To::Drop, To::Next, PACKET_OUTGOING as u32),
+        (JEQ_K, To::Drop, To::Next, PACKET_OTHERHOST as u32),
+        (LD_H_ABS, To::Next, To::Next, wire::ETH_TYPE_OFFSET as u32),
+        (JEQ_K, To::Next, To::Drop, wire::ETHERTYPE_IPV6 as u32),
+        (
+            LD_B_ABS,
+            To::Next,
+            To::Next,
+            wire::IPV6_NEXT_HEADER_OFFSET as u32,
+        ),
+        (JEQ_K, To::Next, To::Drop, wire::IPPROTO_ICMPV6 as u32),
+        (
+            LD_B_ABS,
+            To::Next,
+            To::Next,
+            wire::ICMPV6_TYPE_OFFSET as u32,
+        ),
+    ];
+    // Every jump must stay within 255 instructions: the header's failures go to the drop right
+    // after it, each prefix block ends with its own accept, and a block's mismatch jumps to the
+    // next block (or to the final drop).
+    let first = if targets.is_empty() {
+        To::Accept
+    } else {
+        To::Block(0)
+    };
+    prog.push((JEQ_K, first, To::Drop, icmp_type as u32));
+    let drop_at = prog.len();
+    prog.push((RET_K, To::Next, To::Next, 0));
+    let mut accept_at = prog.len();
+    if targets.is_empty() {
+        prog.push((RET_K, To::Next, To::Next, ACCEPT));
+    }
+    let mut block_starts = Vec::new();
+    for (n, net) in targets.iter().enumerate() {
+        block_starts.push(prog.len());
+        let addr = u128::from(net.network());
+        let len = u32::from(net.prefix_len());
+        let words = len.div_ceil(32);
+        for w in 0..words {
+            let bits = (len - 32 * w).min(32);
+            let mask = if bits == 32 {
+                u32::MAX
+            } else {
+                !(u32::MAX >> bits)
+            };
+            let value = (addr >> (96 - 32 * w)) as u32 & mask;
+            prog.push((
+                LD_W_ABS,
+                To::Next,
+                To::Next,
+                (TARGET_OFFSET + 4 * w as usize) as u32,
+            ));
+            if mask != u32::MAX {
+                prog.push((AND_K, To::Next, To::Next, mask));
+            }
+            prog.push((JEQ_K, To::Next, To::Block(n + 1), value));
+        }
+        accept_at = prog.len();
+        prog.push((RET_K, To::Next, To::Next, ACCEPT));
+    }
+    let final_drop = prog.len();
+    if !targets.is_empty() {
+        prog.push((RET_K, To::Next, To::Next, 0));
+    }
+    let resolve = |from: usize, to: To| -> u8 {
+        let target = match to {
+            To::Next => from + 1,
+            To::Drop => drop_at,
+            To::Accept => accept_at,
+            To::Block(n) => block_starts.get(n).copied().unwrap_or(final_drop),
+        };
+        // The farthest jump spans one block: at most 4 words of 3 instructions.
+        u8::try_from(target - from - 1).expect("BPF jump within 255 instructions")
+    };
+    prog.iter()
+        .enumerate()
+        .map(|(i, &(code, jt, jf, k))| libc::sock_filter {
+            code,
+            jt: if code == JEQ_K { resolve(i, jt) } else { 0 },
+            jf: if code == JEQ_K { resolve(i, jf) } else { 0 },
+            k,
+        })
+        .collect()
 }
 
 fn setsockopt<T>(
@@ -291,6 +395,11 @@ mod tests {
                     }
                     pc += 1;
                 }
+                c if c == libc::BPF_ALU => {
+                    assert_eq!(ins.code as u32 & 0xf0, libc::BPF_AND);
+                    acc &= ins.k;
+                    pc += 1;
+                }
                 c if c == libc::BPF_JMP => {
                     pc += 1 + if acc == ins.k { ins.jt } else { ins.jf } as usize;
                 }
@@ -310,7 +419,7 @@ mod tests {
 
     #[test]
     fn filter_accepts_only_incoming_neighbor_solicitations() {
-        let prog = ndp_filter(wire::ICMPV6_NEIGHBOR_SOLICIT);
+        let prog = ndp_filter(wire::ICMPV6_NEIGHBOR_SOLICIT, &[]);
         let ns = frame(0x86dd, 58, 135);
         assert_eq!(run(&prog, &ns, 0), RECV_BUF_LEN as u32, "to us");
         assert_eq!(run(&prog, &ns, 1), RECV_BUF_LEN as u32, "broadcast");
@@ -331,9 +440,93 @@ mod tests {
 
     #[test]
     fn advert_filter_accepts_only_advertisements() {
-        let prog = ndp_filter(wire::ICMPV6_NEIGHBOR_ADVERT);
+        let prog = ndp_filter(wire::ICMPV6_NEIGHBOR_ADVERT, &[]);
         assert_eq!(run(&prog, &frame(0x86dd, 58, 136), 0), RECV_BUF_LEN as u32);
         assert_eq!(run(&prog, &frame(0x86dd, 58, 135), 0), 0);
         assert_eq!(run(&prog, &frame(0x86dd, 58, 136), PACKET_OUTGOING), 0);
+    }
+
+    fn ns_for(target: &str) -> Vec<u8> {
+        let mut f = frame(0x86dd, 58, 135);
+        let addr: std::net::Ipv6Addr = target.parse().unwrap();
+        f[TARGET_OFFSET..TARGET_OFFSET + 16].copy_from_slice(&addr.octets());
+        f
+    }
+
+    #[test]
+    fn filter_drops_targets_outside_every_prefix_in_the_kernel() {
+        let nets: Vec<Ipv6Net> = [
+            "2001:db8:1::d:0/112",
+            "2001:db8:2::/48",
+            "2001:db8:3::1/128",
+            "2001:db8:4::/61",
+        ]
+        .iter()
+        .map(|n| n.parse().unwrap())
+        .collect();
+        let prog = ndp_filter(wire::ICMPV6_NEIGHBOR_SOLICIT, &nets);
+        let pass = |t: &str| run(&prog, &ns_for(t), 0) == RECV_BUF_LEN as u32;
+        for t in [
+            "2001:db8:1::d:0",
+            "2001:db8:1::d:ffff",
+            "2001:db8:2:ffff::1",
+            "2001:db8:3::1",
+            "2001:db8:4::",
+            "2001:db8:4:7:ffff::1",
+        ] {
+            assert!(pass(t), "{t} is in a prefix");
+        }
+        for t in [
+            "2001:db8:1::e:0",
+            "2001:db8:1::c:ffff",
+            "2001:db8:3::2",
+            "2001:db8:4:8::",
+            "2001:db9:2::1",
+            "::",
+            "ff02::1:ff00:2",
+        ] {
+            assert!(!pass(t), "{t} is outside every prefix");
+        }
+        // The rest of the checks stay in front.
+        assert_eq!(run(&prog, &ns_for("2001:db8:1::d:2"), PACKET_OUTGOING), 0);
+        let mut na = ns_for("2001:db8:1::d:2");
+        na[54] = 136;
+        assert_eq!(run(&prog, &na, 0), 0);
+        // Too short to hold a target: dropped (the kernel fails the load).
+        assert_eq!(run(&prog, &ns_for("2001:db8:1::d:2")[..70], 0), 0);
+    }
+
+    #[test]
+    fn filter_without_usable_prefixes_passes_every_target() {
+        let all: Vec<Ipv6Net> = vec!["::/0".parse().unwrap()];
+        let many: Vec<Ipv6Net> = (0..=MAX_FILTER_PREFIXES as u16)
+            .map(|i| {
+                Ipv6Net::new(std::net::Ipv6Addr::new(0x2001, 0xdb8, i, 0, 0, 0, 0, 0), 48).unwrap()
+            })
+            .collect();
+        for nets in [&all[..], &many[..], &[]] {
+            let prog = ndp_filter(wire::ICMPV6_NEIGHBOR_SOLICIT, nets);
+            assert_eq!(
+                run(&prog, &ns_for("2001:db8:77::1"), 0),
+                RECV_BUF_LEN as u32
+            );
+        }
+        // The largest program still has jumps in range (the kernel rejects longer ones).
+        let widest: Vec<Ipv6Net> = (0..MAX_FILTER_PREFIXES as u16)
+            .map(|i| {
+                Ipv6Net::new(
+                    std::net::Ipv6Addr::new(0x2001, 0xdb8, i, 0, 0, 0, 0, 1),
+                    127,
+                )
+                .unwrap()
+            })
+            .collect();
+        let prog = ndp_filter(wire::ICMPV6_NEIGHBOR_SOLICIT, &widest);
+        assert!(prog.len() < 4096);
+        assert_eq!(
+            run(&prog, &ns_for("2001:db8:1f::1"), 0),
+            RECV_BUF_LEN as u32
+        );
+        assert_eq!(run(&prog, &ns_for("2001:db8:1f::2"), 0), 0);
     }
 }

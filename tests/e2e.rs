@@ -402,3 +402,25 @@ fn a_configuration_file_runs_the_same_daemon() {
     }
     let _ = std::fs::remove_file(&path);
 }
+
+#[test]
+fn solicitations_for_targets_outside_every_rule_are_dropped_in_the_kernel() {
+    let topo = topology(1);
+    let daemon = topo.start_daemon(exe(), &["-n", CONTAINER_PREFIX]).unwrap();
+    // 500 solicitations for addresses of the /64 outside the rule, then one inside it.
+    let mut frames: Vec<Vec<u8>> = (0..500)
+        .map(|i| common::router_ns(&format!("2001:db8:1::e:{i:x}")))
+        .collect();
+    frames.push(common::router_ns(&container_addr(1)));
+    assert_eq!(common::send_frames_in(&topo.router(), "r0", &frames), 501);
+    assert!(daemon.wait_for_log(
+        &["answered NS who-has", &container_addr(1)],
+        Duration::from_secs(5)
+    ));
+    let stopped = daemon.stop().unwrap();
+    assert!(stopped.status.success(), "{}", stopped.log);
+    // Only the one inside reached user space: the BPF program compared the target with the
+    // rule's prefix in the kernel.
+    let summary = stopped.summary();
+    assert!(summary.contains("NS seen 1, answered 1"), "{summary}");
+}
