@@ -21,7 +21,9 @@ fn cpu_ticks(pid: u32) -> u64 {
 }
 
 fn open_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count()
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -79,7 +81,8 @@ fn the_daemon_rides_out_link_bridge_signal_and_reload_faults() {
         topo.exec(&host, &["ip", "link", "set", "eth0", "down"])
             .unwrap();
         assert!(!common::host_answers(&topo, &container_addr(1)));
-        topo.exec(&host, &["ip", "link", "set", "eth0", "up"]).unwrap();
+        topo.exec(&host, &["ip", "link", "set", "eth0", "up"])
+            .unwrap();
         answering_resumes(&topo, &format!("uplink down/up #{round}"));
     }
     // 2. The uplink is deleted and created again (a new ifindex).
@@ -136,7 +139,10 @@ fn the_daemon_rides_out_link_bridge_signal_and_reload_faults() {
     // Idle afterwards: no spin (at most 3 ticks = 30 ms over 2 s), no descriptor leak, no
     // growth beyond buffers settling.
     assert!(
-        wait_until(Duration::from_secs(10), || idle_ticks(pid, Duration::from_secs(2)) <= 3),
+        wait_until(Duration::from_secs(10), || idle_ticks(
+            pid,
+            Duration::from_secs(2)
+        ) <= 3),
         "the daemon keeps using CPU while idle"
     );
     let fds_after = open_fds(pid);
@@ -149,9 +155,7 @@ fn the_daemon_rides_out_link_bridge_signal_and_reload_faults() {
         rss_after <= rss_before + rss_before / 4,
         "VmRSS grew from {rss_before} KiB to {rss_after} KiB"
     );
-    eprintln!(
-        "descriptors {fds_before} -> {fds_after}, VmRSS {rss_before} -> {rss_after} KiB"
-    );
+    eprintln!("descriptors {fds_before} -> {fds_after}, VmRSS {rss_before} -> {rss_after} KiB");
 
     let stopped = daemon.stop().unwrap();
     assert!(stopped.status.success(), "{}", stopped.log);
