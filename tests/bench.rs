@@ -1,0 +1,276 @@
+//! The benchmark's smoke run (issue 7): `ndp-bench --smoke` must keep working, so that the
+//! harness cannot rot. No speed is asserted: only that every part of the harness ran, that the
+//! report has every section, that each responder answered valid solicitations at a low rate,
+//! and that nothing is left behind (also after Ctrl-C).
+//!
+//! Needs root and ndppd (CI runs as root; `.ci/run` installs ndppd). Without them it fails and
+//! says so; it never skips.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+const BENCH: &str = env!("CARGO_BIN_EXE_ndp-bench");
+const DAEMON: &str = env!("CARGO_BIN_EXE_ndp-responder");
+
+/// Two runs cannot overlap (ndp-bench holds a lock): the tests take turns.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+const SECTIONS: [&str; 10] = [
+    "## Machine and versions",
+    "## How it was measured",
+    "## Targets",
+    "## Answered rate and fraction",
+    "## Latency",
+    "## CPU time",
+    "## Memory",
+    "## Flood resistance",
+    "## Memory under a long flood",
+    "## Notes",
+];
+
+fn require_root_and_ndppd() {
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "the benchmark test needs root (network namespaces, packet sockets); CI runs it as root"
+    );
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
+        .any(|d| d.join("ndppd").is_file());
+    assert!(
+        found,
+        "the benchmark compares against ndppd, which is not installed: apt-get install ndppd (or run .ci/run)"
+    );
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ndp-bench-test-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Namespaces a run with process id `pid` created and left.
+fn namespaces_of(pid: u32) -> Vec<String> {
+    let out = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| n.starts_with(&format!("ndpb{pid}-")))
+        .map(str::to_string)
+        .collect()
+}
+
+/// ndp-responder processes whose parent is `pid`, with their start times (to tell a reused
+/// pid apart).
+fn responders_of(pid: u32) -> Vec<(u32, String)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(child) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
+            continue;
+        };
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let comm = stat
+            .split_once('(')
+            .and_then(|(_, c)| c.rsplit_once(')'))
+            .map(|(c, _)| c);
+        if fields.get(1) == Some(&pid.to_string().as_str()) && comm == Some("ndp-responder") {
+            out.push((child, fields.get(19).unwrap_or(&"").to_string()));
+        }
+    }
+    out
+}
+
+/// True while process `pid` (started at `started`) runs; a zombie has ended.
+fn alive(pid: u32, started: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        let fields: Vec<&str> = stat
+            .rfind(')')
+            .map(|i| stat[i + 2..].split_whitespace().collect())
+            .unwrap_or_default();
+        fields.first() != Some(&"Z") && fields.get(19) == Some(&started)
+    })
+}
+
+fn responder<'a>(json: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    json["results"]
+        .as_array()
+        .and_then(|all| all.iter().find(|r| r["responder"] == name))
+        .unwrap_or_else(|| panic!("the results have no entry for {name}"))
+}
+
+#[test]
+fn smoke_run_measures_every_responder_and_writes_the_report() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    require_root_and_ndppd();
+    let dir = scratch("smoke");
+    let (md, json) = (dir.join("report.md"), dir.join("report.json"));
+    let started = Instant::now();
+    let child = Command::new(BENCH)
+        .arg("--smoke")
+        .args(["--daemon", DAEMON])
+        .arg("--out")
+        .arg(&md)
+        .arg("--json")
+        .arg(&json)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting ndp-bench");
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "ndp-bench --smoke failed ({}):\n{stderr}",
+        out.status
+    );
+    eprintln!("smoke run took {:.1} s", started.elapsed().as_secs_f64());
+
+    let report = std::fs::read_to_string(&md).expect("the Markdown report");
+    for section in SECTIONS {
+        assert!(
+            report.contains(section),
+            "the report lacks {section}:\n{report}"
+        );
+    }
+    for name in ["ndp-responder", "ndppd", "kernel proxy_ndp"] {
+        assert!(report.contains(name), "the report never names {name}");
+    }
+    assert!(report.contains("Smoke run"), "a smoke report must say so");
+
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("the JSON results")).unwrap();
+    assert!(!responder(&json, "baseline")["rates"][0].is_null());
+    for name in ["ndp-responder", "ndppd", "kernel"] {
+        let r = responder(&json, name);
+        let low = &r["rates"][0];
+        assert_eq!(
+            low["target_rate"], 1000,
+            "{name}: the first stage is the low rate"
+        );
+        let answered = low["answered_multicast"].as_u64().unwrap_or(0);
+        assert!(
+            answered > 0,
+            "{name} answered no valid multicast NS at 1,000 NS/s: {low}"
+        );
+        assert!(
+            low["latency_p50_us"].as_f64().is_some(),
+            "{name}: no latency recorded"
+        );
+        assert!(
+            r["flood"]["flood_sent"].as_u64().unwrap_or(0) > 0,
+            "{name}: no flood sent"
+        );
+        assert_eq!(
+            r["rates"].as_array().map(Vec::len),
+            Some(3),
+            "{name}: three rate stages in a smoke run"
+        );
+    }
+    let ours = responder(&json, "ndp-responder");
+    for (what, field) in [("idle", "idle"), ("idle in Docker mode", "idle_docker")] {
+        assert!(
+            ours[field]["vm_rss_kib"].as_u64().unwrap_or(0) > 0,
+            "ndp-responder: no {what} memory"
+        );
+    }
+    assert!(
+        !ours["soak"]["rss_samples_kib"]
+            .as_array()
+            .is_none_or(Vec::is_empty),
+        "ndp-responder: no memory samples during the soak"
+    );
+    assert!(
+        responder(&json, "ndppd")["idle"]["vm_rss_kib"]
+            .as_u64()
+            .unwrap_or(0)
+            > 0,
+        "ndppd: no idle memory"
+    );
+    assert_eq!(
+        json["targets"].as_array().map(Vec::len),
+        Some(10),
+        "every target of issue 7 is reported"
+    );
+    assert!(namespaces_of(pid).is_empty(), "namespaces left behind");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn ctrl_c_stops_the_responders_and_removes_the_namespaces() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    require_root_and_ndppd();
+    let dir = scratch("interrupt");
+    let mut child = Command::new(BENCH)
+        .args(["--smoke", "--only", "ndp-responder", "--stage", "30"])
+        .args(["--daemon", DAEMON])
+        .arg("--out")
+        .arg(dir.join("report.md"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting ndp-bench");
+    let pid = child.id();
+    // Wait until the responder runs under load (a child process and both namespaces exist).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut responders = Vec::new();
+    while Instant::now() < deadline {
+        responders = responders_of(pid);
+        if namespaces_of(pid).len() == 2 && !responders.is_empty() {
+            break;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("ndp-bench ended before it could be interrupted: {status}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        !responders.is_empty() && namespaces_of(pid).len() == 2,
+        "ndp-bench did not start a responder in its namespaces within 20 s"
+    );
+    // SAFETY: kill has no memory-safety preconditions; pid is our child.
+    unsafe { libc::kill(pid as libc::pid_t, libc::SIGINT) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            panic!("ndp-bench did not exit within 10 s of SIGINT");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(130), "exit status after Ctrl-C");
+    assert!(
+        namespaces_of(pid).is_empty(),
+        "namespaces left after Ctrl-C"
+    );
+    for (p, started) in &responders {
+        assert!(
+            !alive(*p, started),
+            "process {p} survived ndp-bench's Ctrl-C"
+        );
+    }
+    let leftover = Path::new(&std::env::temp_dir()).join(format!("ndp-bench-{pid}"));
+    assert!(!leftover.exists(), "{} left behind", leftover.display());
+    let _ = std::fs::remove_dir_all(&dir);
+}
