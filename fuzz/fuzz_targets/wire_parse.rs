@@ -1,0 +1,66 @@
+//! Arbitrary bytes into the codec: `NeighborSolicit::parse` and `NeighborAdvert::parse` must
+//! never panic, and whatever parses must survive a round trip: emitted again, it re-parses to an
+//! equal value (parse and emit are symmetric), with a valid checksum, in a frame no longer than
+//! the input.
+//!
+//! Each input is tried as it is and, so that mutations get past the checksum to the option
+//! walk, once more with its ICMPv6 checksum corrected.
+//!
+//! Run (from the repository root, stable toolchain):
+//! `cargo fuzz run -s none wire_parse fuzz/corpus/wire_parse fuzz/seeds/wire_parse`
+
+#![no_main]
+
+mod common;
+
+use libfuzzer_sys::fuzz_target;
+use ndp_responder::wire::{self, NeighborAdvert, NeighborSolicit, ParseError};
+
+fuzz_target!(|frame: &[u8]| {
+    check(frame);
+    let mut fixed = frame.to_vec();
+    common::fix_checksum(&mut fixed);
+    if fixed != frame {
+        check(&fixed);
+    }
+});
+
+fn check(frame: &[u8]) {
+    let ns = NeighborSolicit::parse(frame);
+    let na = NeighborAdvert::parse(frame);
+    if let Ok(ns) = ns {
+        let mut buf = [0u8; wire::MAX_EMIT_LEN];
+        let len = ns.emit(&mut buf).expect("an NS always fits MAX_EMIT_LEN");
+        let emitted = &buf[..len];
+        assert_eq!(
+            NeighborSolicit::parse(emitted),
+            Ok(ns),
+            "NS re-parse differs; emitted {emitted:02x?}"
+        );
+        assert!(common::checksum_is_valid(emitted), "{emitted:02x?}");
+        // Emit writes only what parse reported; every option parse read took 8 octets or more.
+        assert!(len <= frame.len(), "emit grew the frame: {len} > {}", frame.len());
+        // One frame is one message: an NS never also parses as an NA.
+        assert_eq!(na, Err(ParseError::WrongIcmpType));
+    }
+    if let Ok(na) = na {
+        let mut buf = [0u8; wire::MAX_EMIT_LEN];
+        let len = na.emit(&mut buf).expect("an NA always fits MAX_EMIT_LEN");
+        let emitted = &buf[..len];
+        assert_eq!(
+            NeighborAdvert::parse(emitted),
+            Ok(na),
+            "NA re-parse differs; emitted {emitted:02x?}"
+        );
+        assert!(common::checksum_is_valid(emitted), "{emitted:02x?}");
+        assert!(len <= frame.len(), "emit grew the frame: {len} > {}", frame.len());
+        assert_eq!(ns, Err(ParseError::WrongIcmpType));
+    }
+    // Both parsers apply the same structural checks up to the ICMPv6 type, so when neither
+    // reached its type check they fail for the same reason.
+    if let (Err(a), Err(b)) = (ns, na) {
+        if a != ParseError::WrongIcmpType && b != ParseError::WrongIcmpType {
+            assert_eq!(a, b, "NS and NA parsers disagree on a frame that is neither");
+        }
+    }
+}
