@@ -216,7 +216,7 @@ fn malformed_solicitations_are_never_answered_and_each_is_counted_by_reason() {
     );
     // Then one valid NS: it is answered, so the battery could have been answered too.
     assert_eq!(
-        common::send_frames_in(&topo.router(), "r0", &[valid.clone()]),
+        common::send_frames_in(&topo.router(), "r0", std::slice::from_ref(&valid)),
         1
     );
     assert!(
