@@ -29,7 +29,7 @@ use crate::netlink::{self, KernelView};
 use crate::policy::{self, Decision, Settings};
 use crate::probe::{self, Verdict};
 use crate::ratelimit::{self, RateLimiter};
-use crate::status::{Answering, CounterValues, UplinkStatus};
+use crate::status::{list, Answering, CounterValues, UplinkStatus};
 use crate::targets::{Mode, Rule, Snapshot, TargetTable};
 use crate::upstream;
 use crate::wire::{self, NeighborAdvert, NeighborSolicit};
@@ -890,16 +890,6 @@ fn flags(na: &NeighborAdvert) -> String {
     f
 }
 
-fn list(v: &[Ipv6Addr]) -> String {
-    if v.is_empty() {
-        "none".to_string()
-    } else {
-        v.iter()
-            .map(|a| a.to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-}
 
 fn describe(snap: &Snapshot) -> String {
     format!(

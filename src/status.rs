@@ -81,7 +81,8 @@ pub struct CounterValues {
     pub invalid: BTreeMap<String, u64>,
 }
 
-fn list(addrs: &[Ipv6Addr]) -> String {
+/// Addresses as an operator reads them: comma-separated, or "none".
+pub fn list(addrs: &[Ipv6Addr]) -> String {
     if addrs.is_empty() {
         return "none".into();
     }
