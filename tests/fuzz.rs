@@ -1,5 +1,5 @@
 //! A bounded coverage-guided fuzz run of each target in `fuzz/` (cargo-fuzz, libFuzzer), from
-//! the seed corpus of real kernel captures (`fuzz/seeds`, made by `fuzz/make-seeds`): 60 s each
+//! the seed corpus of real kernel captures (`fuzz/seeds`, made by `fuzz/make-seeds`): 30 s each
 //! by default, `NDP_FUZZ_SECONDS` to change it. A crash fails the test with the input's path
 //! and the command that reproduces it; the fix gets a unit regression test next to the code.
 
@@ -19,7 +19,7 @@ fn fuzz_targets_survive_a_bounded_run() {
     let seconds: u64 = std::env::var("NDP_FUZZ_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(60);
+        .unwrap_or(30);
     let work = std::env::temp_dir().join(format!("ndp-fuzz-{}", std::process::id()));
     for target in TARGETS {
         let corpus = work.join("corpus").join(target);
