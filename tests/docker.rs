@@ -347,4 +347,35 @@ fn docker_network_containers_are_answered_followed_announced_and_survive_an_engi
 
     let stopped = daemon.stop().unwrap();
     assert!(stopped.status.success(), "{}", stopped.log);
+
+    // The shipped image: packaging/build-image builds it FROM scratch (no registry) around
+    // the static binary; it runs. (Its own target directory, shared with the package test:
+    // this test's cargo holds the lock of the default one.)
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let built = Command::new(root.join("packaging/build-image"))
+        .env("DOCKER_HOST", engine.host())
+        .env("CARGO_TARGET_DIR", root.join("target/package-test"))
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "build-image: {}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let tag = String::from_utf8_lossy(&built.stdout).trim().to_string();
+    assert_eq!(tag, format!("ndp-responder:{}", env!("CARGO_PKG_VERSION")));
+    let version = engine.docker(&["run", "--rm", "--network", "none", &tag, "--version"]);
+    assert_eq!(
+        version.trim(),
+        format!("ndp-responder {}", env!("CARGO_PKG_VERSION"))
+    );
+    let size: u64 = engine
+        .docker(&["image", "inspect", "-f", "{{.Size}}", &tag])
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        size < 8 << 20,
+        "the image is {size} bytes: only the binary belongs in it"
+    );
 }
