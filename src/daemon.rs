@@ -890,7 +890,6 @@ fn flags(na: &NeighborAdvert) -> String {
     f
 }
 
-
 fn describe(snap: &Snapshot) -> String {
     format!(
         "MAC {}, {}, own addresses: {}; gateways: {}",
