@@ -257,16 +257,8 @@ fn learned_by(protocol: &str) -> &str {
     }
 }
 
-fn join(addrs: &[Ipv6Addr]) -> String {
-    if addrs.is_empty() {
-        return "none".into();
-    }
-    addrs
-        .iter()
-        .map(|a| a.to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
-}
+/// The address lists of findings read like those of the daemon's log and status.
+use crate::status::list as join;
 
 /// An address inside `prefix` that is unlikely to be assigned locally (the second-to-last),
 /// so that a route lookup shows where forwarded packets go.
