@@ -90,7 +90,10 @@ fn snapshot(routed_64: bool) -> Snapshot {
         (net("2001:db8:1::f:0/112"), Some(BR0)),
         (net("2001:db8:1::c:0/112"), Some(WG0)),
         (net("2001:db8:2::/64"), Some(BR0)),
-        (net("2001:db8:1::/64"), Some(if routed_64 { BR0 } else { UPLINK })),
+        (
+            net("2001:db8:1::/64"),
+            Some(if routed_64 { BR0 } else { UPLINK }),
+        ),
         (net("::/0"), Some(UPLINK)),
     ];
     if routed_64 {
@@ -198,10 +201,20 @@ fuzz_target!(|data: &[u8]| {
 /// What no answer and no probe may ever be for.
 fn never_for_what_is_not_ours(ns: &NeighborSolicit, snap: &Snapshot, decision: &Decision) {
     let target = ns.target;
-    assert!(!target.is_multicast(), "multicast target: {ns:?} -> {decision:?}");
-    assert!(!snap.is_uplink_addr(&target), "uplink address: {ns:?} -> {decision:?}");
+    assert!(
+        !target.is_multicast(),
+        "multicast target: {ns:?} -> {decision:?}"
+    );
+    assert!(
+        !snap.is_uplink_addr(&target),
+        "uplink address: {ns:?} -> {decision:?}"
+    );
     assert!(!snap.is_gateway(&target), "gateway: {ns:?} -> {decision:?}");
-    assert_eq!(policy::validate(&ns.clone()), Ok(()), "{ns:?} -> {decision:?}");
+    assert_eq!(
+        policy::validate(&ns.clone()),
+        Ok(()),
+        "{ns:?} -> {decision:?}"
+    );
     assert_eq!(ns.hop_limit, 255);
     assert_eq!(ns.code, 0);
     assert_ne!(ns.eth_src, snap.mac, "our own frame: {decision:?}");
@@ -234,7 +247,10 @@ fn check_answer(
     assert_eq!(len, wire::NA_FRAME_LEN, "an answer carries a TLLA option");
     let parsed = NeighborAdvert::parse(frame).expect("our answer parses as an NA");
     assert_eq!(&parsed, advert);
-    assert!(common::checksum_is_valid(frame), "bad checksum: {frame:02x?}");
+    assert!(
+        common::checksum_is_valid(frame),
+        "bad checksum: {frame:02x?}"
+    );
     assert_eq!(parsed.target, ns.target);
     assert_eq!(parsed.hop_limit, 255);
     assert_eq!(frame[21], 255, "IPv6 hop limit on the wire");
@@ -262,7 +278,10 @@ fn check_answer(
         }
     }
     if kind == Kind::Nud {
-        assert_eq!(ns.ip_dst, ns.target, "a unicast NS answered for another target");
+        assert_eq!(
+            ns.ip_dst, ns.target,
+            "a unicast NS answered for another target"
+        );
         assert!(!parsed.override_flag, "a NUD answer must not override");
     } else {
         assert_eq!(parsed.override_flag, settings.override_flag);
