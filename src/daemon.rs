@@ -19,7 +19,6 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use tokio::io::unix::AsyncFd;
-use tokio::io::Interest;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tracing::{debug, error, info, warn};
 
@@ -37,7 +36,7 @@ use crate::wire::{self, NeighborAdvert, NeighborSolicit};
 /// How long to let a burst of netlink events settle before reading the kernel state again.
 const REFRESH_COALESCE: Duration = Duration::from_millis(20);
 /// Frames handled per wake-up before the loop looks at its other duties.
-const DRAIN_BATCH: usize = 64;
+const DRAIN_BATCH: usize = 512;
 
 /// What the daemon is asked to do.
 #[derive(Debug, Clone)]
@@ -98,6 +97,8 @@ pub struct Counters {
     pub keepalives_sent: u64,
     pub announcements_sent: u64,
     pub rate_limited: u64,
+    /// Solicitations the kernel dropped for want of room in the receive ring.
+    pub dropped: u64,
     pub ignored: BTreeMap<&'static str, u64>,
     pub invalid: BTreeMap<&'static str, u64>,
 }
@@ -114,6 +115,7 @@ impl Counters {
             keepalives_sent: self.keepalives_sent,
             announcements_sent: self.announcements_sent,
             rate_limited: self.rate_limited,
+            dropped: self.dropped,
             ignored: named(&self.ignored),
             invalid: named(&self.invalid),
         }
@@ -121,10 +123,11 @@ impl Counters {
 
     fn summary(&self) -> String {
         let mut s = format!(
-            "NS seen {}, answered {}, rate-limited {}, send errors {}, probes sent {}, keepalives sent {}, announcements sent {}",
+            "NS seen {}, answered {}, rate-limited {}, dropped (ring full) {}, send errors {}, probes sent {}, keepalives sent {}, announcements sent {}",
             self.seen,
             self.answered,
             self.rate_limited,
+            self.dropped,
             self.send_errors,
             self.probes_sent,
             self.keepalives_sent,
@@ -211,6 +214,12 @@ pub struct Responder {
     /// The configuration being run (replaced by a reload).
     opts: Options,
     uplink: Option<(u32, Arc<AsyncFd<PacketSocket>>)>,
+    /// Answers waiting to leave by the uplink, sent after each pass over the receive ring.
+    tx: Box<link::TxQueue>,
+    /// The time of the current pass (one clock read per batch, not per frame).
+    now: Instant,
+    /// When the kernel's drop count was last read during an overflow.
+    drops_read: Option<Instant>,
     table: Arc<TargetTable>,
     settings: Settings,
     cache: probe::Cache<NeighborSolicit>,
@@ -252,36 +261,82 @@ const ANNOUNCE_COUNT: u8 = 3;
 const ANNOUNCE_SPACING: Duration = Duration::from_secs(1);
 
 impl Responder {
-    /// Handle up to [`DRAIN_BATCH`] queued frames. Returns Ok(true) when the queue is empty.
+    /// Handle up to [`DRAIN_BATCH`] frames from the uplink's receive ring, then send the
+    /// answers they produced in one batch. Returns Ok(true) when the ring is empty.
     fn drain(&mut self) -> io::Result<bool> {
-        let mut buf = [0u8; link::RECV_BUF_LEN];
-        for _ in 0..DRAIN_BATCH {
-            let Some((_, socket)) = &self.uplink else {
-                return Ok(true);
-            };
-            // try_io clears the readiness when the queue runs dry (WouldBlock).
-            let received = socket.try_io(Interest::READABLE, |s| {
-                s.recv(&mut buf).map(|f| f.map(|f| f.len()))
-            });
-            match received {
-                Ok(Some(len)) => self.handle_frame(&buf[..len]),
-                // The BPF program should have dropped it in the kernel; counted so a test can
-                // tell that it did.
-                Ok(None) => {
-                    *self
-                        .counters
-                        .ignored
-                        .entry("outgoing_or_other_host")
-                        .or_default() += 1
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                // The link went down: the socket reports it once; netlink reports the rest.
-                Err(e) if e.raw_os_error() == Some(libc::ENETDOWN) => {}
-                Err(e) => return Err(e),
-            }
+        let Some((_, socket)) = self.uplink.clone() else {
+            return Ok(true);
+        };
+        let mut spill = [0u8; link::RECV_BUF_LEN];
+        self.now = Instant::now();
+        let received = socket
+            .get_ref()
+            .recv_batch(DRAIN_BATCH, &mut spill, |frame| self.handle_frame(frame));
+        self.flush_answers();
+        let batch = match received {
+            Ok(batch) => batch,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(false),
+            // The link went down: the socket reports it once; netlink reports the rest.
+            Err(e) if e.raw_os_error() == Some(libc::ENETDOWN) => return Ok(true),
+            Err(e) => return Err(e),
+        };
+        if batch.skipped > 0 {
+            // The BPF program should have dropped them in the kernel; counted so a test can
+            // tell that it did.
+            *self
+                .counters
+                .ignored
+                .entry("outgoing_or_other_host")
+                .or_default() += batch.skipped as u64;
         }
-        Ok(false)
+        // Reading the kernel's drop count is a system call: at most once a second while the
+        // ring overflows (and for every status request, and at exit).
+        if batch.losing
+            && self
+                .drops_read
+                .is_none_or(|t| self.now.saturating_duration_since(t) >= Duration::from_secs(1))
+        {
+            self.drops_read = Some(self.now);
+            self.count_drops();
+        }
+        Ok(batch.empty)
+    }
+
+    /// Add the kernel's count of solicitations dropped for a full ring to the counters.
+    fn count_drops(&mut self) {
+        let Some((_, socket)) = &self.uplink else {
+            return;
+        };
+        if let Ok(n) = socket.get_ref().take_drops() {
+            if n > 0 && self.counters.dropped == 0 {
+                warn!(
+                    "{}: the receive ring overflowed and the kernel dropped {n} solicitations: the daemon could not keep up (see the dropped counter of ndp-responder status)",
+                    self.ifname
+                );
+            }
+            self.counters.dropped += u64::from(n);
+        }
+    }
+
+    /// Send the queued answers.
+    fn flush_answers(&mut self) {
+        let Some((_, socket)) = &self.uplink else {
+            return;
+        };
+        if self.tx.is_empty() {
+            return;
+        }
+        let flushed = self.tx.flush(socket.get_ref());
+        self.counters.answered += flushed.sent as u64;
+        self.counters.send_errors += flushed.failed as u64;
+        if let Some(e) = flushed.error {
+            warn!(
+                "could not send {} of {} answers on {}: {e}",
+                flushed.failed,
+                flushed.sent + flushed.failed,
+                self.ifname
+            );
+        }
     }
 
     /// One solicitation's journey: parse -> decide -> (probe) -> emit -> send.
@@ -340,10 +395,10 @@ impl Responder {
     }
 
     fn send_answer(&mut self, ns: &NeighborSolicit, advert: &NeighborAdvert, why: Why<'_>) {
-        let Some((_, socket)) = &self.uplink else {
+        if self.uplink.is_none() {
             return;
-        };
-        let now = Instant::now();
+        }
+        let now = self.now;
         if !self.limiter.allow(ns.ip_src, now) {
             self.counters.rate_limited += 1;
             if self
@@ -359,16 +414,14 @@ impl Responder {
             }
             return;
         }
-        let mut out = [0u8; wire::MAX_EMIT_LEN];
-        let sent = advert
-            .emit(&mut out)
-            .map_err(|_| io::Error::other("advert does not fit the buffer"))
-            .and_then(|len| socket.get_ref().send(&out[..len]));
-        match sent {
-            Ok(()) => {
-                self.counters.answered += 1;
+        if self.tx.is_full() {
+            self.flush_answers();
+        }
+        // Sent with the rest of the batch (`flush_answers`), which counts it as answered.
+        match self.tx.push(|buf| advert.emit(buf)) {
+            true => {
                 self.note_in_use(advert.target);
-                if let Some(suppressed) = self.log_budget.take(Instant::now()) {
+                if let Some(suppressed) = self.log_budget.take(now) {
                     let more = if suppressed > 0 {
                         format!(" ({suppressed} earlier answers not logged)")
                     } else {
@@ -384,10 +437,10 @@ impl Responder {
                     );
                 }
             }
-            Err(e) => {
+            false => {
                 self.counters.send_errors += 1;
                 warn!(
-                    "could not send NA for {} on {}: {e}",
+                    "could not build the NA for {} on {}",
                     ns.target, self.ifname
                 );
             }
@@ -477,7 +530,7 @@ impl Responder {
     }
 
     fn note_in_use(&mut self, addr: Ipv6Addr) {
-        let now = Instant::now();
+        let now = self.now;
         if self.in_use.len() >= MAX_IN_USE && !self.in_use.contains_key(&addr) {
             let window = self.in_use_window.max(IN_USE_KEEP);
             self.in_use
@@ -689,7 +742,8 @@ impl Responder {
 
     /// A downstream target answered: answer the solicitations that waited for it.
     fn on_downstream_advert(&mut self, target: Ipv6Addr) {
-        let waiters = self.cache.advert(target, Instant::now());
+        self.now = Instant::now();
+        let waiters = self.cache.advert(target, self.now);
         if waiters.is_empty() {
             return;
         }
@@ -700,6 +754,7 @@ impl Responder {
                 self.send_answer(&ns, &advert, Why::ProbeAnswered(kind));
             }
         }
+        self.flush_answers();
     }
 
     /// Run the probe cache's timers: retries, refreshes, expiries.
@@ -1179,6 +1234,9 @@ pub async fn run(opts: Options, mut control: Control) -> Result<Counters, Daemon
         ifname: ifname.clone(),
         opts: opts.clone(),
         uplink: Some((index, Arc::new(uplink))),
+        tx: Box::default(),
+        now: Instant::now(),
+        drops_read: None,
         table: table.clone(),
         settings: opts.settings,
         cache: probe::Cache::new(opts.probe),
@@ -1220,9 +1278,9 @@ pub async fn run(opts: Options, mut control: Control) -> Result<Counters, Daemon
 
     loop {
         let uplink = responder.uplink.as_ref().map(|(_, fd)| fd.clone());
-        let readable = async move {
-            match uplink {
-                Some(fd) => fd.readable().await.map(|_| ()),
+        let readable = async {
+            match &uplink {
+                Some(fd) => fd.readable().await,
                 None => std::future::pending().await,
             }
         };
@@ -1245,9 +1303,17 @@ pub async fn run(opts: Options, mut control: Control) -> Result<Counters, Daemon
             }
             ready = readable => {
                 // Handle a batch; if more is queued the socket stays ready and the loop comes
-                // straight back after giving the other branches their turn.
-                match ready.and_then(|()| responder.drain()) {
-                    Ok(_) => {}
+                // straight back after giving the other branches their turn. Readiness is
+                // cleared only once the ring is empty (a frame arriving meanwhile sets it
+                // again: tokio keeps the newer event).
+                match ready.and_then(|mut guard| {
+                    let empty = responder.drain()?;
+                    if empty {
+                        guard.clear_ready();
+                    }
+                    Ok(())
+                }) {
+                    Ok(()) => {}
                     Err(e) => {
                         warn!("{ifname}: {e}; waiting for the interface");
                         responder.uplink = None;
@@ -1267,6 +1333,7 @@ pub async fn run(opts: Options, mut control: Control) -> Result<Counters, Daemon
             () = changed.notified() => responder.reconcile(),
             request = control.requests.recv(), if requests_open => match request {
                 Some(Request::Status(reply)) => {
+                    responder.count_drops();
                     let _ = reply.send(responder.status());
                 }
                 None => requests_open = false,
@@ -1298,6 +1365,7 @@ pub async fn run(opts: Options, mut control: Control) -> Result<Counters, Daemon
     }
     refresher.abort();
     drop(docker);
+    responder.count_drops();
     info!(
         "{ifname} stopped: {}; probe cache {} entries (at most {})",
         responder.counters.summary(),

@@ -77,6 +77,10 @@ pub struct CounterValues {
     pub keepalives_sent: u64,
     pub announcements_sent: u64,
     pub rate_limited: u64,
+    /// Solicitations the kernel dropped because the receive ring was full (the daemon could
+    /// not keep up); `#[serde(default)]` keeps older JSON readable.
+    #[serde(default)]
+    pub dropped: u64,
     pub ignored: BTreeMap<String, u64>,
     pub invalid: BTreeMap<String, u64>,
 }
@@ -168,10 +172,11 @@ impl Status {
             let c = &u.counters;
             let _ = writeln!(
                 s,
-                "  counters: NS seen {}, answered {}, rate-limited {}, announcements sent {}, probes sent {}, keepalives sent {}, send errors {}",
+                "  counters: NS seen {}, answered {}, rate-limited {}, dropped (ring full) {}, announcements sent {}, probes sent {}, keepalives sent {}, send errors {}",
                 c.ns_seen,
                 c.answered,
                 c.rate_limited,
+                c.dropped,
                 c.announcements_sent,
                 c.probes_sent,
                 c.keepalives_sent,
@@ -226,6 +231,11 @@ impl Status {
             "rate_limited",
             "Answers withheld by the rate limits",
         );
+        let dropped = counter(
+            &mut registry,
+            "dropped",
+            "Solicitations the kernel dropped because the receive ring was full",
+        );
         let announcements = counter(
             &mut registry,
             "announcements",
@@ -273,6 +283,7 @@ impl Status {
             seen.get_or_create(&l).inc_by(c.ns_seen);
             answered.get_or_create(&l).inc_by(c.answered);
             limited.get_or_create(&l).inc_by(c.rate_limited);
+            dropped.get_or_create(&l).inc_by(c.dropped);
             announcements.get_or_create(&l).inc_by(c.announcements_sent);
             probes.get_or_create(&l).inc_by(c.probes_sent);
             keepalives.get_or_create(&l).inc_by(c.keepalives_sent);
