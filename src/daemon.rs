@@ -17,7 +17,6 @@ use std::net::Ipv6Addr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tracing::{debug, error, info, warn};
@@ -233,7 +232,7 @@ pub struct Responder {
     limited_warned: Option<Instant>,
     pub counters: Counters,
     /// For writing confirmed gateway entries.
-    handle: rtnetlink::Handle,
+    handle: netlink::Handle,
     keepalive: Option<upstream::Keepalive>,
     /// Reads the gateway's advertisements on the uplink (only with the keepalive).
     gateway_reader: Option<(u32, Prober)>,
@@ -1030,12 +1029,12 @@ pub fn gateway_conflict(opts: &Options, gateways: &[Ipv6Addr]) -> Option<String>
 /// Check every uplink's rules against its gateways as the kernel knows them now (reads only).
 /// Uplinks that do not exist here are skipped (their names are returned).
 pub async fn check_gateways(uplinks: &[Options]) -> Result<Vec<String>, String> {
-    let (conn, handle) =
-        netlink::connect().map_err(|e| format!("reading the gateways over netlink: {e}"))?;
-    let driver = tokio::spawn(conn);
-    let view = netlink::kernel_view(&handle).await;
-    driver.abort();
-    let view = view.map_err(|e| format!("reading the gateways over netlink: {e}"))?;
+    let handle = netlink::connect()
+        .await
+        .map_err(|e| format!("reading the gateways over netlink: {e}"))?;
+    let view = netlink::kernel_view(&handle)
+        .await
+        .map_err(|e| format!("reading the gateways over netlink: {e}"))?;
     let mut absent = Vec::new();
     for opts in uplinks {
         let snap = Snapshot::build(&view, &opts.ifname, &opts.rules, &DockerTargets::new());
@@ -1060,7 +1059,7 @@ struct Sources {
 /// Rebuild the snapshot whenever the kernel reports a change or a reload replaces the rules,
 /// forever.
 async fn refresh_task(
-    handle: rtnetlink::Handle,
+    handle: netlink::Handle,
     ifname: String,
     mut sources_rx: watch::Receiver<Sources>,
     table: Arc<TargetTable>,
@@ -1071,7 +1070,7 @@ async fn refresh_task(
     let mut docker_open = true;
     let mut sources_open = true;
     loop {
-        let (conn, mut events) = match netlink::watch() {
+        let events = match netlink::watch() {
             Ok(w) => w,
             Err(e) => {
                 error!("cannot subscribe to kernel changes: {e}; retrying in 1 s");
@@ -1079,15 +1078,16 @@ async fn refresh_task(
                 continue;
             }
         };
-        let driver = tokio::spawn(conn);
         // Look once right after (re)subscribing: changes may have happened meanwhile.
         let mut kernel_due = true;
         loop {
             if !kernel_due {
                 tokio::select! {
-                    event = events.next() => {
-                        if event.is_none() {
-                            error!("the kernel change subscription ended; subscribing again");
+                    event = events.changed() => {
+                        if let Err(e) = event {
+                            // ENOBUFS (events were lost) or worse: a fresh subscription, then
+                            // a fresh read of everything.
+                            warn!("kernel change subscription: {e}; subscribing again");
                             break;
                         }
                     }
@@ -1112,7 +1112,7 @@ async fn refresh_task(
             kernel_due = false;
             tokio::time::sleep(REFRESH_COALESCE).await;
             // Swallow the events of the burst we are about to read anyway.
-            while let Some(Some(_)) = futures::FutureExt::now_or_never(events.next()) {}
+            while let Some(Ok(())) = futures::FutureExt::now_or_never(events.changed()) {}
             match netlink::kernel_view(&handle).await {
                 Ok(fresh) => {
                     view = fresh;
@@ -1122,7 +1122,6 @@ async fn refresh_task(
                 Err(e) => warn!("could not read the kernel's state: {e}"),
             }
         }
-        driver.abort();
     }
 }
 
@@ -1190,8 +1189,7 @@ pub async fn run(opts: Options, mut control: Control) -> Result<Counters, Daemon
     let ifname = opts.ifname.clone();
     let netlink_err =
         |e: &dyn std::fmt::Display| DaemonError::Netlink(ifname.clone(), e.to_string());
-    let (conn, handle) = netlink::connect().map_err(|e| netlink_err(&e))?;
-    tokio::spawn(conn);
+    let handle = netlink::connect().await.map_err(|e| netlink_err(&e))?;
 
     let view = netlink::kernel_view(&handle)
         .await

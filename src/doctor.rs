@@ -307,7 +307,7 @@ fn other_responders() -> Vec<(String, u32)> {
 
 /// Gather everything [`diagnose`] needs. Read-only.
 pub async fn observe(
-    handle: &rtnetlink::Handle,
+    handle: &netlink::Handle,
     ifname: &str,
     prefixes: &[Ipv6Net],
 ) -> Result<Observed, String> {
@@ -568,8 +568,9 @@ pub fn run(req: Request) -> std::process::ExitCode {
         }
     };
     let outcome = runtime.block_on(async {
-        let (conn, handle) = netlink::connect().map_err(|e| format!("opening netlink: {e}"))?;
-        tokio::spawn(conn);
+        let handle = netlink::connect()
+            .await
+            .map_err(|e| format!("opening netlink: {e}"))?;
         let obs = observe(&handle, &req.ifname, &req.prefixes).await?;
         let mut findings = diagnose(&obs, &req.prefixes);
         let mut probed = None;

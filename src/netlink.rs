@@ -2,35 +2,67 @@
 //! the events that say they changed.
 //!
 //! Owns: the questions the daemon and doctor ask the kernel ([`kernel_view`],
-//! [`proxy_entries`]) and the subscription to changes ([`watch`]). Message formats are the
-//! `rtnetlink` / `netlink-packet-route` crates' job.
+//! [`proxy_entries`], [`confirm_neighbour`]) and the subscription to changes ([`watch`]).
+//! Message formats and the socket are the `neli` crate's job: it keeps attributes as typed
+//! headers over raw payloads, so only the attributes read here are ever decoded.
 //!
 //! Must not: decide anything about packets or keep state between calls; callers turn a
 //! [`KernelView`] into a [`crate::targets::Snapshot`].
 
 use std::collections::HashMap;
 use std::ffi::CString;
-use std::io;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::Ipv6Addr;
+use std::sync::Arc;
 
-use futures::channel::mpsc::UnboundedReceiver;
-use futures::TryStreamExt;
 use ipnet::Ipv6Net;
-use netlink_packet_route::address::{AddressAttribute, AddressFlags};
-use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkLayerType};
-use netlink_packet_route::neighbour::{
-    NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourState,
+use neli::consts::nl::NlmF;
+use neli::consts::rtnl::{
+    Arphrd, Ifa, IfaF, Iff, Ifla, IflaInfo, Nda, Ntf, Nud, RtAddrFamily, RtScope, RtTable, Rta,
+    Rtm, Rtn, Rtprot,
 };
-use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteType,
+use neli::consts::socket::NlFamily;
+use neli::err::RouterError;
+use neli::nl::NlPayload;
+use neli::router::asynchronous::{NlRouter, NlRouterReceiverHandle};
+use neli::rtnl::{
+    Ifaddrmsg, IfaddrmsgBuilder, Ifinfomsg, IfinfomsgBuilder, Ndmsg, NdmsgBuilder, RtattrBuilder,
+    Rtmsg, RtmsgBuilder,
 };
-use netlink_packet_route::AddressFamily;
-use rtnetlink::{Handle, MulticastGroup, RouteMessageBuilder};
+use neli::socket::asynchronous::NlSocketHandle;
+use neli::types::{Buffer, RtBuffer};
+use neli::utils::Groups;
+use neli::{FromBytesWithInput, Size, ToBytes};
 
 use crate::wire::MacAddr;
 
 /// The main routing table (RT_TABLE_MAIN).
 const MAIN_TABLE: u32 = 254;
+/// AF_BRIDGE: the bridge forwarding database's address family.
+const AF_BRIDGE: u8 = 7;
+/// rtnetlink multicast groups (enum rtnetlink_groups in linux/rtnetlink.h).
+const RTNLGRP_LINK: u32 = 1;
+const RTNLGRP_NEIGH: u32 = 3;
+const RTNLGRP_IPV6_IFADDR: u32 = 9;
+const RTNLGRP_IPV6_ROUTE: u32 = 11;
+
+/// A failed netlink exchange, as the kernel or the codec phrased it.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct Error(String);
+
+impl<T: std::fmt::Debug, P: std::fmt::Debug> From<RouterError<T, P>> for Error {
+    fn from(e: RouterError<T, P>) -> Self {
+        Error(match e {
+            // The kernel's errno, as the operator knows it ("Operation not permitted").
+            RouterError::Nlmsgerr(e) => std::io::Error::from_raw_os_error(-*e.error()).to_string(),
+            e => e.to_string(),
+        })
+    }
+}
+
+fn error(e: impl std::fmt::Display) -> Error {
+    Error(e.to_string())
+}
 
 /// One network interface.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,26 +154,86 @@ impl KernelView {
     }
 }
 
-/// Open a request connection; the returned future must be spawned (it drives the socket).
-pub fn connect() -> io::Result<(impl std::future::Future<Output = ()>, Handle)> {
-    let (conn, handle, _) = rtnetlink::new_connection()?;
-    Ok((conn, handle))
+/// A connection for questions to the kernel (route netlink); cheap to clone. Its reader runs
+/// as a task of the current tokio runtime and ends when the last clone is dropped.
+#[derive(Clone)]
+pub struct Handle {
+    router: Arc<NlRouter>,
 }
 
-/// Subscribe to link, IPv6 address, IPv6 route and neighbour (including bridge FDB) changes.
-/// The future drives the socket; every message on the receiver means "look again".
-#[allow(clippy::type_complexity)]
-pub fn watch() -> io::Result<(
-    impl std::future::Future<Output = ()>,
-    UnboundedReceiver<impl Sized>,
-)> {
-    let (conn, _handle, messages) = rtnetlink::new_multicast_connection(&[
-        MulticastGroup::Link,
-        MulticastGroup::Ipv6Ifaddr,
-        MulticastGroup::Ipv6Route,
-        MulticastGroup::Neigh,
-    ])?;
-    Ok((conn, messages))
+/// Open a request connection.
+pub async fn connect() -> Result<Handle, Error> {
+    let (router, _multicast) = NlRouter::connect(NlFamily::Route, None, Groups::empty()).await?;
+    Ok(Handle {
+        router: Arc::new(router),
+    })
+}
+
+/// A subscription to link, IPv6 address, IPv6 route and neighbour (including bridge FDB)
+/// changes.
+pub struct Watch {
+    socket: NlSocketHandle,
+}
+
+/// Subscribe to changes.
+pub fn watch() -> Result<Watch, Error> {
+    let groups = Groups::new_groups(&[
+        RTNLGRP_LINK,
+        RTNLGRP_IPV6_IFADDR,
+        RTNLGRP_IPV6_ROUTE,
+        RTNLGRP_NEIGH,
+    ]);
+    let socket = NlSocketHandle::connect(NlFamily::Route, None, groups).map_err(error)?;
+    Ok(Watch { socket })
+}
+
+impl Watch {
+    /// Wait for the next batch of change messages: each means "look again". An error means
+    /// that too (ENOBUFS: the kernel dropped events while we were slow, so something changed
+    /// unseen); the caller reads the whole state either way.
+    pub async fn changed(&self) -> Result<(), Error> {
+        self.socket
+            .recv::<u16, Buffer>()
+            .await
+            .map(|_| ())
+            .map_err(error)
+    }
+}
+
+/// Send a dump request for `payload` as message `kind` and hand each answer to `each`.
+async fn dump<P, R>(
+    handle: &Handle,
+    kind: Rtm,
+    payload: P,
+    mut each: impl FnMut(&R),
+) -> Result<(), Error>
+where
+    P: Size + ToBytes + std::fmt::Debug,
+    R: Size + FromBytesWithInput<Input = usize> + std::fmt::Debug,
+{
+    let mut recv: NlRouterReceiverHandle<Rtm, R> = handle
+        .router
+        .send(kind, NlmF::DUMP, NlPayload::Payload(payload))
+        .await?;
+    while let Some(msg) = recv.next::<Rtm, R>().await {
+        if let Some(p) = msg?.get_payload() {
+            each(p);
+        }
+    }
+    Ok(())
+}
+
+/// An attribute's payload as a native-endian u32.
+fn attr_u32(payload: &[u8]) -> Option<u32> {
+    Some(u32::from_ne_bytes(payload.get(..4)?.try_into().ok()?))
+}
+
+fn attr_ipv6(payload: &[u8]) -> Option<Ipv6Addr> {
+    <[u8; 16]>::try_from(payload).ok().map(Ipv6Addr::from)
+}
+
+fn attr_mac(payload: &[u8]) -> Option<MacAddr> {
+    <[u8; 6]>::try_from(payload).ok().map(MacAddr)
 }
 
 /// The interface index for `name`, if such an interface exists.
@@ -166,213 +258,252 @@ pub fn ifname(index: u32) -> Option<String> {
 }
 
 /// Read links, addresses, main-table routes, neighbours and the bridge FDB.
-pub async fn kernel_view(handle: &Handle) -> Result<KernelView, rtnetlink::Error> {
+pub async fn kernel_view(handle: &Handle) -> Result<KernelView, Error> {
     let mut view = KernelView::default();
 
-    let mut links = handle.link().get().execute();
-    while let Some(link) = links.try_next().await? {
+    let request = IfinfomsgBuilder::default()
+        .ifi_family(RtAddrFamily::Unspecified)
+        .build()
+        .map_err(error)?;
+    dump(handle, Rtm::Getlink, request, |link: &Ifinfomsg| {
+        let flags = link.ifi_flags();
+        let ethernet = *link.ifi_type() == Arphrd::Ether;
         let mut l = Link {
             name: String::new(),
             mac: None,
-            up: link.header.flags.contains(LinkFlags::Up)
-                && link.header.flags.contains(LinkFlags::LowerUp),
+            up: flags.contains(Iff::UP) && flags.contains(Iff::LOWERUP),
             bridge: false,
-            ethernet: link.header.link_layer_type == LinkLayerType::Ether,
+            ethernet,
         };
-        let ethernet = l.ethernet;
-        for attr in &link.attributes {
-            match attr {
-                LinkAttribute::IfName(n) => l.name = n.clone(),
-                LinkAttribute::Address(bytes) if ethernet => {
-                    l.mac = <[u8; 6]>::try_from(bytes.as_slice())
-                        .ok()
-                        .map(MacAddr)
-                        .filter(|m| !m.is_zero());
+        for attr in link.rtattrs().iter() {
+            let payload = attr.rta_payload().as_ref();
+            match attr.rta_type() {
+                Ifla::Ifname => {
+                    let name = payload.split(|b| *b == 0).next().unwrap_or_default();
+                    l.name = String::from_utf8_lossy(name).into_owned();
                 }
-                LinkAttribute::LinkInfo(infos) => {
-                    l.bridge = infos
-                        .iter()
-                        .any(|i| matches!(i, LinkInfo::Kind(InfoKind::Bridge)));
+                Ifla::Address if ethernet => l.mac = attr_mac(payload).filter(|m| !m.is_zero()),
+                Ifla::Linkinfo => {
+                    // IFLA_INFO_KIND "bridge" (NUL-terminated).
+                    if let Ok(infos) = attr.get_attr_handle::<IflaInfo>() {
+                        l.bridge = infos.get_attrs().iter().any(|i| {
+                            *i.rta_type() == IflaInfo::Kind
+                                && i.rta_payload().as_ref().split(|b| *b == 0).next()
+                                    == Some(b"bridge")
+                        });
+                    }
                 }
                 _ => {}
             }
         }
-        view.links.insert(link.header.index, l);
-    }
+        if let Ok(index) = u32::try_from(*link.ifi_index()) {
+            view.links.insert(index, l);
+        }
+    })
+    .await?;
 
-    let mut request = handle.address().get();
-    request.message_mut().header.family = AddressFamily::Inet6;
-    let mut addrs = request.execute();
-    while let Some(msg) = addrs.try_next().await? {
-        let mut flags = AddressFlags::from_bits_retain(msg.header.flags.bits() as u32);
-        for attr in &msg.attributes {
-            if let AddressAttribute::Flags(f) = attr {
-                flags = AddressFlags::from_bits_retain(f.bits());
+    let request = IfaddrmsgBuilder::default()
+        .ifa_family(RtAddrFamily::Inet6)
+        .ifa_prefixlen(0)
+        .ifa_scope(RtScope::Universe)
+        .ifa_index(0)
+        .build()
+        .map_err(error)?;
+    let unusable = u32::from((IfaF::TENTATIVE | IfaF::DADFAILED).bits());
+    dump(handle, Rtm::Getaddr, request, |msg: &Ifaddrmsg| {
+        // IFA_FLAGS (32 bits) supersedes the header's 8 when present.
+        let mut flags = u32::from(msg.ifa_flags().bits());
+        let mut addr = None;
+        for attr in msg.rtattrs().iter() {
+            let payload = attr.rta_payload().as_ref();
+            match attr.rta_type() {
+                Ifa::Flags => flags = attr_u32(payload).unwrap_or(flags),
+                Ifa::Address => addr = attr_ipv6(payload),
+                _ => {}
             }
         }
-        if flags.intersects(AddressFlags::Tentative | AddressFlags::Dadfailed) {
-            continue;
+        let (Some(addr), Ok(index)) = (addr, u32::try_from(*msg.ifa_index())) else {
+            return;
+        };
+        if flags & unusable == 0 && !view.addrs.contains(&(index, addr)) {
+            view.addrs.push((index, addr));
         }
-        for attr in &msg.attributes {
-            if let AddressAttribute::Address(IpAddr::V6(a)) = attr {
-                if !view.addrs.contains(&(msg.header.index, *a)) {
-                    view.addrs.push((msg.header.index, *a));
-                }
-            }
-        }
-    }
+    })
+    .await?;
 
-    let request = RouteMessageBuilder::<Ipv6Addr>::new().build();
-    let mut routes = handle.route().get(request).execute();
-    while let Some(route) = routes.try_next().await? {
-        let table = route
-            .attributes
-            .iter()
-            .find_map(|a| match a {
-                RouteAttribute::Table(t) => Some(*t),
-                _ => None,
-            })
-            .unwrap_or(route.header.table as u32);
-        if table != MAIN_TABLE {
-            continue;
-        }
-        if let Some(r) = parse_route(&route) {
-            view.routes.push(r);
-        }
-    }
+    let request = RtmsgBuilder::default()
+        .rtm_family(RtAddrFamily::Inet6)
+        .rtm_dst_len(0)
+        .rtm_src_len(0)
+        .rtm_tos(0)
+        .rtm_table(RtTable::Unspec)
+        .rtm_protocol(Rtprot::Unspec)
+        .rtm_scope(RtScope::Universe)
+        .rtm_type(Rtn::Unspec)
+        .build()
+        .map_err(error)?;
+    dump(handle, Rtm::Getroute, request, |route: &Rtmsg| {
+        view.routes.extend(parse_route(route));
+    })
+    .await?;
 
-    let mut neighbours = handle
-        .neighbours()
-        .get()
-        .set_address_family(AddressFamily::Inet6)
-        .execute();
-    while let Some(n) = neighbours.try_next().await? {
+    neighbours(handle, RtAddrFamily::Inet6, Ntf::empty(), |n| {
+        let state = *n.ndm_state();
         let mut entry = Neighbour {
-            ifindex: n.header.ifindex,
+            ifindex: u32::try_from(*n.ndm_index()).unwrap_or(0),
             addr: Ipv6Addr::UNSPECIFIED,
             lladdr: None,
-            valid: matches!(
-                n.header.state,
-                NeighbourState::Reachable
-                    | NeighbourState::Stale
-                    | NeighbourState::Delay
-                    | NeighbourState::Probe
-                    | NeighbourState::Permanent
-                    | NeighbourState::Noarp
+            valid: state.intersects(
+                Nud::REACHABLE | Nud::STALE | Nud::DELAY | Nud::PROBE | Nud::PERMANENT | Nud::NOARP,
             ),
-            router: n.header.flags.contains(NeighbourFlags::Router),
-            pinned: matches!(
-                n.header.state,
-                NeighbourState::Permanent | NeighbourState::Noarp
-            ),
+            router: n.ndm_flags().contains(Ntf::ROUTER),
+            pinned: state.intersects(Nud::PERMANENT | Nud::NOARP),
         };
-        for attr in &n.attributes {
-            match attr {
-                NeighbourAttribute::Destination(NeighbourAddress::Inet6(a)) => entry.addr = *a,
-                NeighbourAttribute::LinkLayerAddress(b) => {
-                    entry.lladdr = <[u8; 6]>::try_from(b.as_slice()).ok().map(MacAddr)
-                }
+        for attr in n.rtattrs().iter() {
+            let payload = attr.rta_payload().as_ref();
+            match attr.rta_type() {
+                Nda::Dst => entry.addr = attr_ipv6(payload).unwrap_or(entry.addr),
+                Nda::Lladdr => entry.lladdr = attr_mac(payload),
                 _ => {}
             }
         }
         if !entry.addr.is_unspecified() {
             view.neighbours.push(entry);
         }
-    }
+    })
+    .await?;
 
-    let mut fdb = handle
-        .neighbours()
-        .get()
-        .set_address_family(AddressFamily::Bridge)
-        .execute();
-    while let Some(n) = fdb.try_next().await? {
+    let bridge = RtAddrFamily::UnrecognizedConst(AF_BRIDGE);
+    neighbours(handle, bridge, Ntf::empty(), |n| {
         // Permanent entries are the bridge's and its ports' own MACs, not stations behind it.
-        if n.header.state == NeighbourState::Permanent {
-            continue;
+        if n.ndm_state().contains(Nud::PERMANENT) {
+            return;
         }
         let mut mac = None;
         let mut bridge = None;
-        for attr in &n.attributes {
-            match attr {
-                NeighbourAttribute::LinkLayerAddress(b) => {
-                    mac = <[u8; 6]>::try_from(b.as_slice()).ok().map(MacAddr)
-                }
-                NeighbourAttribute::Controller(m) => bridge = Some(*m),
+        for attr in n.rtattrs().iter() {
+            let payload = attr.rta_payload().as_ref();
+            match attr.rta_type() {
+                Nda::Lladdr => mac = attr_mac(payload),
+                Nda::Master => bridge = attr_u32(payload),
                 _ => {}
             }
         }
         if let (Some(mac), Some(bridge)) = (mac, bridge) {
             view.fdb.push((bridge, mac));
         }
-    }
+    })
+    .await?;
     Ok(view)
 }
 
-fn parse_route(route: &RouteMessage) -> Option<Route> {
-    if route.header.kind != RouteType::Unicast {
+/// Dump the neighbour table of `family` (with NTF_PROXY in `flags`: the proxy entries).
+async fn neighbours(
+    handle: &Handle,
+    family: RtAddrFamily,
+    flags: Ntf,
+    each: impl FnMut(&Ndmsg),
+) -> Result<(), Error> {
+    let request = NdmsgBuilder::default()
+        .ndm_family(family)
+        .ndm_index(0)
+        .ndm_state(Nud::empty())
+        .ndm_flags(flags)
+        .ndm_type(Rtn::Unspec)
+        .build()
+        .map_err(error)?;
+    dump(handle, Rtm::Getneigh, request, each).await
+}
+
+/// The first hop of an RTA_MULTIPATH payload: a struct rtnexthop (linux/rtnetlink.h: length
+/// u16, flags u8, hops u8, ifindex i32) followed by the hop's own attributes.
+fn first_hop(payload: &[u8]) -> Option<(u32, Option<Ipv6Addr>)> {
+    const RTNEXTHOP_LEN: usize = 8;
+    let len = usize::from(u16::from_ne_bytes(payload.get(..2)?.try_into().ok()?));
+    let ifindex = u32::try_from(i32::from_ne_bytes(payload.get(4..8)?.try_into().ok()?)).ok()?;
+    let attrs = payload.get(RTNEXTHOP_LEN..len)?;
+    let gateway = RtBuffer::<Rta, Buffer>::from_bytes_with_input(
+        &mut std::io::Cursor::new(attrs),
+        attrs.len(),
+    )
+    .ok()
+    .and_then(|attrs| {
+        attrs
+            .iter()
+            .find(|a| *a.rta_type() == Rta::Gateway)
+            .and_then(|a| attr_ipv6(a.rta_payload().as_ref()))
+    });
+    Some((ifindex, gateway))
+}
+
+fn parse_route(route: &Rtmsg) -> Option<Route> {
+    if *route.rtm_type() != Rtn::Unicast {
         return None;
     }
+    let mut table = u32::from(u8::from(*route.rtm_table()));
     let mut dst = Ipv6Addr::UNSPECIFIED;
     let mut oif = None;
     let mut gateway = None;
-    for attr in &route.attributes {
-        match attr {
-            RouteAttribute::Destination(RouteAddress::Inet6(d)) => dst = *d,
-            RouteAttribute::Oif(i) => oif = Some(*i),
-            RouteAttribute::Gateway(RouteAddress::Inet6(g)) => gateway = Some(*g),
-            RouteAttribute::MultiPath(hops) => {
-                if let Some(hop) = hops.first() {
-                    oif = oif.or(Some(hop.interface_index));
-                    gateway = gateway.or_else(|| {
-                        hop.attributes.iter().find_map(|a| match a {
-                            RouteAttribute::Gateway(RouteAddress::Inet6(g)) => Some(*g),
-                            _ => None,
-                        })
-                    });
+    for attr in route.rtattrs().iter() {
+        let payload = attr.rta_payload().as_ref();
+        match attr.rta_type() {
+            Rta::Table => table = attr_u32(payload).unwrap_or(table),
+            Rta::Dst => dst = attr_ipv6(payload)?,
+            Rta::Oif => oif = attr_u32(payload),
+            Rta::Gateway => gateway = attr_ipv6(payload),
+            Rta::Multipath => {
+                if let Some((hop_oif, hop_gateway)) = first_hop(payload) {
+                    oif = oif.or(Some(hop_oif));
+                    gateway = gateway.or(hop_gateway);
                 }
             }
             _ => {}
         }
     }
-    let dst = Ipv6Net::new(dst, route.header.destination_prefix_length).ok()?;
+    if table != MAIN_TABLE {
+        return None;
+    }
+    let dst = Ipv6Net::new(dst, *route.rtm_dst_len()).ok()?;
     Some(Route {
         dst,
         oif,
         gateway,
-        protocol: protocol_name(route.header.protocol),
+        protocol: protocol_name(*route.rtm_protocol()),
     })
 }
 
-fn protocol_name(protocol: RouteProtocol) -> String {
-    match protocol {
-        RouteProtocol::Ra => "ra".into(),
-        RouteProtocol::Static => "static".into(),
-        RouteProtocol::Boot => "boot".into(),
-        RouteProtocol::Dhcp => "dhcp".into(),
-        RouteProtocol::Kernel => "kernel".into(),
-        other => format!("{other:?}").to_lowercase(),
+/// How a route was learned, by the names of iproute2's rt_protos.
+fn protocol_name(protocol: Rtprot) -> String {
+    match u8::from(protocol) {
+        1 => "redirect".into(),
+        2 => "kernel".into(),
+        3 => "boot".into(),
+        4 => "static".into(),
+        9 => "ra".into(),
+        11 => "zebra".into(),
+        12 => "bird".into(),
+        16 => "dhcp".into(),
+        42 => "babel".into(),
+        186 => "bgp".into(),
+        188 => "ospf".into(),
+        n => format!("proto {n}"),
     }
 }
 
 /// Addresses the kernel proxies NDP for on interface `index` (`ip -6 neigh show proxy`).
-pub async fn proxy_entries(handle: &Handle, index: u32) -> Result<Vec<Ipv6Addr>, rtnetlink::Error> {
+pub async fn proxy_entries(handle: &Handle, index: u32) -> Result<Vec<Ipv6Addr>, Error> {
     let mut found = Vec::new();
-    let mut entries = handle
-        .neighbours()
-        .get()
-        .proxies()
-        .set_address_family(AddressFamily::Inet6)
-        .execute();
-    while let Some(n) = entries.try_next().await? {
-        if n.header.ifindex != index {
-            continue;
+    neighbours(handle, RtAddrFamily::Inet6, Ntf::PROXY, |n| {
+        if u32::try_from(*n.ndm_index()).ok() != Some(index) {
+            return;
         }
-        for attr in &n.attributes {
-            if let NeighbourAttribute::Destination(NeighbourAddress::Inet6(a)) = attr {
-                found.push(*a);
+        for attr in n.rtattrs().iter() {
+            if *attr.rta_type() == Nda::Dst {
+                found.extend(attr_ipv6(attr.rta_payload().as_ref()));
             }
         }
-    }
+    })
+    .await?;
     Ok(found)
 }
 
@@ -383,13 +514,65 @@ pub async fn confirm_neighbour(
     index: u32,
     addr: Ipv6Addr,
     mac: MacAddr,
-) -> Result<(), rtnetlink::Error> {
-    handle
-        .neighbours()
-        .add(index, IpAddr::V6(addr))
-        .link_layer_address(&mac.0)
-        .state(NeighbourState::Reachable)
-        .replace()
-        .execute()
-        .await
+) -> Result<(), Error> {
+    let mut attrs = RtBuffer::new();
+    attrs.push(
+        RtattrBuilder::default()
+            .rta_type(Nda::Dst)
+            .rta_payload(Buffer::from(addr.octets().to_vec()))
+            .build()
+            .map_err(error)?,
+    );
+    attrs.push(
+        RtattrBuilder::default()
+            .rta_type(Nda::Lladdr)
+            .rta_payload(Buffer::from(mac.0.to_vec()))
+            .build()
+            .map_err(error)?,
+    );
+    let msg = NdmsgBuilder::default()
+        .ndm_family(RtAddrFamily::Inet6)
+        .ndm_index(i32::try_from(index).map_err(error)?)
+        .ndm_state(Nud::REACHABLE)
+        .ndm_type(Rtn::Unspec)
+        .rtattrs(attrs)
+        .build()
+        .map_err(error)?;
+    let mut recv: NlRouterReceiverHandle<Rtm, Ndmsg> = handle
+        .router
+        .send(
+            Rtm::Newneigh,
+            NlmF::ACK | NlmF::CREATE | NlmF::REPLACE,
+            NlPayload::Payload(msg),
+        )
+        .await?;
+    while let Some(answer) = recv.next::<Rtm, Ndmsg>().await {
+        answer?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_hop_of_a_multipath_route_is_read() {
+        // rtnexthop: length 28, flags 0, hops 0, ifindex 7; then RTA_GATEWAY (20 octets).
+        let gw: Ipv6Addr = "2001:db8::1".parse().unwrap();
+        let mut hop = Vec::new();
+        hop.extend_from_slice(&28u16.to_ne_bytes());
+        hop.extend_from_slice(&[0, 0]);
+        hop.extend_from_slice(&7i32.to_ne_bytes());
+        hop.extend_from_slice(&20u16.to_ne_bytes());
+        hop.extend_from_slice(&(libc::RTA_GATEWAY).to_ne_bytes());
+        hop.extend_from_slice(&gw.octets());
+        assert_eq!(first_hop(&hop), Some((7, Some(gw))));
+        assert_eq!(
+            first_hop(&hop[..6]),
+            None,
+            "shorter than a struct rtnexthop"
+        );
+        assert_eq!(first_hop(&hop[..20]), None, "length beyond the payload");
+    }
 }
