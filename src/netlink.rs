@@ -322,9 +322,10 @@ pub async fn kernel_view(handle: &Handle) -> Result<KernelView, Error> {
                 _ => {}
             }
         }
-        let (Some(addr), Ok(index)) = (addr, u32::try_from(*msg.ifa_index())) else {
+        let Some(addr) = addr else {
             return;
         };
+        let index = *msg.ifa_index();
         if flags & unusable == 0 && !view.addrs.contains(&(index, addr)) {
             view.addrs.push((index, addr));
         }
