@@ -1,8 +1,10 @@
 //! Docker and Podman networks as a source of targets: the IPv6 addresses of the containers
 //! connected to the named networks.
 //!
-//! Owns: the connection to the engine's API (bollard, honouring `DOCKER_HOST`; Podman's
-//! Docker-compatible socket works the same), the initial inspection of each network, following
+//! Owns: the few calls of the engine's HTTP API it needs (`GET /networks/{name}`, `/events`,
+//! `/version`), made with hyper over the engine's unix socket (`DOCKER_HOST=unix://...`, by
+//! default /var/run/docker.sock; Podman's Docker-compatible socket works the same) and read
+//! with serde_json into just the fields used; the initial inspection of each network, following
 //! `network connect/disconnect/create/destroy` events, reconnecting with capped backoff when
 //! the engine is down or restarts (keeping what is known meanwhile, logging once per change of
 //! state), and publishing the resulting address set.
@@ -12,12 +14,16 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::Ipv6Addr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bollard::query_parameters::{EventsOptions, InspectNetworkOptions};
-use bollard::Docker;
-use futures::StreamExt;
+use http_body_util::{BodyExt, Empty};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde::Deserialize;
+use tokio::net::UnixStream;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -27,51 +33,210 @@ pub type DockerTargets = BTreeMap<Ipv6Addr, (String, String)>;
 /// Backoff between reconnection attempts: doubles from the first to the last.
 const BACKOFF_FIRST: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// The engine's socket when `DOCKER_HOST` is not set.
+const DEFAULT_SOCKET: &str = "/var/run/docker.sock";
+/// The oldest API version with every field read here (Docker 1.13, Podman's compat API).
+const API: &str = "/v1.25";
+/// Largest answer read whole (a network's inspection); the event stream is read piecewise.
+const MAX_BODY: usize = 16 << 20;
+
+/// Why talking to the engine failed, phrased for the operator.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("DOCKER_HOST={0} is not supported: ndp-responder talks to the engine over its unix socket (unix:///path)")]
+    Unsupported(String),
+    #[error("connecting to {0}: {1}")]
+    Connect(String, std::io::Error),
+    #[error("HTTP: {0}")]
+    Http(#[from] hyper::Error),
+    #[error("the engine answered {0} to GET {1}")]
+    Status(StatusCode, String),
+    #[error("the engine's answer to GET {0} is not what the API documents: {1}")]
+    Json(String, serde_json::Error),
+    #[error("the answer to GET {0} exceeds {MAX_BODY} bytes")]
+    TooLarge(String),
+    #[error("the event stream ended")]
+    StreamEnded,
+}
+
+/// The engine's socket, from `DOCKER_HOST` (only `unix://` addresses) or the default.
+fn socket_path() -> Result<PathBuf, Error> {
+    match std::env::var("DOCKER_HOST") {
+        Err(_) => Ok(PathBuf::from(DEFAULT_SOCKET)),
+        Ok(host) if host.is_empty() => Ok(PathBuf::from(DEFAULT_SOCKET)),
+        Ok(host) => match host.strip_prefix("unix://") {
+            Some(path) if !path.is_empty() => Ok(PathBuf::from(path)),
+            _ => Err(Error::Unsupported(host)),
+        },
+    }
+}
+
+/// Where the engine is, for log lines.
+fn engine_address() -> String {
+    std::env::var("DOCKER_HOST").unwrap_or_else(|_| format!("unix://{DEFAULT_SOCKET}"))
+}
+
+/// `text` as one URL path segment or query value (RFC 3986 unreserved characters as they are,
+/// every other octet percent-encoded).
+fn url_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// GET `path` on a fresh connection to the engine (a unix socket connection costs nothing;
+/// the long-lived one carries the event stream). The response's body is still to be read.
+async fn get(path: &str) -> Result<Response<Incoming>, Error> {
+    let socket = socket_path()?;
+    let stream = UnixStream::connect(&socket)
+        .await
+        .map_err(|e| Error::Connect(socket.display().to_string(), e))?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    // Drives the connection until the response's body is read or dropped.
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let request = Request::get(format!("{API}{path}"))
+        .header(hyper::header::HOST, "docker")
+        .body(Empty::<Bytes>::new())
+        .map_err(|_| Error::Status(StatusCode::BAD_REQUEST, path.to_string()))?;
+    Ok(sender.send_request(request).await?)
+}
+
+/// GET `path` and parse its JSON answer. `Ok(None)` for 404 Not Found.
+async fn get_json<T: for<'de> Deserialize<'de>>(path: &str) -> Result<Option<T>, Error> {
+    let response = get(path).await?;
+    let status = response.status();
+    let mut body = response.into_body();
+    let mut bytes = Vec::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            if bytes.len() + data.len() > MAX_BODY {
+                return Err(Error::TooLarge(path.to_string()));
+            }
+            bytes.extend_from_slice(&data);
+        }
+    }
+    if status == StatusCode::NOT_FOUND {
+        return Ok(None);
+    }
+    if !status.is_success() {
+        return Err(Error::Status(status, path.to_string()));
+    }
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| Error::Json(path.to_string(), e))
+}
+
+/// The fields of `GET /networks/{id}` read here (Docker Engine API, NetworkInspect).
+#[derive(Debug, Default, Deserialize)]
+struct Network {
+    #[serde(rename = "Containers", default)]
+    containers: Option<HashMap<String, Endpoint>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Endpoint {
+    #[serde(rename = "Name", default)]
+    name: Option<String>,
+    #[serde(rename = "IPv6Address", default)]
+    ipv6_address: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Version {
+    #[serde(rename = "Version", default)]
+    version: Option<String>,
+}
+
+/// One message of `GET /events` (EventMessage): only which network it concerns.
+#[derive(Debug, Default, Deserialize)]
+struct Event {
+    #[serde(rename = "Actor", default)]
+    actor: Option<Actor>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Actor {
+    #[serde(rename = "Attributes", default)]
+    attributes: Option<HashMap<String, String>>,
+}
+
+impl Event {
+    /// The network's name, which the engine puts in the actor's attributes.
+    fn network(&self) -> Option<&str> {
+        self.actor
+            .as_ref()?
+            .attributes
+            .as_ref()?
+            .get("name")
+            .map(String::as_str)
+    }
+}
+
+/// The events read so far from a stream of JSON objects (the engine writes one per line, but
+/// the transport may split or join them anywhere): complete ones are taken from the front of
+/// `buffer`, an incomplete one stays for the next chunk.
+fn take_events(buffer: &mut Vec<u8>) -> Result<Vec<Event>, serde_json::Error> {
+    let mut events = Vec::new();
+    let mut stream = serde_json::Deserializer::from_slice(buffer).into_iter::<Event>();
+    let mut consumed = 0;
+    loop {
+        match stream.next() {
+            Some(Ok(event)) => {
+                consumed = stream.byte_offset();
+                events.push(event);
+            }
+            Some(Err(e)) if e.is_eof() => break,
+            Some(Err(e)) => return Err(e),
+            None => {
+                consumed = stream.byte_offset();
+                break;
+            }
+        }
+    }
+    buffer.drain(..consumed);
+    Ok(events)
+}
 
 /// The IPv6 address of an endpoint, as the API writes it ("2001:db8::2/112").
 fn endpoint_addr(field: Option<&str>) -> Option<Ipv6Addr> {
     field?.split('/').next()?.parse().ok()
 }
 
-/// Where the engine is, for log lines.
-fn engine_address() -> String {
-    std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into())
-}
-
 /// Inspect every network; networks that do not exist are reported in `missing`.
 async fn inspect_all(
-    docker: &Docker,
     networks: &[String],
     missing: &mut BTreeSet<String>,
-) -> Result<DockerTargets, bollard::errors::Error> {
+) -> Result<DockerTargets, Error> {
     let mut targets = DockerTargets::new();
     for name in networks {
-        match docker
-            .inspect_network(name, None::<InspectNetworkOptions>)
-            .await
-        {
-            Ok(net) => {
+        match get_json::<Network>(&format!("/networks/{}", url_encode(name))).await? {
+            Some(net) => {
                 if missing.remove(name) {
                     info!("docker: network {name} exists now");
                 }
-                let containers = net.containers.unwrap_or_default();
-                for (id, ep) in containers {
+                for (id, ep) in net.containers.unwrap_or_default() {
                     if let Some(addr) = endpoint_addr(ep.ipv6_address.as_deref()) {
                         let container = ep.name.unwrap_or_else(|| id.chars().take(12).collect());
                         targets.insert(addr, (name.clone(), container));
                     }
                 }
             }
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            }) => {
+            None => {
                 if missing.insert(name.clone()) {
                     warn!(
                         "docker: network {name} does not exist (yet); waiting for it to be created"
                     );
                 }
             }
-            Err(e) => return Err(e),
         }
     }
     Ok(targets)
@@ -107,19 +272,17 @@ pub async fn watch(networks: Vec<String>, tx: watch::Sender<Arc<DockerTargets>>)
     loop {
         let mut connected = false;
         let session = async {
-            let docker = Docker::connect_with_defaults()?;
-            docker.ping().await?;
-            connected = true;
             // Subscribe before the full read, so that no change falls between the two.
-            let filters = HashMap::from([("type".to_string(), vec!["network".to_string()])]);
-            let mut events = docker.events(Some(EventsOptions {
-                filters: Some(filters),
-                ..Default::default()
-            }));
-            let version = docker
-                .version()
+            let filters = url_encode(r#"{"type":["network"]}"#);
+            let events = get(&format!("/events?filters={filters}")).await?;
+            if !events.status().is_success() {
+                return Err(Error::Status(events.status(), "/events".into()));
+            }
+            connected = true;
+            let version = get_json::<Version>("/version")
                 .await
                 .ok()
+                .flatten()
                 .and_then(|v| v.version)
                 .unwrap_or_else(|| "?".into());
             info!(
@@ -127,21 +290,27 @@ pub async fn watch(networks: Vec<String>, tx: watch::Sender<Arc<DockerTargets>>)
                 engine_address(),
                 networks.join(", ")
             );
-            publish(inspect_all(&docker, &networks, &mut missing).await?);
-            while let Some(event) = events.next().await {
-                let event = event?;
-                let network = event
-                    .actor
-                    .as_ref()
-                    .and_then(|a| a.attributes.as_ref())
-                    .and_then(|a| a.get("name").cloned());
-                if network.is_some_and(|n| networks.contains(&n)) {
-                    publish(inspect_all(&docker, &networks, &mut missing).await?);
+            publish(inspect_all(&networks, &mut missing).await?);
+            let mut body = events.into_body();
+            let mut buffer = Vec::new();
+            while let Some(frame) = body.frame().await {
+                let Ok(data) = frame?.into_data() else {
+                    continue;
+                };
+                buffer.extend_from_slice(&data);
+                let events =
+                    take_events(&mut buffer).map_err(|e| Error::Json("/events".into(), e))?;
+                if events
+                    .iter()
+                    .any(|e| e.network().is_some_and(|n| networks.iter().any(|w| w == n)))
+                {
+                    publish(inspect_all(&networks, &mut missing).await?);
+                }
+                if buffer.len() > MAX_BODY {
+                    return Err(Error::TooLarge("/events".into()));
                 }
             }
-            Err::<(), _>(bollard::errors::Error::IOError {
-                err: std::io::Error::other("the event stream ended"),
-            })
+            Err::<(), _>(Error::StreamEnded)
         };
         let outcome = session.await;
         if connected {
@@ -180,6 +349,55 @@ mod tests {
         assert_eq!(endpoint_addr(Some("")), None);
         assert_eq!(endpoint_addr(None), None);
         assert_eq!(endpoint_addr(Some("192.0.2.5/24")), None);
+    }
+
+    #[test]
+    fn events_are_taken_whole_however_the_stream_is_cut() {
+        let stream = concat!(
+            r#"{"Type":"network","Action":"connect","Actor":{"ID":"n1","Attributes":{"container":"c","name":"ipv6exposed","type":"bridge"}},"time":1}"#,
+            "\n",
+            r#"{"Type":"network","Action":"disconnect","Actor":{"ID":"n2","Attributes":{"name":"other"}}}"#,
+            "\n",
+            r#"{"status":"no actor"}"#,
+            "\n"
+        );
+        for cut in 0..stream.len() {
+            let mut buffer = stream.as_bytes()[..cut].to_vec();
+            let mut names: Vec<Option<String>> = take_events(&mut buffer)
+                .unwrap()
+                .iter()
+                .map(|e| e.network().map(String::from))
+                .collect();
+            buffer.extend_from_slice(&stream.as_bytes()[cut..]);
+            names.extend(
+                take_events(&mut buffer)
+                    .unwrap()
+                    .iter()
+                    .map(|e| e.network().map(String::from)),
+            );
+            assert_eq!(
+                names,
+                [
+                    Some("ipv6exposed".to_string()),
+                    Some("other".to_string()),
+                    None
+                ],
+                "cut at {cut}"
+            );
+            assert!(buffer.iter().all(u8::is_ascii_whitespace), "cut at {cut}");
+        }
+        let mut garbage = b"{\"Actor\": 5}\n".to_vec();
+        assert!(take_events(&mut garbage).is_err());
+    }
+
+    #[test]
+    fn names_are_percent_encoded_in_paths_and_queries() {
+        assert_eq!(url_encode("ipv6exposed"), "ipv6exposed");
+        assert_eq!(url_encode("my net/../x"), "my%20net%2F..%2Fx");
+        assert_eq!(
+            url_encode(r#"{"type":["network"]}"#),
+            "%7B%22type%22%3A%5B%22network%22%5D%7D"
+        );
     }
 
     #[test]
