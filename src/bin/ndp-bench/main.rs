@@ -75,6 +75,10 @@ struct Args {
     /// The valid stream during the flood, NS/s.
     #[arg(long, value_name = "RATE", default_value_t = 1000)]
     flood_valid_rate: u64,
+    /// Also flood at this many frames/s, paced (the rate the reference generator
+    /// reached on one core); 0 skips that flood.
+    #[arg(long, value_name = "RATE", default_value_t = 190_000)]
+    flood_reference_rate: u64,
     /// Number of target addresses (each gets a kernel proxy entry).
     #[arg(long, value_name = "N", default_value_t = 256)]
     targets: u32,
@@ -254,6 +258,7 @@ fn run(args: Args) -> Result<PathBuf> {
         soak_secs: pick(args.soak, 600.0, 1.5),
         idle_secs: pick(args.idle, 3.0, 0.3),
         flood_valid_rate: args.flood_valid_rate,
+        flood_reference_rate: args.flood_reference_rate,
         baseline_rates: if smoke {
             vec![1000]
         } else {

@@ -24,6 +24,9 @@ pub struct Settings {
     pub idle_secs: f64,
     /// The valid stream that runs during the flood, NS/s.
     pub flood_valid_rate: u64,
+    /// A second flood paced at this many frames/s (the reference generator's rate);
+    /// 0 skips it.
+    pub flood_reference_rate: u64,
     /// Rates of the baseline (no responder) stages.
     pub baseline_rates: Vec<u64>,
 }
@@ -168,6 +171,8 @@ pub struct ResponderResult {
     pub rates: Vec<StageResult>,
     pub after_rates: Option<Memory>,
     pub flood: Option<StageResult>,
+    /// The flood paced at the reference rate.
+    pub flood_reference: Option<StageResult>,
     pub soak: Option<StageResult>,
     pub soak_interval_secs: f64,
     pub end_memory: Option<Memory>,
@@ -198,6 +203,8 @@ struct StageSpec {
     rate: Option<u64>,
     secs: f64,
     flood: bool,
+    /// The flood's own rate, frames/s (None: as fast as the generator can).
+    flood_rate: Option<u64>,
     /// Sample VmRSS this often (soak).
     sample_every: Option<f64>,
 }
@@ -392,7 +399,15 @@ impl<'e> Session<'e> {
                         rate,
                         seq,
                     });
-                    traffic::send_flood(tx_flood, &env.flood, shared, duration, mixed, gen(10))
+                    traffic::send_flood(
+                        tx_flood,
+                        &env.flood,
+                        shared,
+                        duration,
+                        spec.flood_rate,
+                        mixed,
+                        gen(10),
+                    )
                 } else {
                     // Unpaced (max) stages must not starve the receiver on the same CPU.
                     let nice = if spec.rate.is_none() { 10 } else { 0 };
@@ -561,6 +576,7 @@ pub fn measure(env: &Env, responder: Responder) -> Result<ResponderResult> {
         rates: Vec::new(),
         after_rates: None,
         flood: None,
+        flood_reference: None,
         soak: None,
         soak_interval_secs: 0.0,
         end_memory: None,
@@ -584,6 +600,7 @@ pub fn measure(env: &Env, responder: Responder) -> Result<ResponderResult> {
                 rate: Some(rate),
                 secs: s.stage_secs,
                 flood: false,
+                flood_rate: None,
                 sample_every: None,
             };
             progress(&format!("  baseline stage {}", spec.label));
@@ -640,6 +657,7 @@ pub fn measure(env: &Env, responder: Responder) -> Result<ResponderResult> {
             rate,
             secs: s.stage_secs,
             flood: false,
+            flood_rate: None,
             sample_every: None,
         };
         progress(&format!("  stage {}", spec.label));
@@ -663,6 +681,7 @@ pub fn measure(env: &Env, responder: Responder) -> Result<ResponderResult> {
         rate: Some(s.flood_valid_rate),
         secs: s.flood_secs,
         flood: true,
+        flood_rate: None,
         sample_every: None,
     };
     progress(&format!("  flood ({} s)", s.flood_secs));
@@ -674,6 +693,28 @@ pub fn measure(env: &Env, responder: Responder) -> Result<ResponderResult> {
     ));
     result.flood = Some(stage);
 
+    if s.flood_reference_rate > 0 {
+        let reference = StageSpec {
+            label: "flood-reference".into(),
+            rate: Some(s.flood_valid_rate),
+            secs: s.flood_secs,
+            flood: true,
+            flood_rate: Some(s.flood_reference_rate),
+            sample_every: None,
+        };
+        progress(&format!(
+            "  flood at {} frames/s ({} s)",
+            s.flood_reference_rate, s.flood_secs
+        ));
+        let stage = session.run_stage(&reference, process.as_mut())?;
+        progress(&format!(
+            "    flood {:.0}/s, valid answered {:.1} %",
+            stage.flood_rate,
+            stage.answered_fraction.unwrap_or(0.0) * 100.0
+        ));
+        result.flood_reference = Some(stage);
+    }
+
     if responder == Responder::NdpResponder && s.soak_secs > 0.0 {
         let every = (s.soak_secs / 60.0).clamp(0.25, 10.0);
         result.soak_interval_secs = every;
@@ -682,6 +723,7 @@ pub fn measure(env: &Env, responder: Responder) -> Result<ResponderResult> {
             rate: Some(s.flood_valid_rate),
             secs: s.soak_secs,
             flood: true,
+            flood_rate: None,
             sample_every: Some(every),
         };
         progress(&format!("  soak: flood for {} s", s.soak_secs));

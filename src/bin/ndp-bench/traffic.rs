@@ -696,8 +696,9 @@ pub struct Mixed<'a> {
     pub seq: &'a mut u64,
 }
 
-/// Send the flood frames round-robin as fast as possible for `duration`, with the valid NS of
-/// `mixed` (if any) placed at pseudo-random positions inside the flood's batches. One thread
+/// Send the flood frames round-robin for `duration`, as fast as possible or at `rate` frames
+/// per second, with the valid NS of `mixed` (if any) placed at pseudo-random positions inside
+/// the flood's batches. One thread
 /// sends both, so a valid NS meets the host in exactly the state a flood frame does (a second
 /// sender thread would interrupt the flood just before each valid NS, which lets the host
 /// catch up and favours the valid stream).
@@ -706,6 +707,7 @@ pub fn send_flood(
     frames: &FrameSet,
     shared: &Shared,
     duration: Duration,
+    rate: Option<u64>,
     mut mixed: Option<Mixed<'_>>,
     setup: ThreadSetup,
 ) -> SendResult {
@@ -722,6 +724,19 @@ pub fn send_flood(
     // Positions in the batch that carry a valid NS this time: (position, slot, stamp).
     let mut valid_at: [(usize, usize, u64); 4] = [(usize::MAX, 0, 0); 4];
     while Instant::now() < end && !shared.stop.load(Ordering::Relaxed) {
+        if let Some(r) = rate {
+            // Paced like the valid stages: whole batches, each once it is due.
+            let due = (start.elapsed().as_nanos() * r as u128 / 1_000_000_000) as u64;
+            if due < out.flood_sent + BATCH as u64 {
+                let next = start
+                    + Duration::from_nanos(
+                        ((out.flood_sent + BATCH as u64) as u128 * 1_000_000_000 / r as u128)
+                            as u64,
+                    );
+                sleep_until(next.max(Instant::now() + PACE_MIN).min(end));
+                continue;
+            }
+        }
         let mut refs: [&[u8]; BATCH] = [&[]; BATCH];
         for (j, r) in refs.iter_mut().enumerate() {
             *r = frames.get((next + j) % total);
