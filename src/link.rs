@@ -35,16 +35,20 @@ const RECV_QUEUE_BYTES: usize = 1 << 20;
 /// low rates; V2 wakes it for every frame, and under load the reader walks many frames per
 /// wake-up without a system call for any of them.
 ///
-/// One slot per frame. Its header and address take 66 octets, leaving 190 for the frame: a
+/// One slot per frame. Its header and address take 66 octets, leaving 126 for the frame: a
 /// Neighbor Solicitation with a source link-layer address and a nonce option is 94. A longer
 /// frame is not cut: the kernel queues a whole copy on the socket (PACKET_COPY_THRESH), which
 /// [`PacketSocket::recv_batch`] reads in its place.
-pub const RING_FRAME_SIZE: usize = 256;
-/// Slots in the ring: a burst of this many solicitations waits for the daemon without loss
-/// (5 ms at 200,000 NS/s). The ring is mapped into the process (it counts in its RSS).
-pub const RING_FRAMES: usize = 1024;
+pub const RING_FRAME_SIZE: usize = 192;
 /// Ring blocks are single pages: every allocation the kernel makes for the ring is order 0.
+/// A slot never spans two blocks, so 21 slots fill a block (64 octets stay unused).
 const RING_BLOCK_SIZE: usize = 4096;
+const RING_FRAMES_PER_BLOCK: usize = RING_BLOCK_SIZE / RING_FRAME_SIZE;
+/// Blocks in the ring: 192 KiB, mapped into the process (it counts in its RSS).
+const RING_BLOCKS: usize = 48;
+/// Slots in the ring: a burst of this many solicitations (5 ms at 200,000 NS/s) waits for the
+/// daemon without loss.
+pub const RING_FRAMES: usize = RING_BLOCKS * RING_FRAMES_PER_BLOCK;
 /// Offsets in a ring slot: struct tpacket2_hdr (linux/if_packet.h), then struct sockaddr_ll
 /// at TPACKET_ALIGN(sizeof(struct tpacket2_hdr)).
 mod slot {
@@ -59,7 +63,7 @@ mod slot {
 }
 // The layout linux/if_packet.h documents: a 32-octet header, then the address at 32.
 const _: () = assert!(slot::PKTTYPE == 42 && slot::MAC == 12 && slot::SNAPLEN == 8);
-const _: () = assert!(RING_BLOCK_SIZE % RING_FRAME_SIZE == 0);
+const _: () = assert!(RING_FRAME_SIZE % libc::TPACKET_ALIGNMENT == 0 && RING_FRAMES >= 1000);
 /// PACKET_VERSION value for TPACKET_V2 (enum tpacket_versions).
 const TPACKET_V2: libc::c_int = 1;
 
@@ -141,7 +145,7 @@ impl RxRing {
         setsockopt(fd, libc::SOL_PACKET, libc::PACKET_VERSION, &TPACKET_V2)?;
         let req = libc::tpacket_req {
             tp_block_size: RING_BLOCK_SIZE as u32,
-            tp_block_nr: (RING_FRAMES * RING_FRAME_SIZE / RING_BLOCK_SIZE) as u32,
+            tp_block_nr: RING_BLOCKS as u32,
             tp_frame_size: RING_FRAME_SIZE as u32,
             tp_frame_nr: RING_FRAMES as u32,
         };
@@ -153,7 +157,7 @@ impl RxRing {
             libc::PACKET_COPY_THRESH,
             &1 as &libc::c_int,
         )?;
-        let len = RING_FRAMES * RING_FRAME_SIZE;
+        let len = RING_BLOCKS * RING_BLOCK_SIZE;
         // SAFETY: a fresh shared mapping of the ring the kernel just allocated for fd.
         let base = unsafe {
             libc::mmap(
@@ -177,17 +181,16 @@ impl RxRing {
         })
     }
 
+    /// Where slot `i` (< RING_FRAMES) starts in the mapping.
+    const fn offset(i: usize) -> usize {
+        i / RING_FRAMES_PER_BLOCK * RING_BLOCK_SIZE + i % RING_FRAMES_PER_BLOCK * RING_FRAME_SIZE
+    }
+
     /// Slot `i`'s status word, shared with the kernel.
     fn status(&self, i: usize) -> &AtomicU32 {
-        // SAFETY: slot i lies inside the mapping; its first word is the 4-aligned tp_status,
+        // SAFETY: slot i lies inside the mapping; its first word is the 16-aligned tp_status,
         // which the kernel and we access only atomically.
-        unsafe {
-            &*self
-                .base
-                .as_ptr()
-                .add(i * RING_FRAME_SIZE)
-                .cast::<AtomicU32>()
-        }
+        unsafe { &*self.base.as_ptr().add(Self::offset(i)).cast::<AtomicU32>() }
     }
 
     /// Slot `i`'s bytes; only valid to read while the slot is ours (TP_STATUS_USER).
@@ -195,7 +198,7 @@ impl RxRing {
         // SAFETY: the slot lies inside the mapping, and the kernel does not write it until
         // its status is handed back (TP_STATUS_KERNEL) after the caller is done with it.
         unsafe {
-            std::slice::from_raw_parts(self.base.as_ptr().add(i * RING_FRAME_SIZE), RING_FRAME_SIZE)
+            std::slice::from_raw_parts(self.base.as_ptr().add(Self::offset(i)), RING_FRAME_SIZE)
         }
     }
 }
@@ -811,6 +814,22 @@ mod tests {
         assert_eq!(run(&prog, &frame(0x0800, 58, 135), 0), 0, "IPv4");
         assert_eq!(run(&prog, &frame(0x8100, 58, 135), 0), 0, "VLAN tag");
         assert_eq!(run(&prog, &ns[..40], 0), 0, "truncated");
+    }
+
+    #[test]
+    fn ring_slots_never_span_a_block_and_fill_the_mapping() {
+        assert_eq!(RxRing::offset(0), 0);
+        assert_eq!(RxRing::offset(20), 20 * 192);
+        assert_eq!(RxRing::offset(21), 4096);
+        for i in 0..RING_FRAMES {
+            let (start, end) = (RxRing::offset(i), RxRing::offset(i) + RING_FRAME_SIZE);
+            assert_eq!(
+                start / RING_BLOCK_SIZE,
+                (end - 1) / RING_BLOCK_SIZE,
+                "slot {i}"
+            );
+            assert!(end <= RING_BLOCKS * RING_BLOCK_SIZE);
+        }
     }
 
     #[test]
