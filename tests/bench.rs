@@ -178,6 +178,16 @@ fn smoke_run_measures_every_responder_and_writes_the_report() {
             r["flood"]["flood_sent"].as_u64().unwrap_or(0) > 0,
             "{name}: no flood sent"
         );
+        let reference = &r["flood_reference"];
+        assert!(
+            reference["flood_sent"].as_u64().unwrap_or(0) > 0,
+            "{name}: no paced flood sent"
+        );
+        let paced = reference["flood_rate"].as_f64().unwrap_or(0.0);
+        assert!(
+            (150_000.0..=200_000.0).contains(&paced),
+            "{name}: the paced flood went at {paced} frames/s, not about 190,000"
+        );
         assert_eq!(
             r["rates"].as_array().map(Vec::len),
             Some(3),
@@ -206,7 +216,7 @@ fn smoke_run_measures_every_responder_and_writes_the_report() {
     );
     assert_eq!(
         json["targets"].as_array().map(Vec::len),
-        Some(10),
+        Some(11),
         "every target of issue 7 is reported"
     );
     assert!(namespaces_of(pid).is_empty(), "namespaces left behind");

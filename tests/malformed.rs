@@ -14,7 +14,6 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::net::Ipv6Addr;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -322,59 +321,6 @@ fn battery(valid: &[u8], target: Ipv6Addr) -> Vec<Case> {
     cases
 }
 
-/// Send each frame out of `ifname` in namespace `ns` from a packet socket (in a thread that
-/// joins the namespace); the result of each send, in order.
-fn send_each(ns: &str, ifname: &str, frames: &[&[u8]]) -> Vec<Result<(), std::io::Error>> {
-    let path = format!("/run/netns/{ns}");
-    let ifname = std::ffi::CString::new(ifname).unwrap();
-    std::thread::scope(|scope| {
-        scope
-            .spawn(|| {
-                let netns = std::fs::File::open(&path).unwrap();
-                // SAFETY: setns on a namespace descriptor; it affects this thread only.
-                assert_eq!(
-                    unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) },
-                    0
-                );
-                // SAFETY: plain socket calls with valid arguments.
-                let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
-                assert!(fd >= 0, "{}", std::io::Error::last_os_error());
-                // SAFETY: ifname is a valid NUL-terminated string.
-                let index = unsafe { libc::if_nametoindex(ifname.as_ptr()) };
-                assert_ne!(index, 0);
-                let results = frames
-                    .iter()
-                    .map(|frame| {
-                        // SAFETY: sockaddr_ll is plain data; frame is valid for its length.
-                        let n = unsafe {
-                            let mut addr: libc::sockaddr_ll = std::mem::zeroed();
-                            addr.sll_family = libc::AF_PACKET as u16;
-                            addr.sll_ifindex = index as i32;
-                            libc::sendto(
-                                fd,
-                                frame.as_ptr().cast(),
-                                frame.len(),
-                                0,
-                                (&addr as *const libc::sockaddr_ll).cast(),
-                                std::mem::size_of::<libc::sockaddr_ll>() as u32,
-                            )
-                        };
-                        match n {
-                            n if n == frame.len() as isize => Ok(()),
-                            n if n < 0 => Err(std::io::Error::last_os_error()),
-                            n => Err(std::io::Error::other(format!("sent {n} octets"))),
-                        }
-                    })
-                    .collect();
-                // SAFETY: closing our own descriptor.
-                unsafe { libc::close(fd) };
-                results
-            })
-            .join()
-            .unwrap()
-    })
-}
-
 /// tcpdump writing a pcap file of everything on an interface (both directions).
 struct Pcap {
     child: Child,
@@ -533,7 +479,7 @@ fn malformed_solicitations_are_never_answered_and_each_is_counted_by_reason() {
     let daemon = topo.start_daemon(exe(), &["-n", CONTAINER_PREFIX]).unwrap();
     let capture = Pcap::start(&topo.host(), "eth0");
     let frames: Vec<&[u8]> = cases.iter().map(|c| &c.frame[..]).collect();
-    let results = send_each(&topo.router(), "r0", &frames);
+    let results = common::send_each_in(&topo.router(), "r0", &frames, Duration::ZERO);
     for (c, result) in cases.iter().zip(&results) {
         match (c.fate, result) {
             (Fate::Unsendable, Err(e)) => {
@@ -547,7 +493,7 @@ fn malformed_solicitations_are_never_answered_and_each_is_counted_by_reason() {
     // Then the valid solicitation: answered, so the battery would have been answered too had
     // the daemon not rejected it. Everything sent before it is handled once it is answered
     // (one socket, one queue, in order), and it is on the capture once the answer is.
-    assert!(send_each(&topo.router(), "r0", &[&valid])[0].is_ok());
+    assert!(common::send_each_in(&topo.router(), "r0", &[&valid], Duration::ZERO)[0].is_ok());
     let answered = lab::wait_until(Duration::from_secs(5), || {
         !answers_for(&capture.frames(), target).is_empty()
     });

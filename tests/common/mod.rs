@@ -80,6 +80,22 @@ pub fn send_paced_in(
     frames: &[Vec<u8>],
     gap: std::time::Duration,
 ) -> usize {
+    let frames: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+    send_each_in(ns, ifname, &frames, gap)
+        .iter()
+        .filter(|r| r.is_ok())
+        .count()
+}
+
+/// Send each frame (of any length, even shorter than an Ethernet header) out of `ifname` in
+/// namespace `ns`, `gap` apart, from a packet socket in a thread that joins the namespace;
+/// the outcome of each send, in order.
+pub fn send_each_in(
+    ns: &str,
+    ifname: &str,
+    frames: &[&[u8]],
+    gap: std::time::Duration,
+) -> Vec<std::io::Result<()>> {
     use std::os::fd::AsRawFd;
     let path = format!("/run/netns/{ns}");
     let ifname = std::ffi::CString::new(ifname).unwrap();
@@ -99,36 +115,41 @@ pub fn send_paced_in(
                     "packet socket: {}",
                     std::io::Error::last_os_error()
                 );
+                // SAFETY: ifname is a valid NUL-terminated string.
                 let index = unsafe { libc::if_nametoindex(ifname.as_ptr()) };
                 assert_ne!(index, 0);
-                let mut sent = 0;
-                for frame in frames {
-                    if !gap.is_zero() {
-                        std::thread::sleep(gap);
-                    }
-                    // SAFETY: sockaddr_ll is plain data; frame is valid for its length.
-                    let ok = unsafe {
-                        let mut addr: libc::sockaddr_ll = std::mem::zeroed();
-                        addr.sll_family = libc::AF_PACKET as u16;
-                        addr.sll_ifindex = index as i32;
-                        addr.sll_halen = 6;
-                        addr.sll_addr[..6].copy_from_slice(&frame[..6]);
-                        libc::sendto(
-                            fd,
-                            frame.as_ptr().cast(),
-                            frame.len(),
-                            0,
-                            (&addr as *const libc::sockaddr_ll).cast(),
-                            std::mem::size_of::<libc::sockaddr_ll>() as u32,
-                        ) == frame.len() as isize
-                    };
-                    if ok {
-                        sent += 1;
-                    }
-                }
+                let results = frames
+                    .iter()
+                    .map(|frame| {
+                        if !gap.is_zero() {
+                            std::thread::sleep(gap);
+                        }
+                        // SAFETY: sockaddr_ll is plain data; frame is valid for its length. A
+                        // raw packet socket sends the frame as it is (its address only names
+                        // the interface).
+                        let n = unsafe {
+                            let mut addr: libc::sockaddr_ll = std::mem::zeroed();
+                            addr.sll_family = libc::AF_PACKET as u16;
+                            addr.sll_ifindex = index as i32;
+                            libc::sendto(
+                                fd,
+                                frame.as_ptr().cast(),
+                                frame.len(),
+                                0,
+                                (&addr as *const libc::sockaddr_ll).cast(),
+                                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+                            )
+                        };
+                        match n {
+                            n if n == frame.len() as isize => Ok(()),
+                            n if n < 0 => Err(std::io::Error::last_os_error()),
+                            n => Err(std::io::Error::other(format!("sent {n} octets"))),
+                        }
+                    })
+                    .collect();
                 // SAFETY: closing our own descriptor.
                 unsafe { libc::close(fd) };
-                sent
+                results
             })
             .join()
             .unwrap()

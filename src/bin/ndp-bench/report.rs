@@ -529,10 +529,19 @@ impl Report {
             "- **Flood**: {} for {} s, as fast as one generator thread can send, with a valid \
              stream of {} NS/s mixed in by the same thread at pseudo-random positions of its \
              batches (a separate thread would pause the flood right before every valid NS and \
-             let the host catch up, which favours the valid stream).{}",
+             let the host catch up, which favours the valid stream).{}{}",
             traffic::FLOOD_MIX,
             s.flood_secs,
             thousands(s.flood_valid_rate as f64),
+            if s.flood_reference_rate > 0 {
+                format!(
+                    " Then the same flood paced at {} frames/s (whole batches of 64 as they fall \
+                     due), the rate the issue's reference generator reached on one core.",
+                    thousands(s.flood_reference_rate as f64)
+                )
+            } else {
+                String::new()
+            },
             if s.soak_secs > 0.0 {
                 format!(
                     " ndp-responder then stays under the same flood for {} s (the soak) while its \
