@@ -329,7 +329,6 @@ struct Pcap {
 
 impl Pcap {
     fn start(ns: &str, iface: &str) -> Pcap {
-        use std::io::BufRead;
         let path = std::env::temp_dir().join(format!(
             "ndpt-malformed-{}-{iface}.pcap",
             std::process::id()
@@ -344,15 +343,7 @@ impl Pcap {
             .stderr(Stdio::piped())
             .spawn()
             .expect("tcpdump (apt-get install tcpdump, or run .ci/run)");
-        let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-        let mut line = String::new();
-        while stderr.read_line(&mut line).unwrap() > 0 && !line.contains("listening on") {
-            line.clear();
-        }
-        assert!(
-            line.contains("listening on"),
-            "tcpdump did not start: {line}"
-        );
+        common::wait_until_listening(&mut child);
         Pcap { child, path }
     }
 

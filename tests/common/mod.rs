@@ -217,7 +217,6 @@ pub struct Capture {
 /// Start `tcpdump -c count` on `iface` in namespace `ns` and return once it is capturing
 /// (it says "listening on" when its filter is attached).
 pub fn start_capture(ns: &str, iface: &str, count: usize, filter: &str) -> Capture {
-    use std::io::BufRead;
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     let path = std::env::temp_dir().join(format!(
         "ndpt-capture-{}-{}.txt",
@@ -233,6 +232,14 @@ pub fn start_capture(ns: &str, iface: &str, count: usize, filter: &str) -> Captu
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    wait_until_listening(&mut child);
+    Capture { child, path }
+}
+
+/// Read a starting tcpdump's standard error (piped) until it says "listening on": its filter
+/// is attached and nothing sent from now on is missed.
+pub fn wait_until_listening(child: &mut std::process::Child) {
+    use std::io::BufRead;
     let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();
     while stderr.read_line(&mut line).unwrap() > 0 && !line.contains("listening on") {
@@ -242,7 +249,6 @@ pub fn start_capture(ns: &str, iface: &str, count: usize, filter: &str) -> Captu
         line.contains("listening on"),
         "tcpdump did not start: {line}"
     );
-    Capture { child, path }
 }
 
 /// Wait for a capture to finish (or stop it after `within`); what it printed.
