@@ -134,6 +134,7 @@ fn status_metrics_and_capabilities_of_a_running_daemon() {
     assert!(text.contains("2001:db8:1::d:0/112 (static)"), "{text}");
     assert!(text.contains("own addresses: 2001:db8:1::2"), "{text}");
     assert!(text.contains("gateways: "), "{text}");
+    assert!(text.contains("dropped (ring full) 0,"), "{text}");
     let line = text
         .lines()
         .find(|l| l.trim_start().starts_with(&ct))
@@ -154,6 +155,10 @@ fn status_metrics_and_capabilities_of_a_running_daemon() {
     let answered = eth0.counters.answered;
     assert!(answered >= 1, "{eth0:?}");
     assert!(eth0.counters.ns_seen >= answered);
+    assert_eq!(
+        eth0.counters.dropped, 0,
+        "the receive ring overflowed: {eth0:?}"
+    );
     let entry = eth0
         .answering
         .iter()
@@ -174,6 +179,10 @@ fn status_metrics_and_capabilities_of_a_running_daemon() {
     assert!(response.contains(&want), "no '{want}' in:\n{response}");
     assert!(
         response.contains("ndp_responder_uplink_up{uplink=\"eth0\"} 1"),
+        "{response}"
+    );
+    assert!(
+        response.contains("ndp_responder_dropped_total{uplink=\"eth0\"} 0"),
         "{response}"
     );
     assert!(response.trim_end().ends_with("# EOF"), "{response}");
