@@ -13,7 +13,8 @@ use std::io;
 use std::mem;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
 
 use ipnet::Ipv6Net;
 use socket2::{Domain, Protocol, Socket, Type};
@@ -40,19 +41,17 @@ const RECV_QUEUE_BYTES: usize = 1 << 20;
 /// frame is not cut: the kernel queues a whole copy on the socket (PACKET_COPY_THRESH), which
 /// [`PacketSocket::recv_batch`] reads in its place.
 pub const RING_FRAME_SIZE: usize = 192;
-/// Ring blocks are single pages: every allocation the kernel makes for the ring is order 0.
-/// A slot never spans two blocks, so 21 slots fill a block (64 octets stay unused).
-const RING_BLOCK_SIZE: usize = 4096;
-const RING_FRAMES_PER_BLOCK: usize = RING_BLOCK_SIZE / RING_FRAME_SIZE;
-/// Blocks in the ring: 192 KiB, mapped into the process (it counts in its RSS).
-const RING_BLOCKS: usize = 48;
-/// Slots in the ring: a burst of this many solicitations (5 ms at 200,000 NS/s) waits for the
-/// daemon without loss.
-pub const RING_FRAMES: usize = RING_BLOCKS * RING_FRAMES_PER_BLOCK;
+/// Slots in the ring, at least: a burst of this many solicitations (5 ms at 200,000 NS/s)
+/// waits for the daemon without loss. Blocks are single pages (every allocation the kernel
+/// makes for the ring is order 0) and a slot never spans two, so with 4 KiB pages 21 slots
+/// fill a block and 48 blocks (192 KiB, mapped into the process: it counts in its RSS) hold
+/// 1,008 slots.
+pub const RING_FRAMES: usize = 1000;
 /// Offsets in a ring slot: struct tpacket2_hdr (linux/if_packet.h), then struct sockaddr_ll
 /// at TPACKET_ALIGN(sizeof(struct tpacket2_hdr)).
 mod slot {
     use std::mem::{offset_of, size_of};
+    pub const LEN: usize = offset_of!(libc::tpacket2_hdr, tp_len);
     pub const SNAPLEN: usize = offset_of!(libc::tpacket2_hdr, tp_snaplen);
     pub const MAC: usize = offset_of!(libc::tpacket2_hdr, tp_mac);
     pub const VLAN_TCI: usize = offset_of!(libc::tpacket2_hdr, tp_vlan_tci);
@@ -63,7 +62,7 @@ mod slot {
 }
 // The layout linux/if_packet.h documents: a 32-octet header, then the address at 32.
 const _: () = assert!(slot::PKTTYPE == 42 && slot::MAC == 12 && slot::SNAPLEN == 8);
-const _: () = assert!(RING_FRAME_SIZE % libc::TPACKET_ALIGNMENT == 0 && RING_FRAMES >= 1000);
+const _: () = assert!(RING_FRAME_SIZE % libc::TPACKET_ALIGNMENT == 0);
 /// PACKET_VERSION value for TPACKET_V2 (enum tpacket_versions).
 const TPACKET_V2: libc::c_int = 1;
 
@@ -117,25 +116,62 @@ pub struct PacketSocket {
     fd: OwnedFd,
 }
 
-/// The mapped receive ring and the next slot to look at.
+/// Where the ring's slots lie: `blocks` blocks of `block_size` octets (one page each), each
+/// holding `per_block` slots of [`RING_FRAME_SIZE`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Geometry {
+    block_size: usize,
+    per_block: usize,
+    blocks: usize,
+}
+
+impl Geometry {
+    /// At least [`RING_FRAMES`] slots in blocks of one page of `page` octets.
+    fn for_page(page: usize) -> Geometry {
+        let per_block = page / RING_FRAME_SIZE;
+        Geometry {
+            block_size: page,
+            per_block,
+            blocks: RING_FRAMES.div_ceil(per_block),
+        }
+    }
+
+    fn frames(&self) -> usize {
+        self.blocks * self.per_block
+    }
+
+    fn len(&self) -> usize {
+        self.blocks * self.block_size
+    }
+
+    /// Where slot `i` (< frames()) starts in the mapping.
+    fn offset(&self, i: usize) -> usize {
+        i / self.per_block * self.block_size + i % self.per_block * RING_FRAME_SIZE
+    }
+}
+
+/// The mapped receive ring.
 #[derive(Debug)]
 struct RxRing {
     base: NonNull<u8>,
-    len: usize,
-    /// Only the thread that reads the ring moves it; atomic so that the socket stays `Sync`.
-    head: AtomicUsize,
+    geometry: Geometry,
+    /// The next slot to look at. Held for a whole pass: one reader at a time, since a slot
+    /// handed back to the kernel may be rewritten at once.
+    head: Mutex<usize>,
 }
 
 // SAFETY: the mapping is owned by this value and unmapped once, in Drop; the kernel's side of
-// each slot is synchronised through its status word (atomic, acquire/release).
+// each slot is synchronised through its status word (atomic, acquire/release), and readers
+// take turns through the `head` lock.
 unsafe impl Send for RxRing {}
-// SAFETY: as above; `recv_batch` is the only reader and takes the slots in order.
+// SAFETY: as above.
 unsafe impl Sync for RxRing {}
 
 impl Drop for RxRing {
     fn drop(&mut self) {
-        // SAFETY: base/len describe the mapping made in `RxRing::map`, unmapped only here.
-        unsafe { libc::munmap(self.base.as_ptr().cast(), self.len) };
+        // SAFETY: base and the geometry's length describe the mapping made in `RxRing::map`,
+        // unmapped only here.
+        unsafe { libc::munmap(self.base.as_ptr().cast(), self.geometry.len()) };
     }
 }
 
@@ -143,11 +179,14 @@ impl RxRing {
     /// Ask for a TPACKET_V2 ring on `fd` and map it.
     fn map(fd: &OwnedFd) -> io::Result<Self> {
         setsockopt(fd, libc::SOL_PACKET, libc::PACKET_VERSION, &TPACKET_V2)?;
+        // SAFETY: sysconf has no memory-safety preconditions.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        let geometry = Geometry::for_page(usize::try_from(page).unwrap_or(4096).max(4096));
         let req = libc::tpacket_req {
-            tp_block_size: RING_BLOCK_SIZE as u32,
-            tp_block_nr: RING_BLOCKS as u32,
+            tp_block_size: geometry.block_size as u32,
+            tp_block_nr: geometry.blocks as u32,
             tp_frame_size: RING_FRAME_SIZE as u32,
-            tp_frame_nr: RING_FRAMES as u32,
+            tp_frame_nr: geometry.frames() as u32,
         };
         setsockopt(fd, libc::SOL_PACKET, libc::PACKET_RX_RING, &req)?;
         // A frame longer than a slot goes whole to the socket's queue as well.
@@ -157,7 +196,7 @@ impl RxRing {
             libc::PACKET_COPY_THRESH,
             &1 as &libc::c_int,
         )?;
-        let len = RING_BLOCKS * RING_BLOCK_SIZE;
+        let len = geometry.len();
         // SAFETY: a fresh shared mapping of the ring the kernel just allocated for fd.
         let base = unsafe {
             libc::mmap(
@@ -176,21 +215,22 @@ impl RxRing {
             NonNull::new(base.cast()).ok_or_else(|| io::Error::other("mmap returned NULL"))?;
         Ok(RxRing {
             base,
-            len,
-            head: AtomicUsize::new(0),
+            geometry,
+            head: Mutex::new(0),
         })
-    }
-
-    /// Where slot `i` (< RING_FRAMES) starts in the mapping.
-    const fn offset(i: usize) -> usize {
-        i / RING_FRAMES_PER_BLOCK * RING_BLOCK_SIZE + i % RING_FRAMES_PER_BLOCK * RING_FRAME_SIZE
     }
 
     /// Slot `i`'s status word, shared with the kernel.
     fn status(&self, i: usize) -> &AtomicU32 {
         // SAFETY: slot i lies inside the mapping; its first word is the 16-aligned tp_status,
         // which the kernel and we access only atomically.
-        unsafe { &*self.base.as_ptr().add(Self::offset(i)).cast::<AtomicU32>() }
+        unsafe {
+            &*self
+                .base
+                .as_ptr()
+                .add(self.geometry.offset(i))
+                .cast::<AtomicU32>()
+        }
     }
 
     /// Slot `i`'s bytes; only valid to read while the slot is ours (TP_STATUS_USER).
@@ -198,7 +238,10 @@ impl RxRing {
         // SAFETY: the slot lies inside the mapping, and the kernel does not write it until
         // its status is handed back (TP_STATUS_KERNEL) after the caller is done with it.
         unsafe {
-            std::slice::from_raw_parts(self.base.as_ptr().add(Self::offset(i)), RING_FRAME_SIZE)
+            std::slice::from_raw_parts(
+                self.base.as_ptr().add(self.geometry.offset(i)),
+                RING_FRAME_SIZE,
+            )
         }
     }
 }
@@ -310,52 +353,86 @@ impl PacketSocket {
             }
             return Ok(batch);
         };
-        let mut head = ring.head.load(Ordering::Relaxed);
+        let mut head = ring.head.lock().unwrap_or_else(|e| e.into_inner());
+        let frames = ring.geometry.frames();
         while batch.frames + batch.skipped < max {
-            let status = ring.status(head).load(Ordering::Acquire);
+            let status = ring.status(*head).load(Ordering::Acquire);
             if status & libc::TP_STATUS_USER == 0 {
                 batch.empty = true;
                 break;
             }
             batch.losing |= status & libc::TP_STATUS_LOSING != 0;
-            let slot = ring.slot(head);
+            let slot = ring.slot(*head);
             let pkttype = slot[slot::PKTTYPE];
             // A tag the NIC stripped: the frame belongs to a VLAN, not to the uplink itself.
             let vlan = status & libc::TP_STATUS_VLAN_VALID != 0
                 && read_u16(slot, slot::VLAN_TCI) & 0x0fff != 0;
-            let copied = status & libc::TP_STATUS_COPY != 0;
+            let mac = usize::from(read_u16(slot, slot::MAC));
+            let snaplen = read_u32(slot, slot::SNAPLEN) as usize;
+            let cut = slot
+                .get(mac..mac.saturating_add(snaplen).min(RING_FRAME_SIZE))
+                .unwrap_or_default();
+            // A frame too long for its slot: its whole copy waits in the socket's queue.
+            let whole = if status & libc::TP_STATUS_COPY != 0 {
+                self.take_copy(spill, read_u32(slot, slot::LEN) as usize, cut)
+            } else {
+                None
+            };
             if pkttype == PACKET_OUTGOING || pkttype == PACKET_OTHERHOST || vlan {
                 batch.skipped += 1;
-                if copied {
-                    let _ = self.recv(spill);
-                }
             } else {
                 batch.frames += 1;
-                let whole = if copied {
-                    // The queued copy of this very frame (the ring and the queue keep order).
-                    match self.recv(spill) {
-                        Ok(Some(frame)) => Some(frame.len()),
-                        _ => None,
-                    }
-                } else {
-                    None
-                };
                 match whole {
                     Some(len) => on_frame(&spill[..len]),
-                    None => {
-                        let mac = usize::from(read_u16(slot, slot::MAC));
-                        let snaplen = read_u32(slot, slot::SNAPLEN) as usize;
-                        let end = mac.saturating_add(snaplen).min(RING_FRAME_SIZE);
-                        on_frame(slot.get(mac..end).unwrap_or_default());
-                    }
+                    // Cut to the slot (the parser calls it truncated): only when the kernel
+                    // could not queue the copy.
+                    None => on_frame(cut),
                 }
             }
-            ring.status(head)
+            ring.status(*head)
                 .store(libc::TP_STATUS_KERNEL, Ordering::Release);
-            head = (head + 1) % RING_FRAMES;
+            *head = (*head + 1) % frames;
         }
-        ring.head.store(head, Ordering::Relaxed);
         Ok(batch)
+    }
+
+    /// Read the queued whole copy of a frame whose slot holds `cut`, `len` octets in all, into
+    /// `spill`. The ring and the queue keep the same order, so the copy is the queue's first
+    /// datagram; should it not be (a copy lost to an error), the queue is emptied, so that the
+    /// next copy read belongs to the next slot, and this frame stays cut.
+    fn take_copy(&self, spill: &mut [u8], len: usize, cut: &[u8]) -> Option<usize> {
+        // A pending socket error (ENETDOWN after the link went down) is reported, and cleared,
+        // by the first receive in its stead: try again.
+        for _ in 0..3 {
+            match self.recv_raw(spill, 0) {
+                // (A frame longer than `spill` is cut to it, and then rejected as truncated.)
+                Ok(n) if n == len.min(spill.len()) && spill.get(..cut.len()) == Some(cut) => {
+                    return Some(n)
+                }
+                Ok(_) => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
+                Err(_) => continue,
+            }
+        }
+        while self.recv_raw(spill, libc::MSG_DONTWAIT).is_ok() {}
+        None
+    }
+
+    /// One datagram of the socket's queue into `buf`: its length.
+    fn recv_raw(&self, buf: &mut [u8], flags: libc::c_int) -> io::Result<usize> {
+        // SAFETY: buf is valid for writes of its length.
+        let n = unsafe {
+            libc::recv(
+                self.fd.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                flags,
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(n as usize)
     }
 
     /// Frames the kernel dropped for want of room (ring or queue full) since the last call
@@ -382,8 +459,14 @@ impl PacketSocket {
 
     /// Receive one frame into `buf`. Returns `Ok(None)` for a frame the host itself sent or
     /// one addressed to another station (should the filter let one through), and
-    /// `Err(WouldBlock)` when the queue is empty.
+    /// `Err(WouldBlock)` when the queue is empty. A socket with a receive ring is read with
+    /// [`PacketSocket::recv_batch`] only (its queue holds the copies the ring refers to).
     pub fn recv<'b>(&self, buf: &'b mut [u8]) -> io::Result<Option<&'b [u8]>> {
+        if self.ring.is_some() {
+            return Err(io::Error::other(
+                "a socket with a receive ring is read with recv_batch",
+            ));
+        }
         // SAFETY: sockaddr_ll is plain old data; zeroed is a valid value.
         let mut addr: libc::sockaddr_ll = unsafe { mem::zeroed() };
         let mut addr_len = mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
@@ -818,17 +901,24 @@ mod tests {
 
     #[test]
     fn ring_slots_never_span_a_block_and_fill_the_mapping() {
-        assert_eq!(RxRing::offset(0), 0);
-        assert_eq!(RxRing::offset(20), 20 * 192);
-        assert_eq!(RxRing::offset(21), 4096);
-        for i in 0..RING_FRAMES {
-            let (start, end) = (RxRing::offset(i), RxRing::offset(i) + RING_FRAME_SIZE);
-            assert_eq!(
-                start / RING_BLOCK_SIZE,
-                (end - 1) / RING_BLOCK_SIZE,
-                "slot {i}"
-            );
-            assert!(end <= RING_BLOCKS * RING_BLOCK_SIZE);
+        let small = Geometry::for_page(4096);
+        assert_eq!(
+            (small.per_block, small.blocks, small.frames()),
+            (21, 48, 1008)
+        );
+        assert_eq!(small.len(), 192 << 10);
+        assert_eq!(small.offset(20), 20 * 192);
+        assert_eq!(small.offset(21), 4096);
+        // 64 KiB pages (arm64, ppc64le kernels): blocks must be whole pages.
+        let large = Geometry::for_page(65536);
+        assert_eq!((large.per_block, large.blocks), (341, 3));
+        for g in [small, large, Geometry::for_page(16384)] {
+            assert!(g.frames() >= RING_FRAMES);
+            for i in 0..g.frames() {
+                let (start, end) = (g.offset(i), g.offset(i) + RING_FRAME_SIZE);
+                assert_eq!(start / g.block_size, (end - 1) / g.block_size, "slot {i}");
+                assert!(end <= g.len());
+            }
         }
     }
 

@@ -450,18 +450,9 @@ fn a_solicitation_longer_than_a_receive_ring_slot_is_answered() {
     let topo = topology(1);
     let ct = container_addr(1);
     let daemon = topo.start_daemon(exe(), &["-n", CONTAINER_PREFIX]).unwrap();
-    // The router's solicitation with unknown options (type 250, skipped per RFC 4861 4.6)
-    // padding it to about 1,000 octets: far more than a ring slot holds, so the kernel hands
-    // it over whole through the socket's queue instead.
-    let mut frame = common::router_ns(&ct);
-    while frame.len() < 1000 {
-        frame.extend_from_slice(&[250, 8]);
-        frame.extend_from_slice(&[0xab; 62]);
-    }
+    // Padded to about 1,000 octets: far more than a ring slot holds.
+    let frame = long_ns(&ct);
     assert!(frame.len() > RING_FRAME_SIZE);
-    let payload = (frame.len() - 54) as u16;
-    frame[18..20].copy_from_slice(&payload.to_be_bytes());
-    fix_checksum(&mut frame);
     assert!(
         lab::wait_until(Duration::from_secs(5), || {
             common::send_frames_in(&topo.router(), "r0", std::slice::from_ref(&frame));
@@ -474,4 +465,67 @@ fn a_solicitation_longer_than_a_receive_ring_slot_is_answered() {
     let summary = stopped.summary();
     assert!(!summary.contains("invalid"), "{summary}");
     assert!(!summary.contains("answered 0,"), "{summary}");
+}
+
+/// The router's solicitation for `target`, padded with unknown options (type 250, skipped per
+/// RFC 4861 4.6) to about 1,000 octets: longer than a receive ring slot, so the kernel hands
+/// it over whole through the socket's queue.
+fn long_ns(target: &str) -> Vec<u8> {
+    let mut frame = common::router_ns(target);
+    while frame.len() < 1000 {
+        frame.extend_from_slice(&[250, 8]);
+        frame.extend_from_slice(&[0xab; 62]);
+    }
+    let payload = (frame.len() - 54) as u16;
+    frame[18..20].copy_from_slice(&payload.to_be_bytes());
+    fix_checksum(&mut frame);
+    frame
+}
+
+#[test]
+fn long_solicitations_stay_paired_with_their_copies_after_the_uplink_flaps() {
+    let topo = topology(1);
+    let daemon = topo.start_daemon(exe(), &["-n", CONTAINER_PREFIX]).unwrap();
+    let (a, b) = ("2001:db8:1::d:7", "2001:db8:1::d:8");
+    let answers = |t: &str| {
+        daemon
+            .log_lines(&["answered NS who-has", &format!("{t} ")])
+            .len()
+    };
+    assert!(lab::wait_until(Duration::from_secs(5), || {
+        common::send_frames_in(&topo.router(), "r0", &[long_ns(a)]);
+        daemon.wait_for_log(&["answered NS who-has", a], Duration::from_millis(300))
+    }));
+    // Down and up: the kernel leaves an error (ENETDOWN) pending on the packet socket, which
+    // the next receive of a queued copy reports first.
+    for state in ["down", "up"] {
+        topo.exec(&topo.host(), &["ip", "link", "set", "eth0", state])
+            .unwrap();
+    }
+    let before = answers(a);
+    assert!(
+        lab::wait_until(Duration::from_secs(10), || {
+            common::send_frames_in(&topo.router(), "r0", &[long_ns(a)]);
+            lab::wait_until(Duration::from_millis(300), || answers(a) > before)
+        }),
+        "no long solicitation answered after the flap:\n{}",
+        daemon.log()
+    );
+    // One solicitation for another target: answered for that target, not with a stale copy.
+    let a_answers = answers(a);
+    assert_eq!(
+        common::send_frames_in(&topo.router(), "r0", &[long_ns(b)]),
+        1
+    );
+    assert!(
+        lab::wait_until(Duration::from_secs(3), || answers(b) == 1),
+        "the solicitation for {b} was not answered:\n{}",
+        daemon.log()
+    );
+    assert_eq!(
+        answers(a),
+        a_answers,
+        "{a} answered again: a stale copy\n{}",
+        daemon.log()
+    );
 }
