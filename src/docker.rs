@@ -14,7 +14,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::Ipv6Addr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,8 +35,12 @@ const BACKOFF_FIRST: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// The engine's socket when `DOCKER_HOST` is not set.
 const DEFAULT_SOCKET: &str = "/var/run/docker.sock";
-/// The oldest API version with every field read here (Docker 1.13, Podman's compat API).
-const API: &str = "/v1.25";
+/// How long a request may take to be answered, and its body to arrive (the event stream
+/// excepted: it lasts as long as the session).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long to wait for the event stream's headers before reading the networks anyway: Docker
+/// sends them at once, some Podman versions only with the first event.
+const EVENTS_HEADERS_WAIT: Duration = Duration::from_secs(2);
 /// Largest answer read whole (a network's inspection); the event stream is read piecewise.
 const MAX_BODY: usize = 16 << 20;
 
@@ -57,6 +61,8 @@ pub enum Error {
     TooLarge(String),
     #[error("the event stream ended")]
     StreamEnded,
+    #[error("no answer to GET {0} within {REQUEST_TIMEOUT:?}")]
+    Timeout(String),
 }
 
 /// The engine's socket, from `DOCKER_HOST` (only `unix://` addresses) or the default.
@@ -92,9 +98,12 @@ fn url_encode(text: &str) -> String {
 
 /// GET `path` on a fresh connection to the engine (a unix socket connection costs nothing;
 /// the long-lived one carries the event stream). The response's body is still to be read.
-async fn get(path: &str) -> Result<Response<Incoming>, Error> {
-    let socket = socket_path()?;
-    let stream = UnixStream::connect(&socket)
+///
+/// The path carries no API version: the engine then serves its own current one. The fields
+/// read here are the same in every version, and a pinned old version is refused by newer
+/// engines (Docker 29 serves 1.44 and later only).
+async fn get(socket: &Path, path: &str) -> Result<Response<Incoming>, Error> {
+    let stream = UnixStream::connect(socket)
         .await
         .map_err(|e| Error::Connect(socket.display().to_string(), e))?;
     let (mut sender, connection) =
@@ -103,16 +112,29 @@ async fn get(path: &str) -> Result<Response<Incoming>, Error> {
     tokio::spawn(async move {
         let _ = connection.await;
     });
-    let request = Request::get(format!("{API}{path}"))
+    let request = Request::get(path)
         .header(hyper::header::HOST, "docker")
         .body(Empty::<Bytes>::new())
         .map_err(|_| Error::Status(StatusCode::BAD_REQUEST, path.to_string()))?;
     Ok(sender.send_request(request).await?)
 }
 
-/// GET `path` and parse its JSON answer. `Ok(None)` for 404 Not Found.
-async fn get_json<T: for<'de> Deserialize<'de>>(path: &str) -> Result<Option<T>, Error> {
-    let response = get(path).await?;
+/// GET `path` and parse its JSON answer, all within [`REQUEST_TIMEOUT`]. `Ok(None)` for 404
+/// Not Found.
+async fn get_json<T: for<'de> Deserialize<'de>>(
+    socket: &Path,
+    path: &str,
+) -> Result<Option<T>, Error> {
+    tokio::time::timeout(REQUEST_TIMEOUT, get_json_now(socket, path))
+        .await
+        .map_err(|_| Error::Timeout(path.to_string()))?
+}
+
+async fn get_json_now<T: for<'de> Deserialize<'de>>(
+    socket: &Path,
+    path: &str,
+) -> Result<Option<T>, Error> {
+    let response = get(socket, path).await?;
     let status = response.status();
     let mut body = response.into_body();
     let mut bytes = Vec::new();
@@ -213,12 +235,13 @@ fn endpoint_addr(field: Option<&str>) -> Option<Ipv6Addr> {
 
 /// Inspect every network; networks that do not exist are reported in `missing`.
 async fn inspect_all(
+    socket: &Path,
     networks: &[String],
     missing: &mut BTreeSet<String>,
 ) -> Result<DockerTargets, Error> {
     let mut targets = DockerTargets::new();
     for name in networks {
-        match get_json::<Network>(&format!("/networks/{}", url_encode(name))).await? {
+        match get_json::<Network>(socket, &format!("/networks/{}", url_encode(name))).await? {
             Some(net) => {
                 if missing.remove(name) {
                     info!("docker: network {name} exists now");
@@ -258,6 +281,17 @@ fn log_changes(old: &DockerTargets, new: &DockerTargets) {
 
 /// Follow `networks` forever, publishing the targets on `tx`.
 pub async fn watch(networks: Vec<String>, tx: watch::Sender<Arc<DockerTargets>>) {
+    follow(socket_path, engine_address(), networks, tx).await
+}
+
+/// [`watch`] with the engine's socket found by `locate` (each time it connects) and named
+/// `address` in log lines.
+async fn follow(
+    locate: impl Fn() -> Result<PathBuf, Error>,
+    address: String,
+    networks: Vec<String>,
+    tx: watch::Sender<Arc<DockerTargets>>,
+) {
     let mut backoff = BACKOFF_FIRST;
     // Whether the current outage was reported: one warning per outage, not per retry.
     let mut reported_down = false;
@@ -272,14 +306,23 @@ pub async fn watch(networks: Vec<String>, tx: watch::Sender<Arc<DockerTargets>>)
     loop {
         let mut connected = false;
         let session = async {
-            // Subscribe before the full read, so that no change falls between the two.
+            // Subscribe before the full read, so that no change falls between the two. Its
+            // headers are awaited briefly only: an engine may hold them until the first event.
             let filters = url_encode(r#"{"type":["network"]}"#);
-            let events = get(&format!("/events?filters={filters}")).await?;
-            if !events.status().is_success() {
-                return Err(Error::Status(events.status(), "/events".into()));
+            let events_path = format!("/events?filters={filters}");
+            let socket = locate()?;
+            let mut subscribing = Box::pin(get(&socket, &events_path));
+            let early = tokio::time::timeout(EVENTS_HEADERS_WAIT, &mut subscribing).await;
+            let early = match early {
+                Ok(response) => Some(response?),
+                Err(_still_waiting) => None,
+            };
+            if let Some(events) = &early {
+                if !events.status().is_success() {
+                    return Err(Error::Status(events.status(), "/events".into()));
+                }
             }
-            connected = true;
-            let version = get_json::<Version>("/version")
+            let version = get_json::<Version>(&socket, "/version")
                 .await
                 .ok()
                 .flatten()
@@ -287,10 +330,19 @@ pub async fn watch(networks: Vec<String>, tx: watch::Sender<Arc<DockerTargets>>)
                 .unwrap_or_else(|| "?".into());
             info!(
                 "docker: connected to the engine at {} (version {version}); following {}",
-                engine_address(),
+                address,
                 networks.join(", ")
             );
-            publish(inspect_all(&networks, &mut missing).await?);
+            publish(inspect_all(&socket, &networks, &mut missing).await?);
+            // The engine answered in full: a later failure starts the backoff afresh.
+            connected = true;
+            let events = match early {
+                Some(events) => events,
+                None => subscribing.await?,
+            };
+            if !events.status().is_success() {
+                return Err(Error::Status(events.status(), "/events".into()));
+            }
             let mut body = events.into_body();
             let mut buffer = Vec::new();
             while let Some(frame) = body.frame().await {
@@ -304,7 +356,7 @@ pub async fn watch(networks: Vec<String>, tx: watch::Sender<Arc<DockerTargets>>)
                     .iter()
                     .any(|e| e.network().is_some_and(|n| networks.iter().any(|w| w == n)))
                 {
-                    publish(inspect_all(&networks, &mut missing).await?);
+                    publish(inspect_all(&socket, &networks, &mut missing).await?);
                 }
                 if buffer.len() > MAX_BODY {
                     return Err(Error::TooLarge("/events".into()));
@@ -327,7 +379,7 @@ pub async fn watch(networks: Vec<String>, tx: watch::Sender<Arc<DockerTargets>>)
             let known = tx.borrow().len();
             warn!(
                 "docker: the engine at {} is not reachable ({reason}); still answering the {known} known address(es), retrying",
-                engine_address()
+                address
             );
             reported_down = true;
         }
@@ -388,6 +440,91 @@ mod tests {
         }
         let mut garbage = b"{\"Actor\": 5}\n".to_vec();
         assert!(take_events(&mut garbage).is_err());
+    }
+
+    /// A fake engine on a unix socket: `/version` and `/networks/ipv6exposed` are answered, the
+    /// event stream's headers are never sent (as some Podman versions do until the first
+    /// event), and every request path is recorded.
+    async fn fake_engine(path: PathBuf, seen: Arc<std::sync::Mutex<Vec<String>>>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let text = String::from_utf8_lossy(&request).to_string();
+                let path = text.split_whitespace().nth(1).unwrap_or("").to_string();
+                seen.lock().unwrap().push(path.clone());
+                let body = match path.as_str() {
+                    "/version" => r#"{"Version":"fake","ApiVersion":"1.52"}"#,
+                    "/networks/ipv6exposed" => {
+                        r#"{"Name":"ipv6exposed","Containers":{"0123456789abcdef":{"Name":"c1","IPv6Address":"2001:db8:1::d:2/112","IPv4Address":""}}}"#
+                    }
+                    p if p.starts_with("/events") => {
+                        // Hold the connection open without an answer.
+                        std::future::pending::<()>().await;
+                        return;
+                    }
+                    _ => {
+                        let _ = stream
+                            .write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n")
+                            .await;
+                        return;
+                    }
+                };
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(response.as_bytes()).await;
+            });
+        }
+    }
+
+    #[test]
+    fn an_engine_that_holds_the_event_streams_headers_is_still_read() {
+        let dir = std::env::temp_dir().join(format!("ndp-docker-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("engine.sock");
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let published = runtime.block_on(async {
+            tokio::spawn(fake_engine(path.clone(), seen.clone()));
+            let (tx, mut rx) = watch::channel(Arc::new(DockerTargets::new()));
+            let socket = path.clone();
+            tokio::spawn(follow(
+                move || Ok(socket.clone()),
+                "fake".into(),
+                vec!["ipv6exposed".into()],
+                tx,
+            ));
+            tokio::time::timeout(Duration::from_secs(10), rx.changed())
+                .await
+                .map(|_| rx.borrow().clone())
+        });
+        let _ = std::fs::remove_dir_all(&dir);
+        let targets = published.expect("the networks were never read");
+        let addr: Ipv6Addr = "2001:db8:1::d:2".parse().unwrap();
+        assert_eq!(
+            targets.get(&addr),
+            Some(&("ipv6exposed".to_string(), "c1".to_string()))
+        );
+        let seen = seen.lock().unwrap().clone();
+        // The subscription went first; no path names an API version.
+        assert!(seen[0].starts_with("/events?filters=%7B"), "{seen:?}");
+        assert!(seen.iter().all(|p| !p.starts_with("/v1")), "{seen:?}");
     }
 
     #[test]

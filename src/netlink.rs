@@ -50,6 +50,15 @@ const RTNLGRP_IPV6_ROUTE: u32 = 11;
 #[error("{0}")]
 pub struct Error(String);
 
+/// The message of a dump the kernel marked as interrupted (NLM_F_DUMP_INTR).
+const INTERRUPTED: &str = "the kernel's table changed while it was read";
+
+impl Error {
+    fn interrupted(&self) -> bool {
+        self.0 == INTERRUPTED
+    }
+}
+
 impl<T: std::fmt::Debug, P: std::fmt::Debug> From<RouterError<T, P>> for Error {
     fn from(e: RouterError<T, P>) -> Self {
         Error(match e {
@@ -159,6 +168,9 @@ impl KernelView {
 #[derive(Clone)]
 pub struct Handle {
     router: Arc<NlRouter>,
+    /// One request at a time: the router's reader holds its table of requests across awaits,
+    /// and a request's entry is removed only if that table is free when the request ends.
+    turn: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Open a request connection.
@@ -166,6 +178,7 @@ pub async fn connect() -> Result<Handle, Error> {
     let (router, _multicast) = NlRouter::connect(NlFamily::Route, None, Groups::empty()).await?;
     Ok(Handle {
         router: Arc::new(router),
+        turn: Arc::new(tokio::sync::Mutex::new(())),
     })
 }
 
@@ -200,25 +213,58 @@ impl Watch {
     }
 }
 
-/// Send a dump request for `payload` as message `kind` and hand each answer to `each`.
+/// Reads of the kernel's tables that the kernel marks as interrupted are tried again, from
+/// the start, up to this many times in all.
+const DUMP_TRIES: usize = 4;
+
+/// Run `read` again while a dump it makes is interrupted (the table changed while it was
+/// read: NLM_F_DUMP_INTR), so that what it returns is one consistent reading.
+async fn consistent<T, F: std::future::Future<Output = Result<T, Error>>>(
+    read: impl Fn() -> F,
+) -> Result<T, Error> {
+    for _ in 0..DUMP_TRIES - 1 {
+        match read().await {
+            Err(e) if e.interrupted() => continue,
+            other => return other,
+        }
+    }
+    read().await
+}
+
+/// Send a dump request (message `kind`, payload built by `request`) and hand each answer to
+/// `each`. An error the kernel reports in NLMSG_DONE, or an interrupted dump, is an error.
 async fn dump<P, R>(
     handle: &Handle,
     kind: Rtm,
-    payload: P,
+    request: impl Fn() -> Result<P, Error>,
     mut each: impl FnMut(&R),
 ) -> Result<(), Error>
 where
     P: Size + ToBytes + std::fmt::Debug,
     R: Size + FromBytesWithInput<Input = usize> + std::fmt::Debug,
 {
+    let _turn = handle.turn.lock().await;
     let mut recv: NlRouterReceiverHandle<Rtm, R> = handle
         .router
-        .send(kind, NlmF::DUMP, NlPayload::Payload(payload))
+        .send(kind, NlmF::DUMP, NlPayload::Payload(request()?))
         .await?;
+    let mut interrupted = false;
     while let Some(msg) = recv.next::<Rtm, R>().await {
-        if let Some(p) = msg?.get_payload() {
-            each(p);
+        let msg = msg?;
+        interrupted |= msg.nl_flags().contains(NlmF::DUMP_INTR);
+        match msg.nl_payload() {
+            NlPayload::Payload(p) => each(p),
+            // NLMSG_DONE carries the dump's own error code.
+            NlPayload::DumpExtAck(ack) if *ack.error() != 0 => {
+                return Err(Error(
+                    std::io::Error::from_raw_os_error(-*ack.error()).to_string(),
+                ))
+            }
+            _ => {}
         }
+    }
+    if interrupted {
+        return Err(Error(INTERRUPTED.into()));
     }
     Ok(())
 }
@@ -259,12 +305,18 @@ pub fn ifname(index: u32) -> Option<String> {
 
 /// Read links, addresses, main-table routes, neighbours and the bridge FDB.
 pub async fn kernel_view(handle: &Handle) -> Result<KernelView, Error> {
+    consistent(|| read_view(handle)).await
+}
+
+async fn read_view(handle: &Handle) -> Result<KernelView, Error> {
     let mut view = KernelView::default();
 
-    let request = IfinfomsgBuilder::default()
-        .ifi_family(RtAddrFamily::Unspecified)
-        .build()
-        .map_err(error)?;
+    let request = || {
+        IfinfomsgBuilder::default()
+            .ifi_family(RtAddrFamily::Unspecified)
+            .build()
+            .map_err(error)
+    };
     dump(handle, Rtm::Getlink, request, |link: &Ifinfomsg| {
         let flags = link.ifi_flags();
         let ethernet = *link.ifi_type() == Arphrd::Ether;
@@ -302,13 +354,15 @@ pub async fn kernel_view(handle: &Handle) -> Result<KernelView, Error> {
     })
     .await?;
 
-    let request = IfaddrmsgBuilder::default()
-        .ifa_family(RtAddrFamily::Inet6)
-        .ifa_prefixlen(0)
-        .ifa_scope(RtScope::Universe)
-        .ifa_index(0)
-        .build()
-        .map_err(error)?;
+    let request = || {
+        IfaddrmsgBuilder::default()
+            .ifa_family(RtAddrFamily::Inet6)
+            .ifa_prefixlen(0)
+            .ifa_scope(RtScope::Universe)
+            .ifa_index(0)
+            .build()
+            .map_err(error)
+    };
     let unusable = u32::from((IfaF::TENTATIVE | IfaF::DADFAILED).bits());
     dump(handle, Rtm::Getaddr, request, |msg: &Ifaddrmsg| {
         // IFA_FLAGS (32 bits) supersedes the header's 8 when present.
@@ -332,17 +386,19 @@ pub async fn kernel_view(handle: &Handle) -> Result<KernelView, Error> {
     })
     .await?;
 
-    let request = RtmsgBuilder::default()
-        .rtm_family(RtAddrFamily::Inet6)
-        .rtm_dst_len(0)
-        .rtm_src_len(0)
-        .rtm_tos(0)
-        .rtm_table(RtTable::Unspec)
-        .rtm_protocol(Rtprot::Unspec)
-        .rtm_scope(RtScope::Universe)
-        .rtm_type(Rtn::Unspec)
-        .build()
-        .map_err(error)?;
+    let request = || {
+        RtmsgBuilder::default()
+            .rtm_family(RtAddrFamily::Inet6)
+            .rtm_dst_len(0)
+            .rtm_src_len(0)
+            .rtm_tos(0)
+            .rtm_table(RtTable::Unspec)
+            .rtm_protocol(Rtprot::Unspec)
+            .rtm_scope(RtScope::Universe)
+            .rtm_type(Rtn::Unspec)
+            .build()
+            .map_err(error)
+    };
     dump(handle, Rtm::Getroute, request, |route: &Rtmsg| {
         view.routes.extend(parse_route(route));
     })
@@ -405,14 +461,16 @@ async fn neighbours(
     flags: Ntf,
     each: impl FnMut(&Ndmsg),
 ) -> Result<(), Error> {
-    let request = NdmsgBuilder::default()
-        .ndm_family(family)
-        .ndm_index(0)
-        .ndm_state(Nud::empty())
-        .ndm_flags(flags)
-        .ndm_type(Rtn::Unspec)
-        .build()
-        .map_err(error)?;
+    let request = || {
+        NdmsgBuilder::default()
+            .ndm_family(family)
+            .ndm_index(0)
+            .ndm_state(Nud::empty())
+            .ndm_flags(flags)
+            .ndm_type(Rtn::Unspec)
+            .build()
+            .map_err(error)
+    };
     dump(handle, Rtm::Getneigh, request, each).await
 }
 
@@ -493,6 +551,10 @@ fn protocol_name(protocol: Rtprot) -> String {
 
 /// Addresses the kernel proxies NDP for on interface `index` (`ip -6 neigh show proxy`).
 pub async fn proxy_entries(handle: &Handle, index: u32) -> Result<Vec<Ipv6Addr>, Error> {
+    consistent(|| read_proxy_entries(handle, index)).await
+}
+
+async fn read_proxy_entries(handle: &Handle, index: u32) -> Result<Vec<Ipv6Addr>, Error> {
     let mut found = Vec::new();
     neighbours(handle, RtAddrFamily::Inet6, Ntf::PROXY, |n| {
         if u32::try_from(*n.ndm_index()).ok() != Some(index) {
@@ -539,6 +601,7 @@ pub async fn confirm_neighbour(
         .rtattrs(attrs)
         .build()
         .map_err(error)?;
+    let _turn = handle.turn.lock().await;
     let mut recv: NlRouterReceiverHandle<Rtm, Ndmsg> = handle
         .router
         .send(
