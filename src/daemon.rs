@@ -261,24 +261,18 @@ const ANNOUNCE_SPACING: Duration = Duration::from_secs(1);
 
 impl Responder {
     /// Handle up to [`DRAIN_BATCH`] frames from the uplink's receive ring, then send the
-    /// answers they produced in one batch. Returns Ok(true) when the ring is empty.
-    fn drain(&mut self) -> io::Result<bool> {
+    /// answers they produced in one batch. Returns true when the ring is empty. (A link going
+    /// down is learned from netlink; the ring just stays empty meanwhile.)
+    fn drain(&mut self) -> bool {
         let Some((_, socket)) = self.uplink.clone() else {
-            return Ok(true);
+            return true;
         };
         let mut spill = [0u8; link::RECV_BUF_LEN];
         self.now = Instant::now();
-        let received = socket
+        let batch = socket
             .get_ref()
             .recv_batch(DRAIN_BATCH, &mut spill, |frame| self.handle_frame(frame));
         self.flush_answers();
-        let batch = match received {
-            Ok(batch) => batch,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(false),
-            // The link went down: the socket reports it once; netlink reports the rest.
-            Err(e) if e.raw_os_error() == Some(libc::ENETDOWN) => return Ok(true),
-            Err(e) => return Err(e),
-        };
         if batch.skipped > 0 {
             // The BPF program should have dropped them in the kernel; counted so a test can
             // tell that it did.
@@ -298,7 +292,7 @@ impl Responder {
             self.drops_read = Some(self.now);
             self.count_drops();
         }
-        Ok(batch.empty)
+        batch.empty
     }
 
     /// Add the kernel's count of solicitations dropped for a full ring to the counters.
@@ -355,8 +349,7 @@ impl Responder {
                 self.send_answer(&ns, &advert, Why::Rule(kind, &rule));
             }
             Decision::Probe { kind, rule, via } => {
-                let now = Instant::now();
-                match self.cache.solicit(ns.target, ns, now) {
+                match self.cache.solicit(ns.target, ns, self.now) {
                     Verdict::Answer => match policy::advert(&ns, &snap, &self.settings) {
                         Ok(advert) => self.send_answer(&ns, &advert, Why::Probed(kind, &rule)),
                         Err(why) => self.count_ignored(&ns, kind, why),
@@ -417,32 +410,29 @@ impl Responder {
             self.flush_answers();
         }
         // Sent with the rest of the batch (`flush_answers`), which counts it as answered.
-        match self.tx.push(|buf| advert.emit(buf)) {
-            true => {
-                self.note_in_use(advert.target);
-                if let Some(suppressed) = self.log_budget.take(now) {
-                    let more = if suppressed > 0 {
-                        format!(" ({suppressed} earlier answers not logged)")
-                    } else {
-                        String::new()
-                    };
-                    info!(
-                        "answered NS who-has {} from {} ({why}): NA src {} dst {} flags {}{more}",
-                        ns.target,
-                        ns.ip_src,
-                        advert.ip_src,
-                        advert.ip_dst,
-                        flags(advert)
-                    );
-                }
-            }
-            false => {
-                self.counters.send_errors += 1;
-                warn!(
-                    "could not build the NA for {} on {}",
-                    ns.target, self.ifname
-                );
-            }
+        if !self.tx.push(|buf| advert.emit(buf)) {
+            self.counters.send_errors += 1;
+            warn!(
+                "could not build the NA for {} on {}",
+                ns.target, self.ifname
+            );
+            return;
+        }
+        self.note_in_use(advert.target);
+        if let Some(suppressed) = self.log_budget.take(now) {
+            let more = if suppressed > 0 {
+                format!(" ({suppressed} earlier answers not logged)")
+            } else {
+                String::new()
+            };
+            info!(
+                "answered NS who-has {} from {} ({why}): NA src {} dst {} flags {}{more}",
+                ns.target,
+                ns.ip_src,
+                advert.ip_src,
+                advert.ip_dst,
+                flags(advert)
+            );
         }
     }
 
@@ -1304,14 +1294,12 @@ pub async fn run(opts: Options, mut control: Control) -> Result<Counters, Daemon
                 // straight back after giving the other branches their turn. Readiness is
                 // cleared only once the ring is empty (a frame arriving meanwhile sets it
                 // again: tokio keeps the newer event).
-                match ready.and_then(|mut guard| {
-                    let empty = responder.drain()?;
-                    if empty {
-                        guard.clear_ready();
+                match ready {
+                    Ok(mut guard) => {
+                        if responder.drain() {
+                            guard.clear_ready();
+                        }
                     }
-                    Ok(())
-                }) {
-                    Ok(()) => {}
                     Err(e) => {
                         warn!("{ifname}: {e}; waiting for the interface");
                         responder.uplink = None;

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Empty, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -136,16 +136,14 @@ async fn get_json_now<T: for<'de> Deserialize<'de>>(
 ) -> Result<Option<T>, Error> {
     let response = get(socket, path).await?;
     let status = response.status();
-    let mut body = response.into_body();
-    let mut bytes = Vec::new();
-    while let Some(frame) = body.frame().await {
-        if let Ok(data) = frame?.into_data() {
-            if bytes.len() + data.len() > MAX_BODY {
-                return Err(Error::TooLarge(path.to_string()));
-            }
-            bytes.extend_from_slice(&data);
-        }
-    }
+    let bytes = Limited::new(response.into_body(), MAX_BODY)
+        .collect()
+        .await
+        .map_err(|e| match e.downcast::<hyper::Error>() {
+            Ok(e) => Error::Http(*e),
+            Err(_too_large) => Error::TooLarge(path.to_string()),
+        })?
+        .to_bytes();
     if status == StatusCode::NOT_FOUND {
         return Ok(None);
     }
@@ -313,15 +311,14 @@ async fn follow(
             let socket = locate()?;
             let mut subscribing = Box::pin(get(&socket, &events_path));
             let early = tokio::time::timeout(EVENTS_HEADERS_WAIT, &mut subscribing).await;
+            let subscribed = |events: Response<Incoming>| match events.status() {
+                status if status.is_success() => Ok(events),
+                status => Err(Error::Status(status, "/events".into())),
+            };
             let early = match early {
-                Ok(response) => Some(response?),
+                Ok(response) => Some(subscribed(response?)?),
                 Err(_still_waiting) => None,
             };
-            if let Some(events) = &early {
-                if !events.status().is_success() {
-                    return Err(Error::Status(events.status(), "/events".into()));
-                }
-            }
             let version = get_json::<Version>(&socket, "/version")
                 .await
                 .ok()
@@ -338,11 +335,8 @@ async fn follow(
             connected = true;
             let events = match early {
                 Some(events) => events,
-                None => subscribing.await?,
+                None => subscribed(subscribing.await?)?,
             };
-            if !events.status().is_success() {
-                return Err(Error::Status(events.status(), "/events".into()));
-            }
             let mut body = events.into_body();
             let mut buffer = Vec::new();
             while let Some(frame) = body.frame().await {
@@ -362,18 +356,15 @@ async fn follow(
                     return Err(Error::TooLarge("/events".into()));
                 }
             }
-            Err::<(), _>(Error::StreamEnded)
+            Err::<std::convert::Infallible, _>(Error::StreamEnded)
         };
-        let outcome = session.await;
+        let Err(outcome) = session.await;
         if connected {
             // The engine was there: start the backoff afresh, and report the next outage.
             backoff = BACKOFF_FIRST;
             reported_down = false;
         }
-        let reason = match outcome {
-            Ok(()) => "the session ended".to_string(),
-            Err(e) => e.to_string(),
-        };
+        let reason = outcome.to_string();
         // Log once per outage, not per retry; keep answering what is known.
         if !reported_down {
             let known = tx.borrow().len();

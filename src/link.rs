@@ -328,30 +328,18 @@ impl PacketSocket {
     /// Hand the frames waiting in the receive ring to `on_frame`, oldest first, at most `max`
     /// of them, each slot going back to the kernel once `on_frame` returns. A frame too long
     /// for its slot is read whole from the socket's queue into `spill` instead (it should be
-    /// [`RECV_BUF_LEN`] long). Sockets without a ring are read with `recv` into `spill`.
+    /// [`RECV_BUF_LEN`] long). A socket without a ring (advertisements) has nothing here:
+    /// it is read with [`PacketSocket::recv`].
     pub fn recv_batch(
         &self,
         max: usize,
         spill: &mut [u8],
         mut on_frame: impl FnMut(&[u8]),
-    ) -> io::Result<Batch> {
+    ) -> Batch {
         let mut batch = Batch::default();
         let Some(ring) = &self.ring else {
-            while batch.frames + batch.skipped < max {
-                match self.recv(spill) {
-                    Ok(Some(frame)) => {
-                        on_frame(frame);
-                        batch.frames += 1;
-                    }
-                    Ok(None) => batch.skipped += 1,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        batch.empty = true;
-                        break;
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-            return Ok(batch);
+            batch.empty = true;
+            return batch;
         };
         let mut head = ring.head.lock().unwrap_or_else(|e| e.into_inner());
         let frames = ring.geometry.frames();
@@ -393,7 +381,7 @@ impl PacketSocket {
                 .store(libc::TP_STATUS_KERNEL, Ordering::Release);
             *head = (*head + 1) % frames;
         }
-        Ok(batch)
+        batch
     }
 
     /// Read the queued whole copy of a frame whose slot holds `cut`, `len` octets in all, into
@@ -404,7 +392,7 @@ impl PacketSocket {
         // A pending socket error (ENETDOWN after the link went down) is reported, and cleared,
         // by the first receive in its stead: try again.
         for _ in 0..3 {
-            match self.recv_raw(spill, 0) {
+            match self.recv_raw(spill) {
                 // (A frame longer than `spill` is cut to it, and then rejected as truncated.)
                 Ok(n) if n == len.min(spill.len()) && spill.get(..cut.len()) == Some(cut) => {
                     return Some(n)
@@ -414,21 +402,14 @@ impl PacketSocket {
                 Err(_) => continue,
             }
         }
-        while self.recv_raw(spill, libc::MSG_DONTWAIT).is_ok() {}
+        while self.recv_raw(spill).is_ok() {}
         None
     }
 
-    /// One datagram of the socket's queue into `buf`: its length.
-    fn recv_raw(&self, buf: &mut [u8], flags: libc::c_int) -> io::Result<usize> {
+    /// One datagram of the socket's (non-blocking) queue into `buf`: its length.
+    fn recv_raw(&self, buf: &mut [u8]) -> io::Result<usize> {
         // SAFETY: buf is valid for writes of its length.
-        let n = unsafe {
-            libc::recv(
-                self.fd.as_raw_fd(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                flags,
-            )
-        };
+        let n = unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
         if n < 0 {
             return Err(io::Error::last_os_error());
         }

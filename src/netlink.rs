@@ -45,32 +45,34 @@ const RTNLGRP_NEIGH: u32 = 3;
 const RTNLGRP_IPV6_IFADDR: u32 = 9;
 const RTNLGRP_IPV6_ROUTE: u32 = 11;
 
-/// A failed netlink exchange, as the kernel or the codec phrased it.
+/// A failed netlink exchange.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{0}")]
-pub struct Error(String);
-
-/// The message of a dump the kernel marked as interrupted (NLM_F_DUMP_INTR).
-const INTERRUPTED: &str = "the kernel's table changed while it was read";
-
-impl Error {
-    fn interrupted(&self) -> bool {
-        self.0 == INTERRUPTED
-    }
+pub enum Error {
+    /// As the kernel or the codec phrased it.
+    #[error("{0}")]
+    Failed(String),
+    /// A dump the kernel marked as interrupted (NLM_F_DUMP_INTR), each time it was read.
+    #[error("the kernel's table changed while it was read")]
+    Interrupted,
 }
 
 impl<T: std::fmt::Debug, P: std::fmt::Debug> From<RouterError<T, P>> for Error {
     fn from(e: RouterError<T, P>) -> Self {
-        Error(match e {
-            // The kernel's errno, as the operator knows it ("Operation not permitted").
-            RouterError::Nlmsgerr(e) => std::io::Error::from_raw_os_error(-*e.error()).to_string(),
-            e => e.to_string(),
-        })
+        match e {
+            RouterError::Nlmsgerr(e) => errno(*e.error()),
+            e => error(e),
+        }
     }
 }
 
 fn error(e: impl std::fmt::Display) -> Error {
-    Error(e.to_string())
+    Error::Failed(e.to_string())
+}
+
+/// A netlink error code (a negative errno), as the operator knows it ("Operation not
+/// permitted").
+fn errno(code: libc::c_int) -> Error {
+    error(std::io::Error::from_raw_os_error(-code))
 }
 
 /// One network interface.
@@ -224,7 +226,7 @@ async fn consistent<T, F: std::future::Future<Output = Result<T, Error>>>(
 ) -> Result<T, Error> {
     for _ in 0..DUMP_TRIES - 1 {
         match read().await {
-            Err(e) if e.interrupted() => continue,
+            Err(Error::Interrupted) => continue,
             other => return other,
         }
     }
@@ -255,16 +257,12 @@ where
         match msg.nl_payload() {
             NlPayload::Payload(p) => each(p),
             // NLMSG_DONE carries the dump's own error code.
-            NlPayload::DumpExtAck(ack) if *ack.error() != 0 => {
-                return Err(Error(
-                    std::io::Error::from_raw_os_error(-*ack.error()).to_string(),
-                ))
-            }
+            NlPayload::DumpExtAck(ack) if *ack.error() != 0 => return Err(errno(*ack.error())),
             _ => {}
         }
     }
     if interrupted {
-        return Err(Error(INTERRUPTED.into()));
+        return Err(Error::Interrupted);
     }
     Ok(())
 }

@@ -425,25 +425,6 @@ fn solicitations_for_targets_outside_every_rule_are_dropped_in_the_kernel() {
     assert!(summary.contains("NS seen 1, answered 1"), "{summary}");
 }
 
-/// Recompute the ICMPv6 checksum of an untagged Ethernet/IPv6/ICMPv6 frame (RFC 4443 2.3).
-fn fix_checksum(f: &mut [u8]) {
-    f[56..58].fill(0);
-    let mut sum: u32 = 0;
-    let mut add = |bytes: &[u8]| {
-        for pair in bytes.chunks(2) {
-            sum += u32::from(pair[0]) << 8 | u32::from(*pair.get(1).unwrap_or(&0));
-        }
-    };
-    add(&f[22..54]);
-    add(&((f.len() - 54) as u32).to_be_bytes());
-    add(&[0, 0, 0, 58]);
-    add(&f[54..]);
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    f[56..58].copy_from_slice(&(!(sum as u16)).to_be_bytes());
-}
-
 #[test]
 fn a_solicitation_longer_than_a_receive_ring_slot_is_answered() {
     use ndp_responder::link::RING_FRAME_SIZE;
@@ -478,7 +459,7 @@ fn long_ns(target: &str) -> Vec<u8> {
     }
     let payload = (frame.len() - 54) as u16;
     frame[18..20].copy_from_slice(&payload.to_be_bytes());
-    fix_checksum(&mut frame);
+    common::fix_checksum(&mut frame);
     frame
 }
 

@@ -61,33 +61,11 @@ fn ip(s: &str) -> Ipv6Addr {
     s.parse().unwrap()
 }
 
-/// RFC 1071 sum of the ICMPv6 pseudo-header (RFC 4443 2.3) and the message the IPv6 payload
-/// length declares (bounded by the frame); written here, independent of the daemon's codec.
-fn fix_checksum(f: &mut [u8]) {
-    let declared = usize::from(u16::from_be_bytes([f[18], f[19]]));
-    let end = (ICMP + declared).min(f.len());
-    f[CHECKSUM].fill(0);
-    let mut sum: u32 = 0;
-    let mut add = |bytes: &[u8]| {
-        for pair in bytes.chunks(2) {
-            sum += u32::from(pair[0]) << 8 | u32::from(*pair.get(1).unwrap_or(&0));
-        }
-    };
-    add(&f[IP_SRC.start..IP_DST.end]);
-    add(&((end - ICMP) as u32).to_be_bytes());
-    add(&[0, 0, 0, 58]);
-    add(&f[ICMP..end]);
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    f[CHECKSUM].copy_from_slice(&(!(sum as u16)).to_be_bytes());
-}
-
 /// `base` changed by `change`, then with a correct checksum, so that only the change is wrong.
 fn spoil(base: &[u8], change: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
     let mut f = base.to_vec();
     change(&mut f);
-    fix_checksum(&mut f);
+    common::fix_checksum(&mut f);
     f
 }
 

@@ -676,43 +676,37 @@ pub fn measure(env: &Env, responder: Responder) -> Result<ResponderResult> {
     }
     result.after_rates = process.as_ref().and_then(|p| sys::memory(p.pid));
 
-    let flood = StageSpec {
-        label: "flood".into(),
-        rate: Some(s.flood_valid_rate),
-        secs: s.flood_secs,
-        flood: true,
-        flood_rate: None,
-        sample_every: None,
-    };
-    progress(&format!("  flood ({} s)", s.flood_secs));
-    let stage = session.run_stage(&flood, process.as_mut())?;
-    progress(&format!(
-        "    flood {:.0}/s, valid answered {:.1} %",
-        stage.flood_rate,
-        stage.answered_fraction.unwrap_or(0.0) * 100.0
-    ));
-    result.flood = Some(stage);
-
-    if s.flood_reference_rate > 0 {
-        let reference = StageSpec {
-            label: "flood-reference".into(),
+    // The flood at the generator's maximum, then paced at the reference rate.
+    let mut flood = |label: &str, flood_rate: Option<u64>, heading: String| {
+        let spec = StageSpec {
+            label: label.into(),
             rate: Some(s.flood_valid_rate),
             secs: s.flood_secs,
             flood: true,
-            flood_rate: Some(s.flood_reference_rate),
+            flood_rate,
             sample_every: None,
         };
-        progress(&format!(
-            "  flood at {} frames/s ({} s)",
-            s.flood_reference_rate, s.flood_secs
-        ));
-        let stage = session.run_stage(&reference, process.as_mut())?;
+        progress(&heading);
+        let stage = session.run_stage(&spec, process.as_mut())?;
         progress(&format!(
             "    flood {:.0}/s, valid answered {:.1} %",
             stage.flood_rate,
             stage.answered_fraction.unwrap_or(0.0) * 100.0
         ));
-        result.flood_reference = Some(stage);
+        Ok::<_, sys::Error>(stage)
+    };
+    result.flood = Some(flood(
+        "flood",
+        None,
+        format!("  flood ({} s)", s.flood_secs),
+    )?);
+    if s.flood_reference_rate > 0 {
+        let heading = format!(
+            "  flood at {} frames/s ({} s)",
+            s.flood_reference_rate, s.flood_secs
+        );
+        let rate = Some(s.flood_reference_rate);
+        result.flood_reference = Some(flood("flood-reference", rate, heading)?);
     }
 
     if responder == Responder::NdpResponder && s.soak_secs > 0.0 {
