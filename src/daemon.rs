@@ -1200,7 +1200,6 @@ pub async fn run(opts: Options, mut control: Control) -> Result<Counters, Daemon
         }
     }
     let uplink = open_uplink(&ifname, index)?;
-    log_start(&ifname, &opts, &snap);
 
     let table = Arc::new(TargetTable::new(snap));
     let changed = Arc::new(Notify::new());
@@ -1258,6 +1257,8 @@ pub async fn run(opts: Options, mut control: Control) -> Result<Counters, Daemon
     // What is known at start is announced as new: the router may have forgotten it.
     responder.note_new_addresses(&table.load());
     responder.apply_filter(&table.load());
+    // Only now, with the kernel filter in place: "answering on" means ready.
+    log_start(&ifname, &opts, &table.load());
     if let Some(ready) = control.ready.take() {
         let _ = ready.send(());
     }

@@ -487,6 +487,9 @@ impl Topology {
     /// and, with it, its port on the bridge.
     pub fn remove_container(&mut self, n: usize) -> Result<(), LabError> {
         let ns = self.container(n);
+        // The port first: deleting a link is synchronous, while the kernel tears a deleted
+        // namespace down later, in a queue shared with every other namespace being deleted.
+        ip(&["-n", &self.host(), "link", "del", &format!("veth-ct{n}")])?;
         ip(&["netns", "del", &ns])?;
         self.namespaces.retain(|x| *x != ns);
         Ok(())
@@ -495,10 +498,14 @@ impl Topology {
     /// Make container `n` send one packet (a ping to the bridge), as any container does when
     /// it starts talking: the host then knows its address.
     pub fn container_speaks(&self, n: usize) -> Result<(), LabError> {
-        self.exec(
-            &self.container(n),
-            &["ping", "-6", "-n", "-q", "-c", "1", "-W", "1", BRIDGE_ADDR],
-        )?;
+        // Up to three tries: a loaded machine may miss one reply's one-second wait.
+        let ping = ["ping", "-6", "-n", "-q", "-c", "1", "-W", "1", BRIDGE_ADDR];
+        for _ in 1..3 {
+            if self.try_exec(&self.container(n), &ping)?.status.success() {
+                return Ok(());
+            }
+        }
+        self.exec(&self.container(n), &ping)?;
         Ok(())
     }
 

@@ -88,7 +88,14 @@ fn the_daemon_rides_out_link_bridge_signal_and_reload_faults() {
     // 2. The uplink is deleted and created again (a new ifindex).
     for round in 0..2 {
         topo.delete_uplink().unwrap();
-        assert!(daemon.wait_for_log(&["eth0 is gone"], Duration::from_secs(5)));
+        // This round's line, not an earlier round's.
+        assert!(
+            ndp_responder::lab::wait_until(Duration::from_secs(5), || {
+                daemon.log_lines(&["eth0 is gone"]).len() > round
+            }),
+            "round {round}: the deletion was not seen:\n{}",
+            daemon.log()
+        );
         topo.connect_uplink().unwrap();
         answering_resumes(&topo, &format!("uplink recreated #{round}"));
     }

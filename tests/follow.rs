@@ -44,9 +44,14 @@ fn auto_follows_containers_as_they_come_and_go() {
     );
     topo.router_forget(&ct).unwrap();
     assert!(!answers(&topo, &ct), "{}", daemon.log());
-    assert!(!daemon
-        .log_lines(&["ignored NS who-has", &ct, "no such address known"])
-        .is_empty());
+    assert!(
+        daemon.wait_for_log(
+            &["ignored NS who-has", &ct, "no such address known"],
+            Duration::from_secs(2)
+        ),
+        "{}",
+        daemon.log()
+    );
     eprintln!("auto: known {known_after:?} after the address was configured");
     daemon.stop().unwrap();
 }
@@ -184,9 +189,10 @@ fn targets_not_behind_a_downstream_interface_are_never_answered() {
         )
         .unwrap();
     assert!(
-        !daemon
-            .log_lines(&["rule 2001:db8:1::c:0/112 (static)", "routed out of eth0"])
-            .is_empty(),
+        daemon.wait_for_log(
+            &["rule 2001:db8:1::c:0/112 (static)", "routed out of eth0"],
+            Duration::from_secs(2)
+        ),
         "{}",
         daemon.log()
     );
@@ -301,7 +307,7 @@ fn uplink_deleted_and_recreated_answering_resumes() {
     let topo = topology(1);
     let ct = container_addr(1);
     let daemon = topo.start_daemon(exe(), &["-n", CONTAINER_PREFIX]).unwrap();
-    assert!(topo.ping_from_router(INTERNET_ADDR, &ct, 1).unwrap());
+    assert!(topo.ping_from_router(INTERNET_ADDR, &ct, 3).unwrap());
 
     topo.delete_uplink().unwrap();
     assert!(

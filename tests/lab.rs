@@ -86,7 +86,7 @@ fn second_concurrent_run_refuses_clearly() {
         .spawn()
         .unwrap();
     assert!(
-        wait_until(Duration::from_secs(10), || !lab_namespaces().is_empty()),
+        wait_until(Duration::from_secs(30), || !lab_namespaces().is_empty()),
         "the first lab never started"
     );
     let second = lab(&[]);
@@ -113,7 +113,7 @@ fn ctrl_c_stops_the_daemon_and_removes_the_lab() {
         .unwrap();
     // Interrupt it while a daemon runs.
     assert!(
-        wait_until(Duration::from_secs(10), || !lab_daemons().is_empty()),
+        wait_until(Duration::from_secs(30), || !lab_daemons().is_empty()),
         "no daemon started"
     );
     // SAFETY: kill has no memory-safety preconditions.

@@ -111,9 +111,10 @@ fn gateway_entry_stays_reachable_when_the_provider_ignores_link_local_solicitati
         &topo.hypervisor(),
         "table bridge nollns {\n chain forward {\n  type filter hook forward priority 0; policy accept;\n  iifname \"to-host\" icmpv6 type nd-neighbor-solicit ip6 saddr fe80::/10 drop\n }\n}\n",
     );
-    // Short reachable time on the host, so that the entry's fate shows within seconds.
+    // Short reachable time on the host, so that the entry's fate shows within seconds. The
+    // kernel draws it from 0.5-1.5 times the base: at least 1 s, over three keepalive periods.
     let host = topo.host();
-    topo.sysctl(&host, "net/ipv6/neigh/eth0/base_reachable_time_ms", "1000")
+    topo.sysctl(&host, "net/ipv6/neigh/eth0/base_reachable_time_ms", "2000")
         .unwrap();
     topo.sysctl(&host, "net/ipv6/neigh/eth0/delay_first_probe_time", "1")
         .unwrap();
@@ -282,7 +283,8 @@ fn announcements_reach_the_router_at_the_configured_spacing() {
     for pair in adverts.windows(2) {
         let gap = pair[1] - pair[0];
         assert!(
-            (0.7..=1.3).contains(&gap),
+            // 0.9-1.1 s by the daemon's jitter, plus room for a loaded machine's timers.
+            (0.6..=1.4).contains(&gap),
             "spacing {gap:.3} s, want about 1 s:\n{text}"
         );
     }
