@@ -52,6 +52,11 @@ pub fn container_addr(n: usize) -> String {
 static IN_USER_NAMESPACE: AtomicBool = AtomicBool::new(false);
 /// Daemons started by this process, killed by the Ctrl-C handler before it cleans up.
 static DAEMON_PIDS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+/// Held while a namespace is created or a daemon started; the Ctrl-C handler takes it for
+/// good, so that nothing new appears while (or after) it cleans up.
+static CREATING: Mutex<()> = Mutex::new(());
+/// Set by the Ctrl-C handler: what the demo's own thread returns then no longer matters.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 /// Something in the lab failed, with what to do about it.
 #[derive(Debug, thiserror::Error)]
@@ -232,6 +237,7 @@ impl Topology {
     }
 
     fn add_netns(&mut self, name: String) -> Result<(), LabError> {
+        let _creating = CREATING.lock().unwrap_or_else(|e| e.into_inner());
         if IN_USER_NAMESPACE.load(Ordering::Relaxed) {
             // `ip netns add` switches back to the initial namespace, which a user namespace
             // may not do: create the namespace in a child that just pins it to the file.
@@ -245,6 +251,7 @@ impl Topology {
             ip(&["netns", "add", &name])?;
             self.namespaces.push(name.clone());
         }
+        drop(_creating);
         // No duplicate address detection: addresses are usable at once and no test waits.
         self.sysctl(&name, "net/ipv6/conf/all/accept_dad", "0")?;
         self.sysctl(&name, "net/ipv6/conf/default/accept_dad", "0")?;
@@ -650,6 +657,8 @@ impl Topology {
 
     /// Remove every namespace of this topology (and with them, every interface).
     pub fn remove(&mut self) {
+        // Not while the Ctrl-C handler removes the lab: it holds this for good.
+        let _creating = CREATING.lock().unwrap_or_else(|e| e.into_inner());
         for ns in self.namespaces.drain(..).rev() {
             let _ = ip(&["netns", "del", &ns]);
         }
@@ -707,6 +716,7 @@ impl Daemon {
                 Ok(())
             });
         }
+        let creating = CREATING.lock().unwrap_or_else(|e| e.into_inner());
         let child = cmd
             .args(["netns", "exec", ns])
             .arg(exe)
@@ -721,6 +731,7 @@ impl Daemon {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(child.id());
+        drop(creating);
         let mut daemon = Daemon {
             child: Some(child),
             log_path,
@@ -859,14 +870,21 @@ pub fn down() -> Result<ExitCode, LabError> {
 fn remove_lab_namespaces() -> Result<usize, LabError> {
     let out = ip(&["netns", "list"])?;
     let mut removed = 0;
+    let mut failed = None;
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let name = line.split_whitespace().next().unwrap_or_default();
         if name.starts_with(&format!("{LAB_TAG}-")) {
-            ip(&["netns", "del", name])?;
-            removed += 1;
+            // One that cannot be removed does not keep the others.
+            match ip(&["netns", "del", name]) {
+                Ok(_) => removed += 1,
+                Err(e) => failed = failed.or(Some(e)),
+            }
         }
     }
-    Ok(removed)
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(removed),
+    }
 }
 
 /// On SIGINT, SIGTERM or SIGHUP: stop the daemons, remove the lab, exit 130. The signals are
@@ -887,7 +905,10 @@ fn clean_up_on_interrupt(remove_namespaces: bool) {
         let mut sig = 0;
         // SAFETY: set is a valid signal set; sig is a valid out-pointer.
         unsafe { libc::sigwait(&set, &mut sig) };
+        INTERRUPTED.store(true, Ordering::SeqCst);
         eprintln!("\ninterrupted: stopping the daemon and removing the lab");
+        // Never released: the process exits below.
+        std::mem::forget(CREATING.lock().unwrap_or_else(|e| e.into_inner()));
         for pid in DAEMON_PIDS.lock().unwrap_or_else(|e| e.into_inner()).iter() {
             // SAFETY: kill has no memory-safety preconditions.
             unsafe { libc::kill(*pid as i32, libc::SIGKILL) };
@@ -932,6 +953,16 @@ impl Style {
 
 /// The built-in demo: every scenario on the embedded default topology.
 pub fn demo(keep: bool) -> Result<ExitCode, LabError> {
+    let result = run_demo(keep);
+    // Interrupted: the commands of a scenario fail as its namespaces go; the handler's
+    // thread is cleaning up and exits with 130, which must not be pre-empted.
+    while INTERRUPTED.load(Ordering::SeqCst) {
+        thread::park();
+    }
+    result
+}
+
+fn run_demo(keep: bool) -> Result<ExitCode, LabError> {
     // SAFETY: geteuid has no preconditions.
     let unprivileged = unsafe { libc::geteuid() } != 0;
     if unprivileged {

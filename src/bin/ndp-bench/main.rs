@@ -140,7 +140,7 @@ fn handle_signals() {
         // SAFETY: a valid signal set and out-pointer.
         unsafe { libc::sigwait(&set, &mut sig) };
         eprintln!("\nndp-bench: interrupted: stopping the responders and removing the namespaces");
-        topo::emergency_cleanup();
+        topo::interrupted_cleanup();
         remove_temp_dir();
         std::process::exit(130);
     });

@@ -19,6 +19,7 @@
 use std::fs;
 use std::net::Ipv6Addr;
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use ndp_responder::wire::MacAddr;
@@ -41,6 +42,8 @@ pub const GATEWAY: &str = "2001:db8:1::1";
 /// must remove.
 static NAMESPACES: Mutex<Vec<String>> = Mutex::new(Vec::new());
 static CHILDREN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+/// Set by [`interrupted_cleanup`]: no namespace is created after it.
+static STOPPING: AtomicBool = AtomicBool::new(false);
 
 pub fn register_child(pid: u32) {
     CHILDREN.lock().unwrap_or_else(|e| e.into_inner()).push(pid);
@@ -53,10 +56,34 @@ pub fn forget_child(pid: u32) {
         .retain(|p| *p != pid);
 }
 
-/// Kill every child we started and delete every namespace we created (signal thread, panic
-/// hook). Uses try_lock: a panic while a lock is held must not hang the hook.
+/// [`emergency_cleanup`] for the signal thread, which exits the process next: it waits for a
+/// namespace being created (that one is removed too) and no namespace is created after it.
+pub fn interrupted_cleanup() {
+    STOPPING.store(true, Ordering::SeqCst);
+    // A creation in progress holds the lock until its namespace is registered.
+    let namespaces = NAMESPACES.lock().unwrap_or_else(|e| e.into_inner());
+    kill_children(CHILDREN.lock().ok());
+    for ns in namespaces.iter().rev() {
+        let _ = ip(&["netns", "del", ns]);
+    }
+    // Kept: the process exits next, and nothing may be created meanwhile.
+    std::mem::forget(namespaces);
+}
+
+/// Kill every child we started and delete every namespace we created (panic hook, and the
+/// end of a run). Uses try_lock: a panic while a lock is held must not hang the hook.
 pub fn emergency_cleanup() {
-    if let Ok(children) = CHILDREN.try_lock() {
+    kill_children(CHILDREN.try_lock().ok());
+    if let Ok(namespaces) = NAMESPACES.try_lock() {
+        for ns in namespaces.iter().rev() {
+            let _ = ip(&["netns", "del", ns]);
+        }
+    }
+}
+
+/// SIGKILL every registered child and wait (briefly) until each has ended.
+fn kill_children(children: Option<std::sync::MutexGuard<'_, Vec<u32>>>) {
+    if let Some(children) = children {
         for pid in children.iter() {
             // SAFETY: kill has no memory-safety preconditions; the pid is our own child.
             unsafe { libc::kill(*pid as libc::pid_t, libc::SIGKILL) };
@@ -68,11 +95,6 @@ pub fn emergency_cleanup() {
             while std::time::Instant::now() < deadline && !ended(*pid) {
                 std::thread::sleep(std::time::Duration::from_millis(5));
             }
-        }
-    }
-    if let Ok(namespaces) = NAMESPACES.try_lock() {
-        for ns in namespaces.iter().rev() {
-            let _ = ip(&["netns", "del", ns]);
         }
     }
 }
@@ -247,11 +269,17 @@ impl Topology {
     }
 
     fn add_netns(&mut self, name: &str) -> Result<()> {
+        // Created and registered under the lock, so that an interrupt removes it too.
+        let mut registry = NAMESPACES.lock().unwrap_or_else(|e| e.into_inner());
+        if STOPPING.load(Ordering::SeqCst) {
+            // Interrupted: the signal thread is about to exit the process with 130.
+            drop(registry);
+            loop {
+                std::thread::park();
+            }
+        }
         ip(&["netns", "add", name])?;
-        NAMESPACES
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(name.to_string());
+        registry.push(name.to_string());
         Ok(())
     }
 
