@@ -237,7 +237,7 @@ impl Topology {
     }
 
     fn add_netns(&mut self, name: String) -> Result<(), LabError> {
-        let _creating = CREATING.lock().unwrap_or_else(|e| e.into_inner());
+        let creating = CREATING.lock().unwrap_or_else(|e| e.into_inner());
         if IN_USER_NAMESPACE.load(Ordering::Relaxed) {
             // `ip netns add` switches back to the initial namespace, which a user namespace
             // may not do: create the namespace in a child that just pins it to the file.
@@ -251,7 +251,7 @@ impl Topology {
             ip(&["netns", "add", &name])?;
             self.namespaces.push(name.clone());
         }
-        drop(_creating);
+        drop(creating);
         // No duplicate address detection: addresses are usable at once and no test waits.
         self.sysctl(&name, "net/ipv6/conf/all/accept_dad", "0")?;
         self.sysctl(&name, "net/ipv6/conf/default/accept_dad", "0")?;

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use common::{exe, router_ns, send_frames_in, topology};
 use ndp_responder::lab::{container_addr, wait_until, Topology, CONTAINER_PREFIX, INTERNET_ADDR};
-use ndp_responder::status::Status;
 
 fn answers(topo: &Topology, target: &str) -> bool {
     common::host_answers(topo, target)
@@ -242,21 +241,6 @@ fn a_scan_of_10000_targets_leaves_the_probe_cache_within_its_bound() {
             router_ns(&format!("2001:db8:1::d:{:x}", state & 0xffff))
         })
         .collect();
-    // The daemon's own count of solicitations seen (status over the control socket).
-    let seen_so_far = || -> u64 {
-        let out = std::process::Command::new(exe())
-            .args(["status", "--json", "--socket", &socket_arg])
-            .output()
-            .unwrap();
-        if !out.status.success() {
-            return 0;
-        }
-        let status: Status = match serde_json::from_slice(&out.stdout) {
-            Ok(status) => status,
-            Err(_) => return 0,
-        };
-        status.uplinks.iter().map(|u| u.counters.ns_seen).sum()
-    };
     // In bursts of 800, fewer than the receive ring holds (even a debug build must not drop
     // any), each sent only once the daemon has counted every frame sent before it. A frame
     // the ring dropped would never be counted, so the wait would run out and say so.
@@ -266,7 +250,7 @@ fn a_scan_of_10000_targets_leaves_the_probe_cache_within_its_bound() {
         sent += burst.len() as u64;
         let mut seen = 0;
         let through = wait_until(Duration::from_secs(20), || {
-            seen = seen_so_far();
+            seen = common::ns_seen(&socket);
             seen >= sent
         });
         assert!(

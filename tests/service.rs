@@ -10,7 +10,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::exe;
+use common::{exe, status_cmd};
 use ndp_responder::lab::{container_addr, wait_until};
 use ndp_responder::status::Status;
 
@@ -38,20 +38,6 @@ impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-fn status_cmd(socket: &Path, json: bool) -> (bool, String, String) {
-    let mut cmd = std::process::Command::new(exe());
-    cmd.args(["status", "--socket"]).arg(socket);
-    if json {
-        cmd.arg("--json");
-    }
-    let out = cmd.output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
 }
 
 fn status(socket: &Path) -> Status {

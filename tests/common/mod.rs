@@ -291,3 +291,27 @@ pub fn capture_output(capture: Capture, within: std::time::Duration) -> String {
     let _ = std::fs::remove_file(&path);
     text
 }
+
+/// `ndp-responder status --socket SOCKET [--json]`: (succeeded, stdout, stderr).
+pub fn status_cmd(socket: &Path, json: bool) -> (bool, String, String) {
+    let mut cmd = std::process::Command::new(exe());
+    cmd.args(["status", "--socket"]).arg(socket);
+    if json {
+        cmd.arg("--json");
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+/// The daemon's count of solicitations seen over all its uplinks, from `status --json`; 0
+/// while the control socket does not answer.
+pub fn ns_seen(socket: &Path) -> u64 {
+    let (ok, out, _) = status_cmd(socket, true);
+    let status: Option<ndp_responder::status::Status> =
+        ok.then(|| serde_json::from_str(&out).ok()).flatten();
+    status.map_or(0, |s| s.uplinks.iter().map(|u| u.counters.ns_seen).sum())
+}
