@@ -11,9 +11,11 @@
 //! the control socket and systemd belong to [`crate::service`]. The whole journey of one
 //! solicitation is [`Responder::handle_frame`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::io;
 use std::net::Ipv6Addr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,9 +24,10 @@ use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tracing::{debug, error, info, warn};
 
 use crate::docker::{self, DockerTargets};
+use crate::gateway;
 use crate::link::{self, Capture, PacketSocket};
 use crate::netlink::{self, KernelView};
-use crate::policy::{self, Decision, Settings};
+use crate::policy::{self, AdvertRefused, Decision, Settings};
 use crate::probe::{self, Verdict};
 use crate::ratelimit::{self, RateLimiter};
 use crate::status::{list, Answering, CounterValues, UplinkStatus};
@@ -36,6 +39,9 @@ use crate::wire::{self, NeighborAdvert, NeighborSolicit};
 const REFRESH_COALESCE: Duration = Duration::from_millis(20);
 /// Frames handled per wake-up before the loop looks at its other duties.
 const DRAIN_BATCH: usize = 512;
+/// Advertisements queued from the socket readers to the loop; more are dropped (counted), so
+/// a flood of them cannot grow memory.
+const ADVERT_QUEUE: usize = 256;
 
 /// What the daemon is asked to do.
 #[derive(Debug, Clone)]
@@ -100,6 +106,10 @@ pub struct Counters {
     pub dropped: u64,
     pub ignored: BTreeMap<&'static str, u64>,
     pub invalid: BTreeMap<&'static str, u64>,
+    /// Advertisements (keepalive and probe answers) not acted upon, by reason.
+    pub adverts_refused: BTreeMap<&'static str, u64>,
+    /// Our own sends held back by a bound, by reason.
+    pub withheld: BTreeMap<&'static str, u64>,
 }
 
 impl Counters {
@@ -117,6 +127,8 @@ impl Counters {
             dropped: self.dropped,
             ignored: named(&self.ignored),
             invalid: named(&self.invalid),
+            adverts_refused: named(&self.adverts_refused),
+            withheld: named(&self.withheld),
         }
     }
 
@@ -132,7 +144,12 @@ impl Counters {
             self.keepalives_sent,
             self.announcements_sent
         );
-        for (label, map) in [("ignored", &self.ignored), ("invalid", &self.invalid)] {
+        for (label, map) in [
+            ("ignored", &self.ignored),
+            ("invalid", &self.invalid),
+            ("advertisements refused", &self.adverts_refused),
+            ("withheld", &self.withheld),
+        ] {
             if !map.is_empty() {
                 let parts: Vec<String> = map.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 s.push_str(&format!("; {label}: {}", parts.join(" ")));
@@ -223,7 +240,9 @@ pub struct Responder {
     settings: Settings,
     cache: probe::Cache<NeighborSolicit>,
     probers: HashMap<u32, Prober>,
-    adverts: mpsc::UnboundedSender<(u32, NeighborAdvert)>,
+    adverts: mpsc::Sender<(u32, NeighborAdvert)>,
+    /// Advertisements the readers dropped because [`ADVERT_QUEUE`] was full.
+    adverts_dropped: Arc<AtomicU64>,
     log_budget: LogBudget,
     limiter: RateLimiter,
     /// The prefixes the uplink socket's kernel filter lets through (all when empty).
@@ -236,16 +255,18 @@ pub struct Responder {
     keepalive: Option<upstream::Keepalive>,
     /// Reads the gateway's advertisements on the uplink (only with the keepalive).
     gateway_reader: Option<(u32, Prober)>,
-    /// Sources of recent keepalive solicitations: the gateway answers to these.
-    keepalive_sources: Vec<Ipv6Addr>,
+    /// Keepalive solicitations waiting for the gateway's answer.
+    expected: gateway::Expected,
     gateway_macs: HashMap<Ipv6Addr, wire::MacAddr>,
     announcer: Option<upstream::Announcer>,
     /// Addresses answered recently: reported by `status`, and announced while in use.
     in_use: HashMap<Ipv6Addr, Instant>,
     in_use_window: Duration,
     warned: std::collections::HashSet<String>,
-    /// First announcements still to send: (when, address, how many left).
-    bursts: std::collections::VecDeque<(Instant, Ipv6Addr, u8)>,
+    /// First announcements still to send: (when, address, how many left), earliest first.
+    bursts: BinaryHeap<Reverse<(Instant, Ipv6Addr, u8)>>,
+    /// When the next new address may start its announcements (paced, see [`NEW_PER_SECOND`]).
+    next_new: Instant,
     /// Docker and auto addresses already announced as new.
     announced: std::collections::HashSet<Ipv6Addr>,
 }
@@ -258,6 +279,13 @@ const IN_USE_KEEP: Duration = Duration::from_secs(600);
 const ANNOUNCE_COUNT: u8 = 3;
 /// ...this far apart (RFC 4861 10: RETRANS_TIMER).
 const ANNOUNCE_SPACING: Duration = Duration::from_secs(1);
+/// New addresses start their announcements at most this often: a container that creates
+/// addresses quickly must not make the host send bursts upstream (RFC 4861 7.2.6 limits a
+/// node's unsolicited advertisements for the same reason).
+const NEW_PER_SECOND: u32 = 10;
+/// New addresses waiting for their announcements, at most; more are not announced (they are
+/// still answered, and the periodic announcements, if on, include them).
+const MAX_BURSTS: usize = 1024;
 
 impl Responder {
     /// Handle up to [`DRAIN_BATCH`] frames from the uplink's receive ring, then send the
@@ -391,7 +419,13 @@ impl Responder {
             return;
         }
         let now = self.now;
-        if !self.limiter.allow(ns.ip_src, now) {
+        // A gateway (known by the MAC the kernel holds for it) has a bucket of its own.
+        let allowed = if self.table.load().is_gateway_mac(&ns.eth_src) {
+            self.limiter.allow_gateway(ns.eth_src, now)
+        } else {
+            self.limiter.allow(ns.ip_src, now)
+        };
+        if !allowed {
             self.counters.rate_limited += 1;
             if self
                 .limited_warned
@@ -482,6 +516,7 @@ impl Responder {
         let socket = Arc::new(unsafe { AsyncFd::register(socket) }.map_err(|e| e.to_string())?);
         let reader_socket = socket.clone();
         let adverts = self.adverts.clone();
+        let dropped = self.adverts_dropped.clone();
         let reader = tokio::spawn(async move {
             let mut buf = [0u8; link::RECV_BUF_LEN];
             loop {
@@ -493,11 +528,13 @@ impl Responder {
                         .recv(&mut buf)
                         .map(|f| f.map(NeighborAdvert::parse))
                 }) {
-                    Ok(Ok(Some(Ok(na)))) => {
-                        if adverts.send((index, na)).is_err() {
-                            return;
+                    Ok(Ok(Some(Ok(na)))) => match adverts.try_send((index, na)) {
+                        Ok(()) => {}
+                        Err(mpsc::error::TrySendError::Full(_)) => {
+                            dropped.fetch_add(1, Ordering::Relaxed);
                         }
-                    }
+                        Err(mpsc::error::TrySendError::Closed(_)) => return,
+                    },
                     Ok(Ok(_)) => {}
                     Ok(Err(e)) if e.raw_os_error() == Some(libc::ENETDOWN) => {}
                     // The interface went away: the next snapshot drops this prober.
@@ -511,10 +548,37 @@ impl Responder {
 
     /// An advertisement arrived on interface `index`.
     fn on_advert(&mut self, index: u32, na: NeighborAdvert) {
-        if self.uplink.as_ref().map(|(i, _)| *i) == Some(index) {
-            self.on_gateway_advert(index, na);
+        let outcome = if self.uplink.as_ref().map(|(i, _)| *i) == Some(index) {
+            self.on_gateway_advert(index, &na)
         } else {
-            self.on_downstream_advert(na.target);
+            self.on_downstream_advert(index, &na)
+        };
+        if let Err(why) = outcome {
+            self.refuse_advert(&na, why);
+        }
+    }
+
+    fn refuse_advert(&mut self, na: &NeighborAdvert, why: AdvertRefused) {
+        *self
+            .counters
+            .adverts_refused
+            .entry(why.reason())
+            .or_default() += 1;
+        debug!(
+            "refused NA for {} from {} ({}): {why}",
+            na.target, na.ip_src, na.eth_src
+        );
+    }
+
+    /// Fold the readers' count of advertisements dropped for a full queue into the counters.
+    fn count_advert_drops(&mut self) {
+        let n = self.adverts_dropped.swap(0, Ordering::Relaxed);
+        if n > 0 {
+            *self
+                .counters
+                .adverts_refused
+                .entry(AdvertRefused::QueueFull.reason())
+                .or_default() += n;
         }
     }
 
@@ -568,13 +632,8 @@ impl Responder {
             );
             return;
         };
-        if !self.keepalive_sources.contains(&source) {
-            self.keepalive_sources.push(source);
-            if self.keepalive_sources.len() > 4 {
-                self.keepalive_sources.remove(0);
-            }
-        }
         let socket = socket.clone();
+        let now = Instant::now();
         for gw in &snap.default_gateways {
             if snap.pinned.contains(gw) {
                 let message = format!(
@@ -591,6 +650,7 @@ impl Responder {
             };
             match socket.get_ref().send(&frame[..len]) {
                 Ok(()) => {
+                    self.expected.solicited(*gw, source, now);
                     self.counters.keepalives_sent += 1;
                     debug!("gateway keepalive: NS for {gw} from {source}");
                 }
@@ -599,19 +659,22 @@ impl Responder {
         }
     }
 
-    /// The gateway answered a keepalive: confirm its entry in the kernel (REACHABLE, ages).
-    fn on_gateway_advert(&mut self, index: u32, na: NeighborAdvert) {
+    /// The gateway answered a keepalive: confirm its entry in the kernel (REACHABLE, ages),
+    /// once [`gateway::Expected`] accepts the answer as the gateway's.
+    fn on_gateway_advert(&mut self, index: u32, na: &NeighborAdvert) -> Result<(), AdvertRefused> {
         let snap = self.table.load();
-        let (Some(mac), true, true) = (
-            na.target_lladdr,
-            snap.default_gateways.contains(&na.target),
-            na.solicited && self.keepalive_sources.contains(&na.ip_dst),
-        ) else {
-            return;
-        };
-        if snap.pinned.contains(&na.target) {
-            return;
+        if !snap.default_gateways.contains(&na.target) {
+            return Err(AdvertRefused::Unexpected);
         }
+        let current = snap
+            .gateway_mac(&na.target)
+            .or_else(|| self.gateway_macs.get(&na.target).copied());
+        let mac = self.expected.accept(
+            na,
+            current,
+            snap.pinned.contains(&na.target),
+            Instant::now(),
+        )?;
         match self.gateway_macs.insert(na.target, mac) {
             Some(old) if old != mac => info!("gateway {} moved from {old} to {mac}", na.target),
             None => info!("gateway {} is at {mac}; keeping its entry fresh", na.target),
@@ -624,6 +687,7 @@ impl Responder {
                 warn!("gateway keepalive: could not update the entry for {gw}: {e}");
             }
         });
+        Ok(())
     }
 
     /// Announcement tick: announce the addresses that are due.
@@ -655,7 +719,7 @@ impl Responder {
         }
         for addr in due {
             // A new address still in its first announcements needs no periodic one.
-            if !self.bursts.iter().any(|(_, a, _)| *a == addr) {
+            if !self.bursts.iter().any(|Reverse((_, a, _))| *a == addr) {
                 self.announce_one(&snap, addr, "periodic");
             }
         }
@@ -697,9 +761,28 @@ impl Responder {
             .copied()
             .collect();
         let when = Instant::now();
+        let spacing = Duration::from_secs(1) / NEW_PER_SECOND;
         for addr in now.difference(&self.announced) {
+            if self.bursts.len() >= MAX_BURSTS {
+                *self
+                    .counters
+                    .withheld
+                    .entry("announcement_queue_full")
+                    .or_default() += 1;
+                continue;
+            }
+            // Paced: one new address per `spacing`, whatever the rate they appear at.
+            let start = self.next_new.max(when);
+            if start > when {
+                *self
+                    .counters
+                    .withheld
+                    .entry("announcement_paced")
+                    .or_default() += 1;
+            }
+            self.next_new = start + spacing;
             debug!("{addr} is new: announcing it {ANNOUNCE_COUNT} times");
-            self.bursts.push_back((when, *addr, ANNOUNCE_COUNT));
+            self.bursts.push(Reverse((start, *addr, ANNOUNCE_COUNT)));
         }
         self.announced = now;
     }
@@ -708,8 +791,12 @@ impl Responder {
     fn on_burst(&mut self) {
         let now = Instant::now();
         let snap = self.table.load();
-        while self.bursts.front().is_some_and(|(at, _, _)| *at <= now) {
-            let Some((_, addr, left)) = self.bursts.pop_front() else {
+        while self
+            .bursts
+            .peek()
+            .is_some_and(|Reverse((at, _, _))| *at <= now)
+        {
+            let Some(Reverse((_, addr, left))) = self.bursts.pop() else {
                 break;
             };
             // Announce only what is still ours.
@@ -724,19 +811,34 @@ impl Responder {
             );
             if left > 1 {
                 self.bursts
-                    .push_back((now + ANNOUNCE_SPACING, addr, left - 1));
+                    .push(Reverse((now + ANNOUNCE_SPACING, addr, left - 1)));
             }
         }
     }
 
-    /// A downstream target answered: answer the solicitations that waited for it.
-    fn on_downstream_advert(&mut self, target: Ipv6Addr) {
-        self.now = Instant::now();
-        let waiters = self.cache.advert(target, self.now);
-        if waiters.is_empty() {
-            return;
-        }
+    /// A downstream station answered on interface `index`: if it answers our probe there,
+    /// answer the solicitations that waited for it.
+    fn on_downstream_advert(
+        &mut self,
+        index: u32,
+        na: &NeighborAdvert,
+    ) -> Result<(), AdvertRefused> {
         let snap = self.table.load();
+        let target = na.target;
+        // Only an answer on the interface the target is probed on, to the probe's source.
+        if policy::probe_interface(&snap, &target) != Some(index) {
+            return Err(AdvertRefused::Unexpected);
+        }
+        let probe_source = snap.downstream.get(&index).and_then(|d| d.link_local);
+        policy::probe_answer(na, probe_source)?;
+        self.now = Instant::now();
+        let waiters = self
+            .cache
+            .advert(target, self.now)
+            .ok_or(AdvertRefused::Unexpected)?;
+        if waiters.is_empty() {
+            return Ok(());
+        }
         for ns in waiters {
             if let Ok(advert) = policy::advert(&ns, &snap, &self.settings) {
                 let kind = policy::kind_of(&ns);
@@ -744,6 +846,7 @@ impl Responder {
             }
         }
         self.flush_answers();
+        Ok(())
     }
 
     /// Run the probe cache's timers: retries, refreshes, expiries.
@@ -1216,7 +1319,7 @@ pub async fn run(opts: Options, mut control: Control) -> Result<Counters, Daemon
         changed.clone(),
         view,
     ));
-    let (adverts_tx, mut adverts) = mpsc::unbounded_channel();
+    let (adverts_tx, mut adverts) = mpsc::channel(ADVERT_QUEUE);
     let mut responder = Responder {
         ifname: ifname.clone(),
         opts: opts.clone(),
@@ -1229,6 +1332,7 @@ pub async fn run(opts: Options, mut control: Control) -> Result<Counters, Daemon
         cache: probe::Cache::new(opts.probe),
         probers: HashMap::new(),
         adverts: adverts_tx,
+        adverts_dropped: Arc::default(),
         log_budget: LogBudget::new(),
         limiter: RateLimiter::new(opts.rate_limit, Instant::now()),
         filtered: Vec::new(),
@@ -1239,7 +1343,7 @@ pub async fn run(opts: Options, mut control: Control) -> Result<Counters, Daemon
             upstream::Keepalive::new(interval, Instant::now(), upstream::Jitter::new(seed()))
         }),
         gateway_reader: None,
-        keepalive_sources: Vec::new(),
+        expected: gateway::Expected::default(),
         gateway_macs: HashMap::new(),
         announcer: opts.announce.map(|interval| {
             upstream::Announcer::new(
@@ -1252,6 +1356,7 @@ pub async fn run(opts: Options, mut control: Control) -> Result<Counters, Daemon
         in_use_window: opts.announce.unwrap_or_default() * 2,
         warned: Default::default(),
         bursts: Default::default(),
+        next_new: Instant::now(),
         announced: Default::default(),
     };
     // What is known at start is announced as new: the router may have forgotten it.
@@ -1281,7 +1386,7 @@ pub async fn run(opts: Options, mut control: Control) -> Result<Counters, Daemon
         };
         let keepalive_due = at(responder.keepalive.as_ref().map(|k| k.next_due()));
         let announce_due = at(responder.announcer.as_ref().map(|a| a.next_due()));
-        let burst_due = at(responder.bursts.front().map(|(when, _, _)| *when));
+        let burst_due = at(responder.bursts.peek().map(|Reverse((when, _, _))| *when));
         let probe_due = at(responder.cache.next_deadline());
         tokio::select! {
             // A dropped sender (the service is gone) stops the uplink too.
@@ -1321,6 +1426,7 @@ pub async fn run(opts: Options, mut control: Control) -> Result<Counters, Daemon
             request = control.requests.recv(), if requests_open => match request {
                 Some(Request::Status(reply)) => {
                     responder.count_drops();
+                    responder.count_advert_drops();
                     let _ = reply.send(responder.status());
                 }
                 None => requests_open = false,
@@ -1353,6 +1459,7 @@ pub async fn run(opts: Options, mut control: Control) -> Result<Counters, Daemon
     refresher.abort();
     drop(docker);
     responder.count_drops();
+    responder.count_advert_drops();
     info!(
         "{ifname} stopped: {}; probe cache {} entries (at most {})",
         responder.counters.summary(),

@@ -26,6 +26,7 @@ pub mod control;
 pub mod daemon;
 pub mod docker;
 pub mod doctor;
+pub mod gateway;
 pub mod lab;
 pub mod link;
 pub mod ndppd;

@@ -2,13 +2,16 @@
 //!
 //! Owns: the state machine of one target (unknown -> pending -> positive | negative, positive
 //! entries in use refreshed before they expire), its timers, and the bounds that keep a scan of
-//! a /64 from growing memory. Time is passed in (`now`), so every transition is unit-tested
-//! without sleeping.
+//! a /64 from growing memory or starving real stations: bounded in size (entries, probes in
+//! flight) and in time (a probe unanswered after [`PROBE_GRACE`] gives its slot to a new
+//! target when all are taken, and making room costs O(1) per new target, never a walk of the
+//! whole cache). Time is passed in (`now`), so every transition is unit-tested without
+//! sleeping.
 //!
 //! Must not: send or receive packets. [`Cache::solicit`], [`Cache::advert`] and [`Cache::poll`]
 //! return what to send; the daemon sends it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::Ipv6Addr;
 use std::time::{Duration, Instant};
 
@@ -45,10 +48,17 @@ impl Default for Limits {
     }
 }
 
+/// A station on the downstream link answers a probe within milliseconds; one that has not
+/// answered after this long is most likely absent, so when every probe slot is taken (a scan
+/// of unknown addresses), the oldest such probe is given up for the new target.
+pub const PROBE_GRACE: Duration = Duration::from_millis(100);
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum State<W> {
     /// Probe sent `sent` times, last at `last_sent`; `waiters` get answered on success.
     Pending {
+        /// When the first probe went out.
+        since: Instant,
         sent: u32,
         last_sent: Instant,
         waiters: Vec<W>,
@@ -81,6 +91,12 @@ pub struct Cache<W> {
     limits: Limits,
     entries: HashMap<Ipv6Addr, State<W>>,
     pending: usize,
+    /// Probes of new targets (first sent, target) and negatives (until, target), oldest
+    /// first: what to give up or forget first when the cache is full. An element whose
+    /// entry has changed since is skipped when it comes up (and the queues are rebuilt when
+    /// such leftovers pile up), so making room is O(1) amortized.
+    probing: VecDeque<(Instant, Ipv6Addr)>,
+    negatives: VecDeque<(Instant, Ipv6Addr)>,
     /// The largest number of entries ever held (reported in the exit summary).
     pub high_water: usize,
 }
@@ -91,6 +107,8 @@ impl<W> Cache<W> {
             limits,
             entries: HashMap::new(),
             pending: 0,
+            probing: VecDeque::new(),
+            negatives: VecDeque::new(),
             high_water: 0,
         }
     }
@@ -136,6 +154,9 @@ impl<W> Cache<W> {
         if self.entries.len() >= self.limits.max_entries && !self.entries.contains_key(&target) {
             self.evict(now);
         }
+        if self.pending >= self.limits.max_pending {
+            self.give_up_oldest_probe(now);
+        }
         let full = self.pending >= self.limits.max_pending
             || (self.entries.len() >= self.limits.max_entries
                 && !self.entries.contains_key(&target));
@@ -145,21 +166,25 @@ impl<W> Cache<W> {
         self.entries.insert(
             target,
             State::Pending {
+                since: now,
                 sent: 1,
                 last_sent: now,
                 waiters: vec![waiter],
                 refresh: false,
             },
         );
+        self.probing.push_back((now, target));
         self.pending += 1;
+        self.tidy();
         self.high_water = self.high_water.max(self.entries.len());
         Verdict::Probe
     }
 
     /// An advertisement for `target` came back from downstream: returns the solicitations to
-    /// answer now. Unsolicited advertisements for targets we did not probe are ignored (they
-    /// would let anyone downstream fill the cache).
-    pub fn advert(&mut self, target: Ipv6Addr, now: Instant) -> Vec<W> {
+    /// answer now, or None if the target is neither probed nor known present. Unsolicited
+    /// advertisements for targets we did not probe are ignored (they would let anyone
+    /// downstream fill the cache).
+    pub fn advert(&mut self, target: Ipv6Addr, now: Instant) -> Option<Vec<W>> {
         match self.entries.get_mut(&target) {
             Some(state @ State::Pending { .. }) => {
                 let State::Pending { waiters, .. } = std::mem::replace(
@@ -172,13 +197,13 @@ impl<W> Cache<W> {
                     unreachable!("matched Pending above");
                 };
                 self.pending -= 1;
-                waiters
+                Some(waiters)
             }
             Some(State::Positive { confirmed, .. }) => {
                 *confirmed = now;
-                Vec::new()
+                Some(Vec::new())
             }
-            _ => Vec::new(),
+            _ => None,
         }
     }
 
@@ -189,6 +214,7 @@ impl<W> Cache<W> {
         let limits = self.limits;
         let mut probe = Vec::new();
         let mut finished_pending = 0;
+        let mut negatives = VecDeque::new();
         self.entries.retain(|target, state| match state {
             State::Positive { confirmed, used } => {
                 let age = now.saturating_duration_since(*confirmed);
@@ -201,6 +227,7 @@ impl<W> Cache<W> {
                 }
                 if *used {
                     *state = State::Pending {
+                        since: now,
                         sent: 1,
                         last_sent: now,
                         waiters: Vec::new(),
@@ -224,13 +251,15 @@ impl<W> Cache<W> {
                     return true;
                 }
                 finished_pending += 1;
-                *state = State::Negative {
-                    until: now + limits.negative_ttl,
-                };
+                let until = now + limits.negative_ttl;
+                *state = State::Negative { until };
+                negatives.push_back((until, *target));
                 true
             }
             State::Negative { until } => now < *until,
         });
+        self.negatives.append(&mut negatives);
+        self.tidy();
         // Pending refreshes counted toward `pending` too.
         self.pending = self
             .entries
@@ -269,23 +298,58 @@ impl<W> Cache<W> {
         }
     }
 
-    /// Make room: drop expired negatives first, then the oldest negatives.
-    fn evict(&mut self, now: Instant) {
-        self.entries
-            .retain(|_, s| !matches!(s, State::Negative { until } if *until <= now));
-        if self.entries.len() < self.limits.max_entries {
+    /// Make room for one entry: forget the oldest negative (expired or not). O(1) amortized:
+    /// each negative is queued once and popped once.
+    fn evict(&mut self, _now: Instant) {
+        while let Some((until, target)) = self.negatives.pop_front() {
+            if matches!(self.entries.get(&target), Some(State::Negative { until: u }) if *u == until)
+            {
+                self.entries.remove(&target);
+                return;
+            }
+        }
+    }
+
+    /// Every probe slot is taken: give up the oldest probe of a new target that went
+    /// unanswered for [`PROBE_GRACE`] (it becomes negative), so that a scan of absent
+    /// addresses cannot keep real stations from being probed. Refreshes of known stations
+    /// are never given up here.
+    fn give_up_oldest_probe(&mut self, now: Instant) {
+        while let Some(&(since, target)) = self.probing.front() {
+            let current = matches!(
+                self.entries.get(&target),
+                Some(State::Pending { since: s, refresh: false, .. }) if *s == since
+            );
+            if !current {
+                self.probing.pop_front();
+                continue;
+            }
+            if now.saturating_duration_since(since) < PROBE_GRACE {
+                return;
+            }
+            self.probing.pop_front();
+            let until = now + self.limits.negative_ttl;
+            self.entries.insert(target, State::Negative { until });
+            self.negatives.push_back((until, target));
+            self.pending -= 1;
             return;
         }
-        let oldest = self
-            .entries
-            .iter()
-            .filter_map(|(a, s)| match s {
-                State::Negative { until } => Some((*until, *a)),
-                _ => None,
-            })
-            .min();
-        if let Some((_, addr)) = oldest {
-            self.entries.remove(&addr);
+    }
+
+    /// Drop the queues' leftovers once they outnumber the entries (amortized O(1)).
+    fn tidy(&mut self) {
+        let live = self.entries.len();
+        if self.probing.len() > 2 * live + 64 {
+            let entries = &self.entries;
+            self.probing.retain(|(since, t)| {
+                matches!(entries.get(t), Some(State::Pending { since: s, .. }) if s == since)
+            });
+        }
+        if self.negatives.len() > 2 * live + 64 {
+            let entries = &self.entries;
+            self.negatives.retain(|(until, t)| {
+                matches!(entries.get(t), Some(State::Negative { until: u }) if u == until)
+            });
         }
     }
 }
@@ -325,7 +389,7 @@ mod tests {
             Verdict::Wait,
             "beyond max_waiters: dropped"
         );
-        assert_eq!(c.advert(ip(2), t0 + ms(200)), vec!["ns1", "ns2"]);
+        assert_eq!(c.advert(ip(2), t0 + ms(200)), Some(vec!["ns1", "ns2"]));
         assert_eq!(c.solicit(ip(2), "ns4", t0 + ms(300)), Verdict::Answer);
         assert_eq!(c.positives().collect::<Vec<_>>(), vec![ip(2)]);
     }
@@ -361,7 +425,7 @@ mod tests {
     fn unsolicited_advert_does_not_create_an_entry() {
         let t0 = Instant::now();
         let mut c: Cache<()> = Cache::new(limits());
-        assert!(c.advert(ip(9), t0).is_empty());
+        assert!(c.advert(ip(9), t0).is_none());
         assert!(c.is_empty());
     }
 
@@ -380,7 +444,7 @@ mod tests {
             Verdict::Answer,
             "answer while refreshing"
         );
-        assert!(c.advert(ip(2), t0 + ms(8700)).is_empty());
+        assert_eq!(c.advert(ip(2), t0 + ms(8700)), Some(vec![]));
         assert_eq!(
             c.solicit(ip(2), (), t0 + ms(17000)),
             Verdict::Answer,
@@ -456,6 +520,63 @@ mod tests {
             Verdict::Probe,
             "a pending slot was freed"
         );
+    }
+
+    #[test]
+    fn a_scan_cannot_keep_a_real_station_from_being_probed() {
+        // Every slot taken by absent addresses probed at least PROBE_GRACE ago: the oldest
+        // gives up its slot (it becomes negative) and the new target is probed.
+        let t0 = Instant::now();
+        let mut c = Cache::new(limits());
+        for i in 0..4 {
+            assert_eq!(
+                c.solicit(ip(100 + i), (), t0 + ms(u64::from(i))),
+                Verdict::Probe
+            );
+        }
+        assert_eq!(
+            c.solicit(ip(2), (), t0 + ms(50)),
+            Verdict::Full,
+            "within the grace every probe keeps its slot"
+        );
+        let later = t0 + PROBE_GRACE + ms(10);
+        assert_eq!(c.solicit(ip(2), (), later), Verdict::Probe);
+        assert_eq!(
+            c.solicit(ip(100), (), later),
+            Verdict::Wait,
+            "the oldest probe was given up: negative"
+        );
+        assert_eq!(c.advert(ip(2), later + ms(1)), Some(vec![()]));
+        assert_eq!(c.solicit(ip(2), (), later + ms(2)), Verdict::Answer);
+    }
+
+    #[test]
+    fn a_full_cache_makes_room_in_constant_time_per_target() {
+        // A scan at 1 target per ms against a cache full of negatives: each new target pops
+        // one queued negative, the queues stay bounded, and the cache never overflows.
+        let big = Limits {
+            max_entries: 64,
+            max_pending: 16,
+            ..limits()
+        };
+        let t0 = Instant::now();
+        let mut c = Cache::new(big);
+        let mut now = t0;
+        let mut probed = 0;
+        for i in 0..20_000u16 {
+            now += ms(1);
+            if c.solicit(ip(i), (), now) == Verdict::Probe {
+                probed += 1;
+            }
+            if i % 10 == 0 {
+                c.poll(now);
+            }
+            assert!(c.len() <= 64);
+            assert!(c.probing.len() <= 2 * 64 + 64 + 1 && c.negatives.len() <= 2 * 64 + 64 + 1);
+        }
+        // Each of the 16 slots is given up PROBE_GRACE (100 ms) after its probe: 160 new
+        // targets a second keep being probed through the 20 s scan.
+        assert!(probed >= 3000, "new targets keep being probed: {probed}");
     }
 
     #[test]

@@ -6,11 +6,20 @@
 //! new destination and re-probes each every ~30 s); they only cap a flood of valid-looking
 //! solicitations, so that the daemon cannot be turned into a traffic generator.
 //!
+//! The gateways are apart: a solicitation whose Ethernet source is a gateway's MAC (as the
+//! kernel knows it) draws on a bucket of that gateway's own, which no other source can
+//! drain and the total does not cap. The IPv6 source is whatever the sender writes; a flood
+//! that spoofs the gateway's address from another MAC draws on an ordinary bucket. (Only
+//! solicitations with hop limit 255, i.e. sent on the link, get this far: see
+//! [`crate::policy::validate`].)
+//!
 //! Must not: decide whether an address is ours ([`crate::policy`] does, before this).
 
 use std::collections::HashMap;
 use std::net::Ipv6Addr;
 use std::time::Instant;
+
+use crate::wire::MacAddr;
 
 /// Answers per second; 0 turns a limit off. A bucket holds one second's worth (the burst).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +39,8 @@ impl Default for Limits {
 
 /// Sources tracked at once; beyond that, sources without a bucket share one.
 const MAX_SOURCES: usize = 1024;
+/// Gateways' MACs with a bucket of their own (the snapshot's gateways are a handful).
+const MAX_GATEWAYS: usize = 16;
 
 #[derive(Debug, Clone, Copy)]
 struct Bucket {
@@ -70,6 +81,8 @@ pub struct RateLimiter {
     sources: HashMap<Ipv6Addr, Bucket>,
     /// Shared by sources that found the table full.
     overflow: Bucket,
+    /// The gateways' own buckets, by MAC.
+    gateways: HashMap<MacAddr, Bucket>,
     /// When idle sources were last forgotten (at most once a second: a sweep costs the whole
     /// table, and a flood of new sources must not pay it per packet).
     last_sweep: Instant,
@@ -82,6 +95,7 @@ impl RateLimiter {
             total: Bucket::full(limits.total, now),
             sources: HashMap::new(),
             overflow: Bucket::full(limits.per_source, now),
+            gateways: HashMap::new(),
             last_sweep: now,
         }
     }
@@ -132,6 +146,23 @@ impl RateLimiter {
             bucket.tokens -= 1.0;
         }
         true
+    }
+
+    /// May an answer to a solicitation from the gateway at `mac` be sent at `now`? Its own
+    /// bucket (the per-source rate), untouched by other sources and by the total.
+    pub fn allow_gateway(&mut self, mac: MacAddr, now: Instant) -> bool {
+        let rate = self.limits.per_source;
+        if rate == 0 {
+            return true;
+        }
+        if !self.gateways.contains_key(&mac) && self.gateways.len() >= MAX_GATEWAYS {
+            // Gateways changed many times: start over (each gets a full bucket).
+            self.gateways.clear();
+        }
+        self.gateways
+            .entry(mac)
+            .or_insert_with(|| Bucket::full(rate, now))
+            .take(rate, now)
     }
 
     /// Sources tracked now (bounded by [`MAX_SOURCES`]).
@@ -235,5 +266,31 @@ mod tests {
         let t1 = t0 + Duration::from_secs(2);
         assert!(rl.allow(addr(200_000), t1));
         assert!(rl.sources() <= MAX_SOURCES);
+    }
+
+    #[test]
+    fn spoofed_sources_cannot_starve_the_gateway() {
+        let t0 = Instant::now();
+        let gw_mac = MacAddr([2, 0, 0, 0, 0, 1]);
+        let gw: Ipv6Addr = "fe80::1".parse().unwrap();
+        let mut rl = RateLimiter::new(
+            Limits {
+                per_source: 5,
+                total: 10,
+            },
+            t0,
+        );
+        // A flood from thousands of sources, and one spoofing the gateway's address from
+        // another MAC, uses up the total and the gateway address's ordinary bucket...
+        for i in 0..5000 {
+            rl.allow(addr(i), t0);
+        }
+        for _ in 0..100 {
+            rl.allow(gw, t0);
+        }
+        assert!(!rl.allow(addr(9999), t0), "the total is spent");
+        // ...the gateway, known by its MAC, still gets its own rate.
+        let answered = (0..10).filter(|_| rl.allow_gateway(gw_mac, t0)).count();
+        assert_eq!(answered, 5);
     }
 }

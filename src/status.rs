@@ -83,6 +83,12 @@ pub struct CounterValues {
     pub dropped: u64,
     pub ignored: BTreeMap<String, u64>,
     pub invalid: BTreeMap<String, u64>,
+    /// Advertisements (keepalive and probe answers) not acted upon, by reason.
+    #[serde(default)]
+    pub adverts_refused: BTreeMap<String, u64>,
+    /// Our own sends held back by a bound (announcement pacing), by reason.
+    #[serde(default)]
+    pub withheld: BTreeMap<String, u64>,
 }
 
 /// Addresses as an operator reads them: comma-separated, or "none".
@@ -188,6 +194,16 @@ impl Status {
             if !c.invalid.is_empty() {
                 let _ = writeln!(s, "  invalid: {}", by_reason(&c.invalid));
             }
+            if !c.adverts_refused.is_empty() {
+                let _ = writeln!(
+                    s,
+                    "  advertisements refused: {}",
+                    by_reason(&c.adverts_refused)
+                );
+            }
+            if !c.withheld.is_empty() {
+                let _ = writeln!(s, "  withheld: {}", by_reason(&c.withheld));
+            }
         }
         s
     }
@@ -225,6 +241,16 @@ impl Status {
             &mut registry,
             "invalid",
             "Solicitations dropped as invalid (RFC 4861 7.1.1), by reason",
+        );
+        let refused_adverts = counter(
+            &mut registry,
+            "adverts_refused",
+            "Neighbor Advertisements not acted upon (keepalive and probe answers), by reason",
+        );
+        let withheld = counter(
+            &mut registry,
+            "withheld",
+            "Sends of our own held back by a bound, by reason",
         );
         let limited = counter(
             &mut registry,
@@ -288,7 +314,12 @@ impl Status {
             probes.get_or_create(&l).inc_by(c.probes_sent);
             keepalives.get_or_create(&l).inc_by(c.keepalives_sent);
             errors.get_or_create(&l).inc_by(c.send_errors);
-            for (family, map) in [(&ignored, &c.ignored), (&invalid, &c.invalid)] {
+            for (family, map) in [
+                (&ignored, &c.ignored),
+                (&invalid, &c.invalid),
+                (&refused_adverts, &c.adverts_refused),
+                (&withheld, &c.withheld),
+            ] {
                 for (reason, n) in map {
                     let mut labels = l.clone();
                     labels.push(("reason", reason.clone()));

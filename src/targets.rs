@@ -109,6 +109,10 @@ pub struct Snapshot {
     pub default_gateways: Vec<Ipv6Addr>,
     /// Uplink neighbours whose entries someone pinned (PERMANENT or NOARP).
     pub pinned: Vec<Ipv6Addr>,
+    /// The MAC the kernel holds for each gateway it has a usable entry for: who the gateway
+    /// is at the link layer (its own solicitations are trusted by this, see
+    /// [`crate::ratelimit`]), and what a keepalive answer may only replace with the O flag.
+    pub gateway_macs: Vec<(Ipv6Addr, MacAddr)>,
     /// Main-table routes that overlap a rule: (destination, outgoing interface), most specific
     /// first.
     pub routes: Vec<(Ipv6Net, Option<u32>)>,
@@ -231,7 +235,6 @@ impl Snapshot {
             link_local: view.link_local_of(index),
             rules,
             uplink_addrs: view.addrs_of(index).collect(),
-            gateways,
             default_gateways,
             pinned: view
                 .neighbours
@@ -239,11 +242,31 @@ impl Snapshot {
                 .filter(|n| n.ifindex == index && n.pinned)
                 .map(|n| n.addr)
                 .collect(),
+            gateway_macs: view
+                .neighbours
+                .iter()
+                .filter(|n| n.ifindex == index && n.valid && gateways.contains(&n.addr))
+                .filter_map(|n| Some((n.addr, n.lladdr?)))
+                .collect(),
+            gateways,
             routes,
             downstream,
             known,
             docker,
         }
+    }
+
+    /// The kernel's MAC for gateway `gw`, if it has a usable entry.
+    pub fn gateway_mac(&self, gw: &Ipv6Addr) -> Option<MacAddr> {
+        self.gateway_macs
+            .iter()
+            .find(|(a, _)| a == gw)
+            .map(|(_, mac)| *mac)
+    }
+
+    /// Is `mac` the link-layer address of a gateway, as the kernel knows it?
+    pub fn is_gateway_mac(&self, mac: &MacAddr) -> bool {
+        self.gateway_macs.iter().any(|(_, m)| m == mac)
     }
 
     /// The most specific rule that contains `addr`, if any.

@@ -31,6 +31,9 @@ use etherparse::{
 pub struct MacAddr(pub [u8; 6]);
 
 impl MacAddr {
+    /// `ff:ff:ff:ff:ff:ff`.
+    pub const BROADCAST: MacAddr = MacAddr([0xff; 6]);
+
     /// The I/G bit (least significant bit of the first octet): a group address.
     pub const fn is_multicast(&self) -> bool {
         self.0[0] & 0x01 != 0
@@ -352,6 +355,8 @@ pub struct NeighborAdvert {
     pub ip_src: Ipv6Addr,
     pub ip_dst: Ipv6Addr,
     pub hop_limit: u8,
+    /// ICMP code (0 in every valid NA, RFC 4861 7.1.2; reported, not checked).
+    pub code: u8,
     /// R flag.
     pub router: bool,
     /// S flag.
@@ -365,7 +370,7 @@ pub struct NeighborAdvert {
 
 impl NeighborAdvert {
     /// Parses an NA with the same structural checks as [`NeighborSolicit::parse`], for ICMPv6
-    /// type 136. The ICMP code and the reserved bits are not reported; the first Target
+    /// type 136. The ICMP code is reported, not checked; the reserved bits are not reported; the first Target
     /// Link-Layer Address option gives `target_lladdr`; other options are skipped.
     pub fn parse(frame: &[u8]) -> Result<Self, ParseError> {
         let nd = NdFrame::parse(frame, ICMPV6_NEIGHBOR_ADVERT)?;
@@ -383,6 +388,7 @@ impl NeighborAdvert {
             ip_src: nd.ip_src,
             ip_dst: nd.ip_dst,
             hop_limit: nd.hop_limit,
+            code: nd.code,
             router: flags & NA_FLAG_ROUTER != 0,
             solicited: flags & NA_FLAG_SOLICITED != 0,
             override_flag: flags & NA_FLAG_OVERRIDE != 0,
@@ -391,7 +397,7 @@ impl NeighborAdvert {
         })
     }
 
-    /// Writes the frame (Ethernet + IPv6 + ICMPv6 NA with code 0, the R/S/O flags, reserved bits
+    /// Writes the frame (Ethernet + IPv6 + ICMPv6 NA with its code, the R/S/O flags, reserved bits
     /// zero, checksum filled in, the TLLA option if `Some`) to the start of `buf` and returns its
     /// length, at most [`NA_FRAME_LEN`]. Never panics.
     pub fn emit(&self, buf: &mut [u8]) -> Result<usize, BufferTooSmall> {
@@ -413,7 +419,7 @@ impl NeighborAdvert {
             ip_dst: self.ip_dst,
             hop_limit: self.hop_limit,
             icmp_type: ICMPV6_NEIGHBOR_ADVERT,
-            code: 0,
+            code: self.code,
             flags: [flags, 0, 0, 0],
             target: self.target,
             options,
@@ -750,6 +756,7 @@ mod tests {
             ip_src: ADDR_B,
             ip_dst: ADDR_A,
             hop_limit: 255,
+            code: 0,
             router: false,
             solicited: true,
             override_flag: true,

@@ -190,6 +190,7 @@ pub fn reference_na(frame: &[u8]) -> Result<NeighborAdvert, ParseError> {
         ip_src: r.ip_src,
         ip_dst: r.ip_dst,
         hop_limit: r.hop_limit,
+        code: r.code,
         router: r.flags & 0x80 != 0,
         solicited: r.flags & 0x40 != 0,
         override_flag: r.flags & 0x20 != 0,

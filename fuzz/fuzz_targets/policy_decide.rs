@@ -129,6 +129,7 @@ fn snapshot(routed_64: bool) -> Snapshot {
         gateways: vec![GATEWAY_LINK_LOCAL, GATEWAY, OTHER_ROUTER],
         default_gateways: vec![GATEWAY_LINK_LOCAL],
         pinned: vec![],
+        gateway_macs: vec![],
         routes,
         downstream,
         known: HashSet::from([ip("2001:db8:1::f:2"), ip("2001:db8:1::f:3")]),

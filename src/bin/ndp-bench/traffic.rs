@@ -1164,6 +1164,7 @@ mod tests {
                 ip_src: ns.target,
                 ip_dst: ns.ip_src,
                 hop_limit: 255,
+                code: 0,
                 router: true,
                 solicited: true,
                 override_flag: true,
