@@ -1,10 +1,12 @@
 //! Least privilege: keep only the capabilities the daemon needs while it runs.
 //!
-//! Owns: dropping every capability but CAP_NET_RAW (packet sockets) and CAP_NET_ADMIN (the
-//! receive buffer, and confirming the gateway's neighbour entry) from the bounding, inheritable,
-//! ambient, permitted and effective sets, and setting no_new_privs. Under systemd the unit
-//! already grants only these two (AmbientCapabilities); started as root by hand, the daemon
-//! drops the rest itself once the sockets that may need more (the control socket, a privileged
+//! Owns: dropping every capability but CAP_NET_RAW (packet sockets) and, only when a feature
+//! needs it, CAP_NET_ADMIN (confirming the gateway's neighbour entry: `--gateway-keepalive`)
+//! from the bounding, inheritable, ambient, permitted and effective sets, and setting
+//! no_new_privs. (Without CAP_NET_ADMIN the packet sockets' receive queue is capped by
+//! net.core.rmem_max; the receive ring carries the load either way.) Under systemd the unit
+//! grants at most these two (AmbientCapabilities); started as root by hand, the daemon drops
+//! the rest itself once the sockets that may need more (the control socket, a privileged
 //! metrics port) are open.
 //!
 //! Must not: open sockets or change user; it must run while the process has one thread
@@ -12,34 +14,49 @@
 
 use caps::{CapSet, Capability, CapsHashSet};
 
-/// What the daemon keeps.
-pub const KEEP: [Capability; 2] = [Capability::CAP_NET_RAW, Capability::CAP_NET_ADMIN];
+/// What the daemon keeps: CAP_NET_RAW always, CAP_NET_ADMIN when `net_admin` (a feature that
+/// writes the kernel's neighbour table is on).
+pub fn keep(net_admin: bool) -> Vec<Capability> {
+    let mut keep = vec![Capability::CAP_NET_RAW];
+    if net_admin {
+        keep.push(Capability::CAP_NET_ADMIN);
+    }
+    keep
+}
+
+/// How to run without root, for an operator who started the daemon as root by hand.
+pub const UNPRIVILEGED_HINT: &str = "to run it without root, use the shipped systemd unit (DynamicUser, AmbientCapabilities=CAP_NET_RAW CAP_NET_ADMIN) or grant the binary what it needs: setcap cap_net_raw,cap_net_admin+ep $(command -v ndp-responder)";
+
+/// Does the process still hold CAP_NET_ADMIN (e.g. to turn the keepalive on in a reload)?
+pub fn has_net_admin() -> bool {
+    caps::has_cap(None, CapSet::Effective, Capability::CAP_NET_ADMIN).unwrap_or(false)
+}
 
 /// What [`drop_extra`] did.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Outcome {
-    /// The process had more: all but [`KEEP`] were dropped (this many).
+    /// The process had more: all but [`keep`] were dropped (this many).
     Dropped(usize),
-    /// The process had nothing beyond [`KEEP`] (e.g. started by systemd with the unit's
+    /// The process had nothing beyond [`keep`] (e.g. started by systemd with the unit's
     /// capabilities); only no_new_privs was set.
     AlreadyMinimal,
 }
 
-/// Capabilities of [`KEEP`] that the process does not have (it will fail to open its sockets).
-pub fn missing() -> Vec<Capability> {
+/// Capabilities of `keep` that the process does not have (it will fail to open its sockets).
+pub fn missing(keep: &[Capability]) -> Vec<Capability> {
     let permitted = caps::read(None, CapSet::Permitted).unwrap_or_default();
-    KEEP.iter()
+    keep.iter()
         .copied()
         .filter(|c| !permitted.contains(c))
         .collect()
 }
 
-/// Drop every capability but [`KEEP`]. Call while the process has a single thread.
-pub fn drop_extra() -> Result<Outcome, String> {
+/// Drop every capability but `keep`. Call while the process has a single thread.
+pub fn drop_extra(keep: &[Capability]) -> Result<Outcome, String> {
     let fail =
         |what: &str, e: caps::errors::CapsError| format!("dropping capabilities ({what}): {e}");
     let permitted = caps::read(None, CapSet::Permitted).map_err(|e| fail("reading", e))?;
-    let keep: CapsHashSet = KEEP
+    let keep: CapsHashSet = keep
         .iter()
         .copied()
         .filter(|c| permitted.contains(c))

@@ -89,14 +89,21 @@ pub fn run(setup: Setup) -> ExitCode {
             }
         },
     };
-    match privileges::drop_extra() {
+    // CAP_NET_ADMIN only where a feature writes the neighbour table (the keepalive).
+    let keep = privileges::keep(setup.uplinks.iter().any(|u| u.keepalive.is_some()));
+    let kept: Vec<String> = keep.iter().map(|c| c.to_string()).collect();
+    match privileges::drop_extra(&keep) {
         Ok(privileges::Outcome::Dropped(n)) => {
-            info!("dropped {n} capabilities; keeping CAP_NET_RAW and CAP_NET_ADMIN")
+            info!(
+                "dropped {n} capabilities; keeping {}; {}",
+                kept.join(" and "),
+                privileges::UNPRIVILEGED_HINT
+            )
         }
         Ok(privileges::Outcome::AlreadyMinimal) => {}
         Err(e) => warn!("{e}; running with the capabilities it was given"),
     }
-    let missing = privileges::missing();
+    let missing = privileges::missing(&keep);
     if !missing.is_empty() {
         let names: Vec<String> = missing.iter().map(|c| c.to_string()).collect();
         warn!(
@@ -221,6 +228,17 @@ impl Service {
             Ok(c) => daemon::check_gateways(&c.uplinks).await.map(|_| c),
             Err(e) => Err(e),
         };
+        // The keepalive writes neighbour entries: CAP_NET_ADMIN, dropped at start when no
+        // uplink used it, cannot come back without a restart.
+        let loaded = loaded.and_then(|c| {
+            match c.uplinks.iter().find(|u| u.keepalive.is_some()) {
+                Some(u) if !privileges::has_net_admin() => Err(format!(
+                    "uplink {}: gateway_keepalive needs CAP_NET_ADMIN, which the daemon gave up at start because no uplink used the keepalive then: restart it (systemctl restart ndp-responder) to turn the keepalive on",
+                    u.ifname
+                )),
+                _ => Ok(c),
+            }
+        });
         let config = match loaded {
             Ok(c) => c,
             Err(e) => {

@@ -310,8 +310,28 @@ pub fn status_cmd(socket: &Path, json: bool) -> (bool, String, String) {
 /// The daemon's count of solicitations seen over all its uplinks, from `status --json`; 0
 /// while the control socket does not answer.
 pub fn ns_seen(socket: &Path) -> u64 {
+    status_of(socket).map_or(0, |s| s.uplinks.iter().map(|u| u.counters.ns_seen).sum())
+}
+
+/// The daemon's status from `status --json` over `socket`; None while it does not answer.
+pub fn status_of(socket: &Path) -> Option<ndp_responder::status::Status> {
     let (ok, out, _) = status_cmd(socket, true);
-    let status: Option<ndp_responder::status::Status> =
-        ok.then(|| serde_json::from_str(&out).ok()).flatten();
-    status.map_or(0, |s| s.uplinks.iter().map(|u| u.counters.ns_seen).sum())
+    ok.then(|| serde_json::from_str(&out).ok()).flatten()
+}
+
+/// The capability lines of /proc/PID/status (and of every thread).
+pub fn capability_lines(pid: u32) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+    for task in tasks {
+        let status = std::fs::read_to_string(task.unwrap().path().join("status")).unwrap();
+        for line in status.lines() {
+            if let Some((key, value)) = line.split_once(':') {
+                if key.starts_with("Cap") || key == "NoNewPrivs" {
+                    found.push((key.to_string(), value.trim().to_string()));
+                }
+            }
+        }
+    }
+    found
 }
