@@ -634,7 +634,7 @@ mode = "auto"
     }
 
     #[test]
-    fn out_of_range_durations_and_numbers_are_refused_naming_key_line_and_range() {
+    fn durations_and_rate_limits_are_bounded_naming_key_line_and_range() {
         const D1H: &str = "give 1s to 1h";
         const D1D: &str = "give 1s to 1d";
         const RATE: &str = "give 0 (no limit) or 1 to 10000000 answers per second";
@@ -685,9 +685,10 @@ mode = "auto"
         assert!(e.message.contains("too large"), "{e}");
         let e = error(&with_setting("rate_limit = \"1000\""));
         assert!(e.message.contains("expected"), "{e}");
+        range_boundaries_are_accepted_in_the_file();
     }
 
-    #[test]
+    /// The boundaries of every range are accepted (called by the test above).
     fn range_boundaries_are_accepted_in_the_file() {
         let secs = Duration::from_secs;
         let low = parse(

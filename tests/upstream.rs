@@ -168,10 +168,7 @@ fn gateway_entry_stays_reachable_when_the_provider_ignores_link_local_solicitati
     );
 
     let daemon = topo
-        .start_daemon(
-            exe(),
-            &["-n", CONTAINER_PREFIX, "--gateway-keepalive=1s"],
-        )
+        .start_daemon(exe(), &["-n", CONTAINER_PREFIX, "--gateway-keepalive=1s"])
         .unwrap();
     assert!(wait_until(Duration::from_secs(3), || gateway_entry(&topo)
         .ends_with("REACHABLE")));
@@ -214,10 +211,7 @@ fn pinned_gateway_entries_are_left_alone() {
     )
     .unwrap();
     let daemon = topo
-        .start_daemon(
-            exe(),
-            &["-n", CONTAINER_PREFIX, "--gateway-keepalive=1s"],
-        )
+        .start_daemon(exe(), &["-n", CONTAINER_PREFIX, "--gateway-keepalive=1s"])
         .unwrap();
     assert!(
         wait_until(Duration::from_secs(3), || !daemon
