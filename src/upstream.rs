@@ -127,8 +127,9 @@ impl Announcer {
     }
 
     fn slot(&self, i: usize) -> Instant {
-        let n = self.cycle.len().max(1) as u32;
-        later(self.cycle_start, self.cycle_len / n * i as u32)
+        let n = u32::try_from(self.cycle.len().max(1)).unwrap_or(u32::MAX);
+        let i = u32::try_from(i).unwrap_or(n).min(n);
+        later(self.cycle_start, self.cycle_len / n * i)
     }
 
     /// The addresses due at `now`. `in_use` is asked at the start of each cycle; an address
