@@ -1,10 +1,15 @@
 //! The command line: flags, their validation and the messages for bad values.
 //!
-//! Owns: the clap definitions and the value parsers (prefixes, source policy, log level).
+//! Owns: the clap definitions and the value parsers (prefixes, source policy, log level), and
+//! the allowed range of every duration and number setting: the configuration file parses its
+//! values with these same functions, so a flag and its key accept exactly the same values.
 //! `-i/--ifname` and `-n/--subnet` keep the Go ndpresponder's flags so that its users can
 //! switch by changing the binary name.
 //!
-//! Must not: touch the system; `main.rs` turns a parsed [`Cli`] into actions.
+//! Must not: touch the system; `main.rs` turns a parsed [`Cli`] into actions (through
+//! [`crate::config::from_flags`], which checks the rules as it checks a file's).
+
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use ipnet::Ipv6Net;
@@ -89,13 +94,13 @@ pub struct RunArgs {
     #[arg(short = 'N', long = "docker-network", value_name = "NAME")]
     pub docker_networks: Vec<String>,
 
-    /// How long a probed address is trusted before it is probed again (when in use)
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
-    pub probe_ttl: std::time::Duration,
+    /// How long a probed address is trusted before it is probed again (when in use; 1s to 1d)
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_probe_ttl)]
+    pub probe_ttl: Duration,
 
-    /// How long an address that did not answer a probe is not probed again
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
-    pub probe_negative_ttl: std::time::Duration,
+    /// How long an address that did not answer a probe is not probed again (1s to 1h)
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_probe_negative_ttl)]
+    pub probe_negative_ttl: Duration,
 
     /// IPv6 source of our advertisements: 'target' (passes anti-spoof filters), 'link-local'
     /// (what proxy_ndp and ndppd send), or a fixed address
@@ -107,26 +112,28 @@ pub struct RunArgs {
     pub no_router_flag: bool,
 
     /// Keep the gateway's neighbour entry fresh: solicit it from a global address every
-    /// INTERVAL (default 30s) and confirm the answer in the kernel's table (never pinned)
-    #[arg(long, value_name = "INTERVAL", num_args = 0..=1, default_missing_value = "30s", value_parser = parse_duration)]
-    pub gateway_keepalive: Option<std::time::Duration>,
+    /// INTERVAL (1s to 1h, default 30s) and confirm the answer in the kernel's table (never
+    /// pinned)
+    #[arg(long, value_name = "INTERVAL", num_args = 0..=1, default_missing_value = "30s", value_parser = parse_gateway_keepalive)]
+    pub gateway_keepalive: Option<Duration>,
 
     /// Re-announce every address in use (unsolicited NA, and an NS from it to the gateway)
-    /// once per DURATION, spread over it
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    pub announce_interval: Option<std::time::Duration>,
+    /// once per DURATION (1s to 1d), spread over it
+    #[arg(long, value_name = "DURATION", value_parser = parse_announce_interval)]
+    pub announce_interval: Option<Duration>,
 
     /// Clear the Override flag in answers to multicast solicitations (RFC 4861 7.2.8's
     /// suggestion for proxies; by default it is set so a router's stale cached MAC is replaced)
     #[arg(long)]
     pub no_override_flag: bool,
 
-    /// At most this many answers per second in all (0: no limit)
-    #[arg(long, value_name = "N", default_value_t = crate::ratelimit::Limits::default().total)]
+    /// At most this many answers per second in all (0: no limit; at most 10000000)
+    #[arg(long, value_name = "N", default_value_t = crate::ratelimit::Limits::default().total, value_parser = parse_rate_limit)]
     pub rate_limit: u32,
 
-    /// At most this many answers per second to one solicitation source (0: no limit)
-    #[arg(long, value_name = "N", default_value_t = crate::ratelimit::Limits::default().per_source)]
+    /// At most this many answers per second to one solicitation source (0: no limit; at most
+    /// 10000000)
+    #[arg(long, value_name = "N", default_value_t = crate::ratelimit::Limits::default().per_source, value_parser = parse_rate_limit)]
     pub rate_limit_per_source: u32,
 
     /// Control socket for `ndp-responder status` ('none' for no socket; default
@@ -305,10 +312,128 @@ pub fn parse_probe_rule(s: &str) -> Result<(Ipv6Net, Option<String>), String> {
     }
 }
 
-/// A duration such as `30s`, `500ms` or `2m`.
-pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+/// A duration such as `30s`, `2m` or `1h` (unbounded: every setting goes through
+/// [`parse_duration_in`] with its own range).
+fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s)
-        .map_err(|e| format!("'{s}' is not a duration ({e}): write e.g. 30s, 500ms or 2m"))
+        .map_err(|e| format!("'{s}' is not a duration ({e}): write e.g. 30s, 2m or 1h"))
+}
+
+/// The allowed values of one duration setting. Below `min` a scheduler would fire on every
+/// pass of the daemon's loop; above `max` the value is a mistake, and adding it to the clock
+/// could overflow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DurationRange {
+    /// What the value is, in words, for messages.
+    pub what: &'static str,
+    pub min: Duration,
+    pub max: Duration,
+    /// The default (or a typical value), offered as an example.
+    pub example: &'static str,
+}
+
+const SECOND: Duration = Duration::from_secs(1);
+const HOUR: Duration = Duration::from_secs(3600);
+const DAY: Duration = Duration::from_secs(24 * 3600);
+
+/// `gateway_keepalive` / `--gateway-keepalive`: 1s to 1h.
+pub const GATEWAY_KEEPALIVE: DurationRange = DurationRange {
+    what: "the gateway keepalive interval",
+    min: SECOND,
+    max: HOUR,
+    example: "30s",
+};
+/// `announce_interval` / `--announce-interval`: 1s to 1d.
+pub const ANNOUNCE_INTERVAL: DurationRange = DurationRange {
+    what: "the announcement interval",
+    min: SECOND,
+    max: DAY,
+    example: "10m",
+};
+/// `probe_ttl` / `--probe-ttl`: 1s to 1d.
+pub const PROBE_TTL: DurationRange = DurationRange {
+    what: "the probe TTL",
+    min: SECOND,
+    max: DAY,
+    example: "30s",
+};
+/// `probe_negative_ttl` / `--probe-negative-ttl`: 1s to 1h.
+pub const PROBE_NEGATIVE_TTL: DurationRange = DurationRange {
+    what: "the negative probe TTL",
+    min: SECOND,
+    max: HOUR,
+    example: "5s",
+};
+
+/// A duration within `range`; the message names the value and the range.
+pub fn parse_duration_in(s: &str, range: &DurationRange) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < range.min || d > range.max {
+        return Err(format!(
+            "'{s}' is out of range for {}: give {} to {}, e.g. {}",
+            range.what,
+            short(range.min),
+            short(range.max),
+            range.example
+        ));
+    }
+    Ok(d)
+}
+
+/// A whole number of seconds, minutes, hours or days as people write it (1s, 1h, 1d).
+fn short(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        _ if s != 0 && s % 86_400 == 0 => format!("{}d", s / 86_400),
+        _ if s != 0 && s % 3600 == 0 => format!("{}h", s / 3600),
+        _ if s != 0 && s % 60 == 0 => format!("{}m", s / 60),
+        _ => format!("{s}s"),
+    }
+}
+
+pub fn parse_gateway_keepalive(s: &str) -> Result<Duration, String> {
+    parse_duration_in(s, &GATEWAY_KEEPALIVE)
+}
+
+pub fn parse_announce_interval(s: &str) -> Result<Duration, String> {
+    parse_duration_in(s, &ANNOUNCE_INTERVAL)
+}
+
+pub fn parse_probe_ttl(s: &str) -> Result<Duration, String> {
+    parse_duration_in(s, &PROBE_TTL)
+}
+
+pub fn parse_probe_negative_ttl(s: &str) -> Result<Duration, String> {
+    parse_duration_in(s, &PROBE_NEGATIVE_TTL)
+}
+
+/// The largest rate limit, in answers per second (far above any router's solicitations, and
+/// small enough that a bucket's arithmetic stays exact).
+pub const RATE_LIMIT_MAX: u32 = 10_000_000;
+
+/// A rate limit (`rate_limit`, `rate_limit_per_source` and their flags): 0 (no limit) or 1 to
+/// [`RATE_LIMIT_MAX`] answers per second.
+pub fn rate_limit(n: i128) -> Result<u32, String> {
+    let range = format!("give 0 (no limit) or 1 to {RATE_LIMIT_MAX} answers per second");
+    match u32::try_from(n) {
+        Ok(n) if n <= RATE_LIMIT_MAX => Ok(n),
+        _ if n < 0 => Err(format!("{n} is negative: {range}")),
+        _ => Err(format!("{n} is too large: {range}")),
+    }
+}
+
+/// A rate limit written on the command line (see [`rate_limit`]).
+pub fn parse_rate_limit(s: &str) -> Result<u32, String> {
+    use std::num::IntErrorKind;
+    let n: i128 = s.trim().parse().map_err(|e: std::num::ParseIntError| {
+        let range = format!("give 0 (no limit) or 1 to {RATE_LIMIT_MAX} answers per second");
+        match e.kind() {
+            IntErrorKind::PosOverflow => format!("'{s}' is too large: {range}"),
+            IntErrorKind::NegOverflow => format!("'{s}' is negative: {range}"),
+            _ => format!("'{s}' is not a whole number: {range}"),
+        }
+    })?;
+    rate_limit(n)
 }
 
 fn parse_source(s: &str) -> Result<SourcePolicy, String> {
@@ -438,6 +563,121 @@ mod tests {
         assert!(err.contains("names no interface"), "{err}");
         let err = parse_duration("soon").unwrap_err();
         assert!(err.contains("'soon'"), "{err}");
+    }
+
+    /// `-i eth0 -n 2001:db8::/64` and `extra`.
+    fn responder(extra: &[&str]) -> Result<Cli, clap::Error> {
+        let mut args = vec!["ndp-responder", "-i", "eth0", "-n", "2001:db8::/64"];
+        args.extend_from_slice(extra);
+        Cli::try_parse_from(args)
+    }
+
+    #[test]
+    fn durations_and_rate_limits_are_bounded_naming_flag_value_and_range() {
+        const D1H: &str = "give 1s to 1h";
+        const D1D: &str = "give 1s to 1d";
+        const RATE: &str = "give 0 (no limit) or 1 to 10000000 answers per second";
+        let cases = [
+            ("--gateway-keepalive", "18446744073709551615s", D1H),
+            ("--gateway-keepalive", "0s", D1H),
+            ("--gateway-keepalive", "500ms", D1H),
+            ("--gateway-keepalive", "100y", D1H),
+            ("--gateway-keepalive", "3601s", D1H),
+            ("--announce-interval", "0s", D1D),
+            ("--announce-interval", "999ms", D1D),
+            ("--announce-interval", "18446744073709551615s", D1D),
+            ("--announce-interval", "100y", D1D),
+            ("--probe-ttl", "0s", D1D),
+            ("--probe-ttl", "500ms", D1D),
+            ("--probe-ttl", "100y", D1D),
+            ("--probe-negative-ttl", "0s", D1H),
+            ("--probe-negative-ttl", "500ms", D1H),
+            ("--probe-negative-ttl", "18446744073709551615s", D1H),
+            ("--rate-limit", "-1", RATE),
+            ("--rate-limit", "1099511627776", RATE),
+            ("--rate-limit", "10000001", RATE),
+            ("--rate-limit-per-source", "18446744073709551616", RATE),
+            ("--rate-limit-per-source", "-99999999999999999999", RATE),
+            ("--rate-limit-per-source", "lots", RATE),
+        ];
+        for (flag, value, range) in cases {
+            let err = responder(&[&format!("{flag}={value}")]).unwrap_err();
+            let text = err.to_string();
+            assert_eq!(
+                err.kind(),
+                clap::error::ErrorKind::ValueValidation,
+                "{flag}={value}: {text}"
+            );
+            assert_eq!(err.exit_code(), 2, "{flag}={value}");
+            assert!(
+                text.contains(&format!("'{value}'")) && text.contains(flag),
+                "{flag}={value}: {text}"
+            );
+            assert!(text.contains(range), "{flag}={value}: {text}");
+        }
+        let err = parse_gateway_keepalive("0s").unwrap_err();
+        assert_eq!(
+            err,
+            "'0s' is out of range for the gateway keepalive interval: give 1s to 1h, e.g. 30s"
+        );
+        assert!(parse_rate_limit("-1").unwrap_err().contains("negative"));
+        assert!(parse_rate_limit("1099511627776")
+            .unwrap_err()
+            .contains("too large"));
+        range_boundaries_are_accepted();
+    }
+
+    /// The boundaries of every range are accepted (called by the test above).
+    fn range_boundaries_are_accepted() {
+        let secs = Duration::from_secs;
+        let run = responder(&[
+            "--gateway-keepalive=1s",
+            "--announce-interval=1d",
+            "--probe-ttl=1s",
+            "--probe-negative-ttl=1h",
+            "--rate-limit=0",
+            "--rate-limit-per-source=10000000",
+        ])
+        .unwrap()
+        .run;
+        assert_eq!(run.gateway_keepalive, Some(secs(1)));
+        assert_eq!(run.announce_interval, Some(secs(86_400)));
+        assert_eq!(run.probe_ttl, secs(1));
+        assert_eq!(run.probe_negative_ttl, secs(3600));
+        assert_eq!((run.rate_limit, run.rate_limit_per_source), (0, 10_000_000));
+        let run = responder(&[
+            "--gateway-keepalive=1h",
+            "--announce-interval=1s",
+            "--probe-ttl=24h",
+            "--probe-negative-ttl=1s",
+            "--rate-limit=1",
+            "--rate-limit-per-source=1",
+        ])
+        .unwrap()
+        .run;
+        assert_eq!(run.gateway_keepalive, Some(secs(3600)));
+        assert_eq!(run.announce_interval, Some(secs(1)));
+        assert_eq!(run.probe_ttl, secs(86_400));
+        assert_eq!(run.probe_negative_ttl, secs(1));
+        assert_eq!((run.rate_limit, run.rate_limit_per_source), (1, 1));
+        assert_eq!(
+            parse_announce_interval("1500ms"),
+            Ok(Duration::from_millis(1500))
+        );
+        // The defaults are within their ranges.
+        let run = responder(&[]).unwrap().run;
+        assert_eq!((run.probe_ttl, run.probe_negative_ttl), (secs(30), secs(5)));
+        assert_eq!(
+            (run.rate_limit, run.rate_limit_per_source),
+            (100_000, 10_000)
+        );
+        assert_eq!(
+            responder(&["--gateway-keepalive"])
+                .unwrap()
+                .run
+                .gateway_keepalive,
+            Some(secs(30))
+        );
     }
 
     #[test]

@@ -2,7 +2,10 @@
 //!
 //! Owns: the TOML schema (below), its validation with errors that name `file:line` and say
 //! what to write instead, and the translation into the daemon's [`Options`]. The CLI's
-//! `-i/-n/--auto/--probe/-N` flags are a shortcut for one uplink of this same shape.
+//! `-i/-n/--auto/--probe/-N` flags are a shortcut for one uplink of this same shape: they
+//! become [`Options`] here too ([`from_flags`]), through the same checks ([`check_overlaps`]);
+//! durations and numbers go through the same parsers as the flags ([`crate::cli`] owns their
+//! ranges).
 //!
 //! ```toml
 //! # Top-level keys come before the first [[uplink]] (all optional):
@@ -15,12 +18,12 @@
 //! source = "target"            # target | link-local | an IPv6 address
 //! router = true
 //! override = true              # Override flag on answers to multicast solicitations
-//! gateway_keepalive = "30s"    # optional
-//! announce_interval = "10m"    # optional
-//! probe_ttl = "30s"            # optional
-//! probe_negative_ttl = "5s"    # optional
-//! rate_limit = 100000          # answers/s in all (0: no limit)
-//! rate_limit_per_source = 10000 # answers/s to one source (0: no limit)
+//! gateway_keepalive = "30s"    # optional, 1s to 1h
+//! announce_interval = "10m"    # optional, 1s to 1d
+//! probe_ttl = "30s"            # optional, 1s to 1d
+//! probe_negative_ttl = "5s"    # optional, 1s to 1h
+//! rate_limit = 100000          # answers/s in all (0: no limit; at most 10000000)
+//! rate_limit_per_source = 10000 # answers/s to one source (0: no limit; at most 10000000)
 //!
 //! [[uplink.rule]]
 //! prefix = "2001:db8:1::d:0/112"
@@ -98,10 +101,12 @@ struct Uplink {
     probe_ttl: Option<Spanned<String>>,
     #[serde(default)]
     probe_negative_ttl: Option<Spanned<String>>,
+    /// Wider than the range on purpose: negative and too large numbers are refused by
+    /// [`cli::rate_limit`] in plain words, not by serde.
     #[serde(default)]
-    rate_limit: Option<u32>,
+    rate_limit: Option<Spanned<i128>>,
     #[serde(default)]
-    rate_limit_per_source: Option<u32>,
+    rate_limit_per_source: Option<Spanned<i128>>,
     #[serde(default)]
     rule: Vec<Spanned<RuleEntry>>,
 }
@@ -163,7 +168,7 @@ pub fn parse(path: &str, text: &str) -> Result<Config, ConfigError> {
         ConfigError {
             path: path.to_string(),
             line,
-            message: format!("{}{}", e.message().trim_end(), hint_for(e.message())),
+            message: format!("{}{}", plain(e.message().trim_end()), hint_for(e.message())),
         }
     })?;
     if file.uplink.is_empty() {
@@ -194,11 +199,22 @@ pub fn parse(path: &str, text: &str) -> Result<Config, ConfigError> {
             None => SourcePolicy::Target,
             Some(s) => s.get_ref().parse().map_err(|e: String| err(s.span(), e))?,
         };
-        let duration = |field: &Option<Spanned<String>>| -> Result<Option<Duration>, ConfigError> {
+        let duration = |field: &Option<Spanned<String>>,
+                        key: &str,
+                        range: &cli::DurationRange|
+         -> Result<Option<Duration>, ConfigError> {
             field
                 .as_ref()
-                .map(|d| cli::parse_duration(d.get_ref()).map_err(|e| err(d.span(), e)))
+                .map(|d| {
+                    cli::parse_duration_in(d.get_ref(), range)
+                        .map_err(|e| err(d.span(), format!("{key}: {e}")))
+                })
                 .transpose()
+        };
+        let rate = |field: &Option<Spanned<i128>>, key: &str, default: u32| {
+            field.as_ref().map_or(Ok(default), |n| {
+                cli::rate_limit(*n.get_ref()).map_err(|e| err(n.span(), format!("{key}: {e}")))
+            })
         };
         let defaults = probe::Limits::default();
         let mut rules: Vec<(Rule, std::ops::Range<usize>)> = Vec::new();
@@ -211,23 +227,12 @@ pub fn parse(path: &str, text: &str) -> Result<Config, ConfigError> {
         for entry in &up.rule {
             let rule = rule_from(entry.get_ref())
                 .map_err(|(span, message)| err(span.unwrap_or(entry.span()), message))?;
-            for (other, span) in &rules {
-                let overlap =
-                    other.prefix.contains(&rule.prefix) || rule.prefix.contains(&other.prefix);
-                let docker = matches!(rule.mode, Mode::Docker { .. })
-                    || matches!(other.mode, Mode::Docker { .. });
-                if overlap && !docker && other.mode != rule.mode {
-                    return Err(err(
-                        entry.span(),
-                        format!(
-                            "rule {} overlaps the {} rule {} at line {}: one address, one way of knowing it; split the prefixes",
-                            rule, other.mode, other.prefix, line_of(span.start)
-                        ),
-                    ));
-                }
-            }
             rules.push((rule, entry.span()));
         }
+        let only: Vec<Rule> = rules.iter().map(|(r, _)| r.clone()).collect();
+        check_overlaps(&only, |j| format!(" at line {}", line_of(rules[j].1.start)))
+            .map_err(|(i, message)| err(rules[i].1.clone(), message))?;
+        let limits = crate::ratelimit::Limits::default();
         all.push(Options {
             ifname: name.clone(),
             origins: rules
@@ -241,20 +246,33 @@ pub fn parse(path: &str, text: &str) -> Result<Config, ConfigError> {
                 override_flag: up.override_flag,
             },
             probe: probe::Limits {
-                ttl: duration(&up.probe_ttl)?.unwrap_or(defaults.ttl),
-                negative_ttl: duration(&up.probe_negative_ttl)?.unwrap_or(defaults.negative_ttl),
+                ttl: duration(&up.probe_ttl, "probe_ttl", &cli::PROBE_TTL)?.unwrap_or(defaults.ttl),
+                negative_ttl: duration(
+                    &up.probe_negative_ttl,
+                    "probe_negative_ttl",
+                    &cli::PROBE_NEGATIVE_TTL,
+                )?
+                .unwrap_or(defaults.negative_ttl),
                 ..defaults
             },
             rate_limit: crate::ratelimit::Limits {
-                per_source: up
-                    .rate_limit_per_source
-                    .unwrap_or(crate::ratelimit::Limits::default().per_source),
-                total: up
-                    .rate_limit
-                    .unwrap_or(crate::ratelimit::Limits::default().total),
+                per_source: rate(
+                    &up.rate_limit_per_source,
+                    "rate_limit_per_source",
+                    limits.per_source,
+                )?,
+                total: rate(&up.rate_limit, "rate_limit", limits.total)?,
             },
-            keepalive: duration(&up.gateway_keepalive)?,
-            announce: duration(&up.announce_interval)?,
+            keepalive: duration(
+                &up.gateway_keepalive,
+                "gateway_keepalive",
+                &cli::GATEWAY_KEEPALIVE,
+            )?,
+            announce: duration(
+                &up.announce_interval,
+                "announce_interval",
+                &cli::ANNOUNCE_INTERVAL,
+            )?,
         });
     }
     let control = file
@@ -293,6 +311,84 @@ pub fn parse(path: &str, text: &str) -> Result<Config, ConfigError> {
         control_mode,
         metrics,
     })
+}
+
+/// One address, one way of knowing it: rules of one uplink whose prefixes overlap must have
+/// the same mode (docker rules are exempt: their prefix only narrows a network's addresses).
+/// On a conflict, the index of the later rule and the message; `at(j)` says where the earlier
+/// rule `j` was given (" at line 3" in a file, nothing on the command line).
+pub fn check_overlaps(rules: &[Rule], at: impl Fn(usize) -> String) -> Result<(), (usize, String)> {
+    for (i, rule) in rules.iter().enumerate() {
+        for (j, other) in rules[..i].iter().enumerate() {
+            let overlap =
+                other.prefix.contains(&rule.prefix) || rule.prefix.contains(&other.prefix);
+            let docker = matches!(rule.mode, Mode::Docker { .. })
+                || matches!(other.mode, Mode::Docker { .. });
+            if overlap && !docker && other.mode != rule.mode {
+                return Err((
+                    i,
+                    format!(
+                        "rule {} overlaps the {} rule {}{}: one address, one way of knowing it; split the prefixes",
+                        rule,
+                        other.mode,
+                        other.prefix,
+                        at(j)
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The one uplink of `-i IFACE` and its flags, checked as a file's uplink is (the flags'
+/// values were parsed by the same functions as the file's).
+pub fn from_flags(args: &cli::RunArgs) -> Result<Options, String> {
+    let ifname = args.ifname.clone().unwrap_or_default();
+    if ifname.is_empty() {
+        return Err("-i/--ifname is empty: name the uplink, e.g. -i eth0".into());
+    }
+    if args.docker_networks.iter().any(String::is_empty) {
+        return Err(
+            "-N/--docker-network is empty: name the network (see `docker network ls`)".into(),
+        );
+    }
+    let rules = args.rules();
+    check_overlaps(&rules, |_| String::new()).map_err(|(_, message)| message)?;
+    Ok(Options {
+        ifname,
+        rules,
+        origins: Vec::new(),
+        settings: Settings {
+            source: args.source,
+            router: !args.no_router_flag,
+            override_flag: !args.no_override_flag,
+        },
+        probe: probe::Limits {
+            ttl: args.probe_ttl,
+            negative_ttl: args.probe_negative_ttl,
+            ..probe::Limits::default()
+        },
+        rate_limit: crate::ratelimit::Limits {
+            per_source: args.rate_limit_per_source,
+            total: args.rate_limit,
+        },
+        keepalive: args.gateway_keepalive,
+        announce: args.announce_interval,
+    })
+}
+
+/// The parser's words for numbers, in plain words (the only integers are the rate limits).
+fn plain(message: &str) -> String {
+    let range = format!("0 (no limit) or 1 to {}", cli::RATE_LIMIT_MAX);
+    if message.contains("integer number overflowed") {
+        format!("the number is too large: a rate limit is {range} answers per second")
+    } else {
+        message.replace(
+            "expected i128",
+            &format!("expected a whole number without quotes, {range}"),
+        )
+    }
 }
 
 /// What to write instead, for the mistakes people make.
@@ -388,6 +484,7 @@ fn rule_from(entry: &RuleEntry) -> Result<Rule, RuleError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
 
     const GOOD: &str = r#"
 [[uplink]]
@@ -529,6 +626,140 @@ mode = "auto"
                 .contains("overlaps the static rule 2001:db8:1::/64 at line 3"),
             "{e}"
         );
+    }
+
+    /// An uplink with `setting` on its line 3.
+    fn with_setting(setting: &str) -> String {
+        format!("[[uplink]]\ninterface = \"eth0\"\n{setting}\n[[uplink.rule]]\nprefix = \"2001:db8::/64\"\nmode = \"static\"\n")
+    }
+
+    #[test]
+    fn durations_and_rate_limits_are_bounded_naming_key_line_and_range() {
+        const D1H: &str = "give 1s to 1h";
+        const D1D: &str = "give 1s to 1d";
+        const RATE: &str = "give 0 (no limit) or 1 to 10000000 answers per second";
+        let cases = [
+            ("gateway_keepalive", "\"18446744073709551615s\"", D1H),
+            ("gateway_keepalive", "\"0s\"", D1H),
+            ("gateway_keepalive", "\"500ms\"", D1H),
+            ("gateway_keepalive", "\"100y\"", D1H),
+            ("announce_interval", "\"0s\"", D1D),
+            ("announce_interval", "\"18446744073709551615s\"", D1D),
+            ("announce_interval", "\"100y\"", D1D),
+            ("probe_ttl", "\"0s\"", D1D),
+            ("probe_ttl", "\"100y\"", D1D),
+            ("probe_negative_ttl", "\"500ms\"", D1H),
+            ("probe_negative_ttl", "\"2h\"", D1H),
+            ("rate_limit", "-1", RATE),
+            ("rate_limit", "1099511627776", RATE),
+            ("rate_limit_per_source", "-1", RATE),
+            ("rate_limit_per_source", "10000001", RATE),
+        ];
+        for (key, value, range) in cases {
+            let e = error(&with_setting(&format!("{key} = {value}")));
+            assert_eq!(e.line, 3, "{key} = {value}: {e}");
+            let shown = value.trim_matches('"');
+            assert!(
+                e.message.starts_with(&format!("{key}: ")) && e.message.contains(shown),
+                "{key} = {value}: {e}"
+            );
+            assert!(e.message.contains(range), "{key} = {value}: {e}");
+        }
+        let e = error(&with_setting(
+            "gateway_keepalive = \"18446744073709551615s\"",
+        ));
+        assert_eq!(
+            e.to_string(),
+            "/etc/ndp-responder.toml:3: gateway_keepalive: '18446744073709551615s' is out of range for the gateway keepalive interval: give 1s to 1h, e.g. 30s"
+        );
+        let e = error(&with_setting("rate_limit = -1"));
+        assert!(e.message.contains("-1 is negative"), "{e}");
+        let e = error(&with_setting("rate_limit_per_source = 1099511627776"));
+        assert!(e.message.contains("1099511627776 is too large"), "{e}");
+        // Beyond what TOML can hold: still its line, in plain words.
+        let e = error(&with_setting("rate_limit = 99999999999999999999"));
+        assert_eq!(e.line, 3, "{e}");
+        assert!(e.message.contains("too large"), "{e}");
+        let e = error(&with_setting(&format!("rate_limit = {}", "9".repeat(60))));
+        assert_eq!(e.line, 3, "{e}");
+        assert!(e.message.contains("too large"), "{e}");
+        let e = error(&with_setting("rate_limit = \"1000\""));
+        assert!(e.message.contains("expected"), "{e}");
+        range_boundaries_are_accepted_in_the_file();
+    }
+
+    /// The boundaries of every range are accepted (called by the test above).
+    fn range_boundaries_are_accepted_in_the_file() {
+        let secs = Duration::from_secs;
+        let low = parse(
+            "x",
+            &with_setting("gateway_keepalive = \"1s\"\nannounce_interval = \"1s\"\nprobe_ttl = \"1s\"\nprobe_negative_ttl = \"1s\"\nrate_limit = 0\nrate_limit_per_source = 1"),
+        )
+        .unwrap();
+        let up = &low.uplinks[0];
+        assert_eq!((up.keepalive, up.announce), (Some(secs(1)), Some(secs(1))));
+        assert_eq!((up.probe.ttl, up.probe.negative_ttl), (secs(1), secs(1)));
+        assert_eq!((up.rate_limit.total, up.rate_limit.per_source), (0, 1));
+        let high = parse(
+            "x",
+            &with_setting("gateway_keepalive = \"1h\"\nannounce_interval = \"1d\"\nprobe_ttl = \"24h\"\nprobe_negative_ttl = \"60m\"\nrate_limit = 10000000\nrate_limit_per_source = 10000000"),
+        )
+        .unwrap();
+        let up = &high.uplinks[0];
+        assert_eq!(
+            (up.keepalive, up.announce),
+            (Some(secs(3600)), Some(secs(86_400)))
+        );
+        assert_eq!(
+            (up.probe.ttl, up.probe.negative_ttl),
+            (secs(86_400), secs(3600))
+        );
+        assert_eq!(
+            (up.rate_limit.total, up.rate_limit.per_source),
+            (10_000_000, 10_000_000)
+        );
+    }
+
+    #[test]
+    fn flags_and_file_refuse_overlapping_rules_with_the_same_message() {
+        let file = error(
+            "[[uplink]]\ninterface = \"eth0\"\n[[uplink.rule]]\nprefix = \"2001:db8:1::/64\"\nmode = \"static\"\n[[uplink.rule]]\nprefix = \"2001:db8:1::d:0/112\"\nmode = \"auto\"\n",
+        );
+        let cli = cli::Cli::try_parse_from([
+            "ndp-responder",
+            "-i",
+            "eth0",
+            "-n",
+            "2001:db8:1::/64",
+            "--auto",
+            "2001:db8:1::d:0/112",
+        ])
+        .unwrap();
+        let flags = from_flags(&cli.run).unwrap_err();
+        assert_eq!(
+            flags,
+            "rule 2001:db8:1::d:0/112 (auto) overlaps the static rule 2001:db8:1::/64: one address, one way of knowing it; split the prefixes"
+        );
+        assert_eq!(file.message.replace(" at line 3", ""), flags);
+        // Docker rules are exempt, as in the file; the same mode may overlap.
+        let cli = cli::Cli::try_parse_from([
+            "ndp-responder",
+            "-i",
+            "eth0",
+            "-n",
+            "2001:db8:1::/64",
+            "-n",
+            "2001:db8:1::d:0/112",
+            "-N",
+            "ipv6exposed",
+        ])
+        .unwrap();
+        let options = from_flags(&cli.run).unwrap();
+        assert_eq!(options.rules.len(), 3);
+        assert_eq!(options.ifname, "eth0");
+        let cli =
+            cli::Cli::try_parse_from(["ndp-responder", "-i", "", "-n", "2001:db8::/64"]).unwrap();
+        assert!(from_flags(&cli.run).unwrap_err().contains("is empty"));
     }
 
     #[test]

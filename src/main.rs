@@ -10,10 +10,9 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 use ndp_responder::cli::{self, Cli, Command, LabAction};
-use ndp_responder::daemon::{self, Options};
-use ndp_responder::policy::Settings;
+use ndp_responder::daemon;
 use ndp_responder::service::{self, ControlSocket, Setup};
-use ndp_responder::{config, control, doctor, lab, ndppd, probe};
+use ndp_responder::{config, control, doctor, lab, ndppd};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -151,31 +150,13 @@ fn run(args: cli::RunArgs) -> ExitCode {
         libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
     }
     let (uplinks, config_path, file) = match &args.ifname {
-        Some(ifname) => (
-            vec![Options {
-                ifname: ifname.clone(),
-                rules: args.rules(),
-                origins: Vec::new(),
-                settings: Settings {
-                    source: args.source,
-                    router: !args.no_router_flag,
-                    override_flag: !args.no_override_flag,
-                },
-                probe: probe::Limits {
-                    ttl: args.probe_ttl,
-                    negative_ttl: args.probe_negative_ttl,
-                    ..probe::Limits::default()
-                },
-                rate_limit: ndp_responder::ratelimit::Limits {
-                    per_source: args.rate_limit_per_source,
-                    total: args.rate_limit,
-                },
-                keepalive: args.gateway_keepalive,
-                announce: args.announce_interval,
-            }],
-            None,
-            None,
-        ),
+        Some(_) => match config::from_flags(&args) {
+            Ok(options) => (vec![options], None, None),
+            Err(e) => {
+                eprintln!("ndp-responder: {e}");
+                return ExitCode::from(2);
+            }
+        },
         None => {
             let path = args
                 .config

@@ -5,9 +5,11 @@
 //! (every address in use once per interval, spread evenly over it so that a thousand
 //! addresses never go out in one burst), and the choice of the source address for keepalive
 //! solicitations. Time and randomness are passed in, so every schedule is unit-tested without
-//! sleeping.
+//! sleeping. Their time arithmetic cannot overflow or spin, whatever interval they are given
+//! (the configuration refuses intervals outside 1s..1h/1d; these bounds are a second line).
 //!
-//! Must not: send packets or touch the kernel; the daemon does, when these say so.
+//! Must not: send packets or touch the kernel; the daemon does, when these say so. Must not
+//! panic on any interval.
 
 use std::collections::BTreeSet;
 use std::net::Ipv6Addr;
@@ -16,6 +18,22 @@ use std::time::{Duration, Instant};
 /// Up to this fraction of an interval is added or removed at random from each tick, so that
 /// hosts started together do not solicit in step.
 const JITTER: f64 = 0.1;
+
+/// Intervals are used within these bounds: shorter would fire on every pass of the daemon's
+/// loop, longer could overflow the clock (a year is "never" for a daemon).
+const SHORTEST: Duration = Duration::from_millis(1);
+const LONGEST: Duration = Duration::from_secs(366 * 24 * 3600);
+
+fn bounded(interval: Duration) -> Duration {
+    interval.clamp(SHORTEST, LONGEST)
+}
+
+/// `at + d`, or as far as the clock goes: never a panic.
+fn later(at: Instant, d: Duration) -> Instant {
+    at.checked_add(d)
+        .or_else(|| at.checked_add(LONGEST))
+        .unwrap_or(at)
+}
 
 /// A small deterministic PRNG (xorshift64*), seeded by the caller: enough for jitter.
 #[derive(Debug, Clone)]
@@ -35,8 +53,9 @@ impl Jitter {
         1.0 - JITTER + 2.0 * JITTER * unit
     }
 
+    /// `interval` times the factor (bounded, so that the product cannot overflow).
     fn spread(&mut self, interval: Duration) -> Duration {
-        interval.mul_f64(self.factor())
+        bounded(bounded(interval).mul_f64(self.factor()))
     }
 }
 
@@ -52,7 +71,7 @@ impl Keepalive {
     /// The first tick comes at once: a fresh daemon refreshes the gateway right away.
     pub fn new(interval: Duration, now: Instant, jitter: Jitter) -> Self {
         Keepalive {
-            interval,
+            interval: bounded(interval),
             next: now,
             jitter,
         }
@@ -67,7 +86,7 @@ impl Keepalive {
         if now < self.next {
             return false;
         }
-        self.next = now + self.jitter.spread(self.interval);
+        self.next = later(now, self.jitter.spread(self.interval));
         true
     }
 }
@@ -87,6 +106,7 @@ pub struct Announcer {
 
 impl Announcer {
     pub fn new(interval: Duration, now: Instant, jitter: Jitter) -> Self {
+        let interval = bounded(interval);
         Announcer {
             interval,
             cycle_len: interval,
@@ -102,13 +122,14 @@ impl Announcer {
         if self.sent < self.cycle.len() {
             self.slot(self.sent)
         } else {
-            self.cycle_start + self.cycle_len
+            later(self.cycle_start, self.cycle_len)
         }
     }
 
     fn slot(&self, i: usize) -> Instant {
-        let n = self.cycle.len().max(1) as u32;
-        self.cycle_start + self.cycle_len / n * i as u32
+        let n = u32::try_from(self.cycle.len().max(1)).unwrap_or(u32::MAX);
+        let i = u32::try_from(i).unwrap_or(n).min(n);
+        later(self.cycle_start, self.cycle_len / n * i)
     }
 
     /// The addresses due at `now`. `in_use` is asked at the start of each cycle; an address
@@ -119,13 +140,10 @@ impl Announcer {
         now: Instant,
         in_use: impl FnOnce() -> BTreeSet<Ipv6Addr>,
     ) -> Vec<Ipv6Addr> {
-        if self.sent >= self.cycle.len() && now >= self.cycle_start + self.cycle_len {
+        if self.sent >= self.cycle.len() && now >= later(self.cycle_start, self.cycle_len) {
             // A new cycle: start it now (late wake-ups do not make a burst), jittered.
             self.cycle_start = now;
-            self.cycle_len = self
-                .jitter
-                .spread(self.interval)
-                .max(Duration::from_millis(1));
+            self.cycle_len = self.jitter.spread(self.interval);
             self.cycle = in_use().into_iter().collect();
             self.sent = 0;
         }
@@ -254,6 +272,23 @@ mod tests {
         assert!(a.due(t0 + ms(1000), BTreeSet::new).is_empty());
         let next = a.next_due();
         assert!(next >= t0 + ms(1900) && next <= t0 + ms(2100), "{next:?}");
+    }
+
+    #[test]
+    fn extreme_intervals_neither_panic_nor_spin() {
+        let t0 = Instant::now();
+        let addrs: BTreeSet<Ipv6Addr> = [ip(2)].into();
+        for interval in [Duration::MAX, Duration::from_secs(u64::MAX), Duration::ZERO] {
+            let mut k = Keepalive::new(interval, t0, Jitter::new(5));
+            assert!(k.due(t0));
+            assert!(k.next_due() > t0, "{interval:?} would spin");
+            assert!(!k.due(t0));
+            let mut a = Announcer::new(interval, t0, Jitter::new(5));
+            assert!(a.next_due() > t0, "{interval:?} would spin");
+            let _ = a.due(a.next_due(), || addrs.clone());
+            assert!(a.next_due() >= t0);
+        }
+        assert_eq!(later(t0, Duration::MAX), t0 + LONGEST);
     }
 
     #[test]

@@ -447,3 +447,174 @@ fn answers_beyond_the_rate_limits_are_withheld_and_counted() {
         "{answered} answered within {took:?}: {summary}"
     );
 }
+
+/// `status --json`, or None while the control socket does not answer.
+fn try_status(socket: &Path) -> Option<Status> {
+    let (ok, out, _) = status_cmd(socket, true);
+    ok.then(|| serde_json::from_str(&out).ok()).flatten()
+}
+
+#[test]
+fn reloads_with_extreme_values_are_refused_and_the_daemon_keeps_answering() {
+    let topo = common::topology(1);
+    let scratch = Scratch::new("limits");
+    let file = scratch.path("ndp-responder.toml");
+    let socket = scratch.path("control.sock");
+    // The uplink with `setting` on line 4.
+    let with = |setting: &str| {
+        format!("[[uplink]]\ninterface = \"eth0\"\nrouter = true\n{setting}\n\n[[uplink.rule]]\nprefix = \"2001:db8:1::d:0/112\"\nmode = \"static\"\n")
+    };
+    std::fs::write(&file, with("gateway_keepalive = \"30s\"")).unwrap();
+    let daemon = topo
+        .start_daemon_args(
+            exe(),
+            &[
+                "-c",
+                &file.display().to_string(),
+                "--control-socket",
+                &scratch.s("control.sock"),
+            ],
+        )
+        .unwrap();
+    let ct = container_addr(1);
+    assert!(common::host_answers(&topo, &ct), "{}", daemon.log());
+
+    let keepalive = "is out of range for the gateway keepalive interval: give 1s to 1h";
+    let announce = "is out of range for the announcement interval: give 1s to 1d";
+    let rate = "give 0 (no limit) or 1 to 10000000 answers per second";
+    let cases = [
+        (
+            "gateway_keepalive = \"18446744073709551615s\"",
+            format!("gateway_keepalive: '18446744073709551615s' {keepalive}"),
+        ),
+        (
+            "announce_interval = \"18446744073709551615s\"",
+            format!("announce_interval: '18446744073709551615s' {announce}"),
+        ),
+        (
+            "gateway_keepalive = \"0s\"",
+            format!("gateway_keepalive: '0s' {keepalive}"),
+        ),
+        (
+            "announce_interval = \"0s\"",
+            format!("announce_interval: '0s' {announce}"),
+        ),
+        (
+            "probe_ttl = \"100y\"",
+            "probe_ttl: '100y' is out of range for the probe TTL: give 1s to 1d".into(),
+        ),
+        (
+            "probe_negative_ttl = \"500ms\"",
+            "probe_negative_ttl: '500ms' is out of range for the negative probe TTL: give 1s to 1h"
+                .into(),
+        ),
+        (
+            "rate_limit = -1",
+            format!("rate_limit: -1 is negative: {rate}"),
+        ),
+        (
+            "rate_limit_per_source = 1099511627776",
+            format!("rate_limit_per_source: 1099511627776 is too large: {rate}"),
+        ),
+    ];
+    for (setting, want) in &cases {
+        std::fs::write(&file, with(setting)).unwrap();
+        let want = format!("{}:4: {want}", file.display());
+        // check-config refuses the file, naming the line.
+        let checked = std::process::Command::new(exe())
+            .args(["check-config", "-c"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&checked.stderr);
+        assert!(!checked.status.success(), "check-config accepted {setting}");
+        assert!(stderr.contains(&want), "{setting}: {stderr}");
+        // The running daemon refuses it too, says so in its status, and keeps answering.
+        daemon.signal(libc::SIGHUP);
+        let refused = wait_until(Duration::from_secs(5), || {
+            try_status(&socket)
+                .and_then(|s| s.last_reload_error)
+                .is_some_and(|e| e.starts_with(&want))
+        });
+        assert!(
+            refused,
+            "reload with {setting} not reported as refused ({want}); status: {:?}\n{}",
+            try_status(&socket),
+            daemon.log()
+        );
+        let st = status(&socket);
+        assert_eq!(st.reloads, 0, "{setting} was applied");
+        assert!(st.uplinks[0].up, "{st:?}");
+        assert!(
+            common::host_answers(&topo, &ct),
+            "after {setting}:\n{}",
+            daemon.log()
+        );
+    }
+    // The boundaries are accepted: the reload applies.
+    std::fs::write(
+        &file,
+        with("gateway_keepalive = \"1h\"\nannounce_interval = \"1d\"\nprobe_ttl = \"1s\"\nprobe_negative_ttl = \"1s\"\nrate_limit = 10000000\nrate_limit_per_source = 0"),
+    )
+    .unwrap();
+    daemon.signal(libc::SIGHUP);
+    assert!(
+        wait_until(Duration::from_secs(5), || try_status(&socket)
+            .is_some_and(|s| s.reloads == 1)),
+        "{}",
+        daemon.log()
+    );
+    assert_eq!(status(&socket).last_reload_error, None);
+    assert!(common::host_answers(&topo, &ct), "{}", daemon.log());
+    let stopped = daemon.stop().unwrap();
+    assert!(stopped.status.success(), "{}", stopped.log);
+}
+
+#[test]
+fn out_of_range_flags_and_overlapping_rules_are_refused_at_start() {
+    let rate = "give 0 (no limit) or 1 to 10000000 answers per second";
+    let cases: [(&[&str], &str); 6] = [
+        (
+            &["-n", "2001:db8:1::d:0/112", "--gateway-keepalive", "0s"],
+            "'0s' is out of range for the gateway keepalive interval: give 1s to 1h",
+        ),
+        (
+            &["-n", "2001:db8:1::d:0/112", "--gateway-keepalive=18446744073709551615s"],
+            "'18446744073709551615s' is out of range for the gateway keepalive interval",
+        ),
+        (
+            &["-n", "2001:db8:1::d:0/112", "--announce-interval", "0s"],
+            "'0s' is out of range for the announcement interval: give 1s to 1d",
+        ),
+        (
+            &["--probe", "2001:db8:1::d:0/112", "--probe-ttl", "0s"],
+            "'0s' is out of range for the probe TTL: give 1s to 1d",
+        ),
+        (&["-n", "2001:db8:1::d:0/112", "--rate-limit=-1"], rate),
+        (
+            &["-n", "2001:db8:1::/64", "--auto", "2001:db8:1::d:0/112"],
+            "rule 2001:db8:1::d:0/112 (auto) overlaps the static rule 2001:db8:1::/64: one address, one way of knowing it",
+        ),
+    ];
+    for (args, want) in cases {
+        // An interface that exists nowhere: a refused command line never gets that far.
+        let mut child = std::process::Command::new(exe())
+            .args(["-i", "ndpt-absent0", "--control-socket", "none"])
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let exited = wait_until(Duration::from_secs(5), || {
+            child.try_wait().is_ok_and(|s| s.is_some())
+        });
+        if !exited {
+            let _ = child.kill();
+        }
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(exited, "{args:?} was accepted: still running; {stderr}");
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(want), "{args:?}: {stderr}");
+    }
+}

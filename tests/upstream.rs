@@ -112,9 +112,10 @@ fn gateway_entry_stays_reachable_when_the_provider_ignores_link_local_solicitati
         "table bridge nollns {\n chain forward {\n  type filter hook forward priority 0; policy accept;\n  iifname \"to-host\" icmpv6 type nd-neighbor-solicit ip6 saddr fe80::/10 drop\n }\n}\n",
     );
     // Short reachable time on the host, so that the entry's fate shows within seconds. The
-    // kernel draws it from 0.5-1.5 times the base: at least 1 s, over three keepalive periods.
+    // kernel draws it from 0.5-1.5 times the base: at least 2 s, against a keepalive of 1 s
+    // (the shortest allowed; jittered, at most 1.1 s).
     let host = topo.host();
-    topo.sysctl(&host, "net/ipv6/neigh/eth0/base_reachable_time_ms", "2000")
+    topo.sysctl(&host, "net/ipv6/neigh/eth0/base_reachable_time_ms", "4000")
         .unwrap();
     topo.sysctl(&host, "net/ipv6/neigh/eth0/delay_first_probe_time", "1")
         .unwrap();
@@ -157,9 +158,9 @@ fn gateway_entry_stays_reachable_when_the_provider_ignores_link_local_solicitati
         seen
     };
 
-    // Without the keepalive the entry goes stale and its probes are dropped.
-    let mut ping = keep_talking(5);
-    let without = states(5);
+    // Without the keepalive the entry goes stale (within 6 s) and its probes are dropped.
+    let mut ping = keep_talking(8);
+    let without = states(8);
     let _ = ping.wait();
     assert!(
         without.iter().any(|s| s != "REACHABLE"),
@@ -167,10 +168,7 @@ fn gateway_entry_stays_reachable_when_the_provider_ignores_link_local_solicitati
     );
 
     let daemon = topo
-        .start_daemon(
-            exe(),
-            &["-n", CONTAINER_PREFIX, "--gateway-keepalive=300ms"],
-        )
+        .start_daemon(exe(), &["-n", CONTAINER_PREFIX, "--gateway-keepalive=1s"])
         .unwrap();
     assert!(wait_until(Duration::from_secs(3), || gateway_entry(&topo)
         .ends_with("REACHABLE")));
@@ -213,10 +211,7 @@ fn pinned_gateway_entries_are_left_alone() {
     )
     .unwrap();
     let daemon = topo
-        .start_daemon(
-            exe(),
-            &["-n", CONTAINER_PREFIX, "--gateway-keepalive=200ms"],
-        )
+        .start_daemon(exe(), &["-n", CONTAINER_PREFIX, "--gateway-keepalive=1s"])
         .unwrap();
     assert!(
         wait_until(Duration::from_secs(3), || !daemon
