@@ -945,7 +945,7 @@ impl Responder {
                     upstream::Jitter::new(seed() ^ 0x5eed),
                 )
             });
-            self.in_use_window = new.announce.unwrap_or_default() * 2;
+            self.in_use_window = new.announce.unwrap_or_default().saturating_mul(2);
         }
     }
 
@@ -1353,7 +1353,7 @@ pub async fn run(opts: Options, mut control: Control) -> Result<Counters, Daemon
             )
         }),
         in_use: HashMap::new(),
-        in_use_window: opts.announce.unwrap_or_default() * 2,
+        in_use_window: opts.announce.unwrap_or_default().saturating_mul(2),
         warned: Default::default(),
         bursts: Default::default(),
         next_new: Instant::now(),
