@@ -1,15 +1,16 @@
 //! The two windows into a running daemon: the control socket and the metrics endpoint.
 //!
-//! Owns: binding the unix control socket (mode 0600/0660, refusing to steal one that another
-//! daemon answers on), its one-line protocol (`status\n` in, one JSON [`Status`] out), the
-//! client side used by `ndp-responder status`, and the HTTP endpoint that serves the same
-//! figures in the Prometheus text format (hyper).
+//! Owns: binding the unix control socket (mode 0600/0660 set by the umask at creation, never
+//! by chmod; replacing only a stale socket, refusing anything else at the path and a socket
+//! that another daemon answers on), its one-line protocol (`status\n` in, one JSON [`Status`]
+//! out), the client side used by `ndp-responder status`, and the HTTP endpoint that serves the
+//! same figures in the Prometheus text format (hyper).
 //!
 //! Must not: gather the status itself; both ask the service through [`Ask`].
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::os::unix::net::UnixStream as StdUnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -34,28 +35,76 @@ pub type Ask = mpsc::Sender<oneshot::Sender<Status>>;
 /// How long a client may take to send its request, and we to answer.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Bind the control socket at `path` with permissions `mode`. An existing socket that a live
-/// daemon answers on is not taken over; a stale one (left by a crash) is replaced.
+/// What is at `path` instead of a socket, for an error message.
+fn kind_of(meta: &std::fs::Metadata) -> &'static str {
+    let t = meta.file_type();
+    if t.is_symlink() {
+        "a symbolic link"
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_file() {
+        "a regular file"
+    } else if t.is_fifo() {
+        "a named pipe"
+    } else if t.is_block_device() || t.is_char_device() {
+        "a device"
+    } else {
+        "not a socket"
+    }
+}
+
+/// Bind the control socket at `path` with permissions `mode`. Only a stale socket (left by a
+/// crash) is replaced: anything else at the path (a file, a directory, a symbolic link, even
+/// to a socket) is refused and left as it is, and so is a socket a live daemon answers on.
+/// The mode comes from the umask at creation: nothing is chmod-ed, so no link is followed.
 pub fn bind(path: &Path, mode: u32) -> io::Result<std::os::unix::net::UnixListener> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
-    if path.exists() {
-        if StdUnixStream::connect(path).is_ok() {
+    let shown = path.display();
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io::Error::new(e.kind(), format!("cannot inspect {shown}: {e}"))),
+        Ok(meta) if meta.file_type().is_socket() => match StdUnixStream::connect(path) {
+            Ok(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    "another ndp-responder answers on it: stop that one, or give this one its own path (--control-socket, control_socket)",
+                ))
+            }
+            // Nobody listens: a stale socket, replaced.
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => std::fs::remove_file(path)?,
+            Err(e) => {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("a socket is there and cannot be checked ({e}); if no daemon uses it, remove {shown}, or choose another path (--control-socket, control_socket)"),
+                ))
+            }
+        },
+        Ok(meta) => {
             return Err(io::Error::new(
-                io::ErrorKind::AddrInUse,
-                "another ndp-responder answers on it: stop that one, or give this one its own path (--control-socket, control_socket)",
-            ));
+                io::ErrorKind::AlreadyExists,
+                format!(
+                    "{shown} is {}, not a socket; only a stale socket is ever replaced: remove it if it is not needed, or choose another path (--control-socket, control_socket)",
+                    kind_of(&meta)
+                ),
+            ))
         }
-        std::fs::remove_file(path)?;
     }
-    // Created with no access for others from the start, then opened up to `mode`.
+    // Created with exactly `mode` (the kernel gives a socket 0777 less the umask).
     // SAFETY: umask only changes the process's file-creation mask; restored right after.
-    let old = unsafe { libc::umask(0o177) };
+    let old = unsafe { libc::umask(!mode & 0o777) };
     let bound = std::os::unix::net::UnixListener::bind(path);
     unsafe { libc::umask(old) };
     let listener = bound?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if meta.mode() & 0o777 != mode & 0o777 {
+            warn!(
+                "the control socket {shown} has mode {:o}, not {mode:o} (a default ACL on its directory?)",
+                meta.mode() & 0o777
+            );
+        }
+    }
     listener.set_nonblocking(true)?;
     Ok(listener)
 }
@@ -205,26 +254,33 @@ async fn respond<B>(req: hyper::Request<B>, ask: &Ask) -> hyper::Response<Full<B
     }
 }
 
-/// Remove the control socket at exit (only if it is still ours: same inode).
+/// Remove the control socket at exit, only if it is still ours: a socket (never what a
+/// symbolic link points to), with the inode it had when bound.
 pub struct SocketFile {
     path: PathBuf,
-    inode: Option<u64>,
+    inode: Option<(u64, u64)>,
+}
+
+/// The device and inode of the socket at `path` (not following a link); None for anything else.
+fn socket_inode(path: &Path) -> Option<(u64, u64)> {
+    std::fs::symlink_metadata(path)
+        .ok()
+        .filter(|m| m.file_type().is_socket())
+        .map(|m| (m.dev(), m.ino()))
 }
 
 impl SocketFile {
     pub fn new(path: &Path) -> SocketFile {
-        use std::os::unix::fs::MetadataExt;
         SocketFile {
             path: path.to_path_buf(),
-            inode: std::fs::metadata(path).ok().map(|m| m.ino()),
+            inode: socket_inode(path),
         }
     }
 }
 
 impl Drop for SocketFile {
     fn drop(&mut self) {
-        use std::os::unix::fs::MetadataExt;
-        if std::fs::metadata(&self.path).ok().map(|m| m.ino()) == self.inode {
+        if self.inode.is_some() && socket_inode(&self.path) == self.inode {
             let _ = std::fs::remove_file(&self.path);
         }
     }
@@ -233,6 +289,7 @@ impl Drop for SocketFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn metrics_address_forms() {
@@ -252,26 +309,123 @@ mod tests {
         assert!(e.contains("'localhost'") && e.contains("[::1]:9417"), "{e}");
     }
 
+    /// A scratch directory of one test, removed at the end.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(name: &str) -> Scratch {
+            let dir = std::env::temp_dir().join(format!("ndpctl-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            Scratch(dir)
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn mode_of(path: &Path) -> u32 {
+        std::fs::symlink_metadata(path).unwrap().mode() & 0o777
+    }
+
+    /// The error names the path, what is there and what to do.
+    fn assert_refused(e: &io::Error, path: &Path, what: &str) {
+        let text = e.to_string();
+        assert!(text.contains(&path.display().to_string()), "{text}");
+        assert!(
+            text.contains(what) && text.contains("not a socket"),
+            "{text}"
+        );
+        assert!(text.contains("--control-socket"), "{text}");
+    }
+
     #[test]
     fn control_socket_is_created_with_its_mode_and_not_stolen() {
-        let dir = std::env::temp_dir().join(format!("ndpctl-{}", std::process::id()));
-        let path = dir.join("sub/control.sock");
+        let scratch = Scratch::new("stale");
+        let path = scratch.0.join("sub/control.sock");
         let listener = bind(&path, 0o600).unwrap();
-        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o600);
+        assert_eq!(mode_of(&path), 0o600);
         // A live listener is not taken over.
         let e = bind(&path, 0o600).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::AddrInUse);
         drop(listener);
-        // A stale one (nobody listening) is replaced.
+        // A stale one (nobody listening) is replaced, with exactly the mode asked for.
         let again = bind(&path, 0o660).unwrap();
-        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o660);
+        assert!(std::fs::symlink_metadata(&path)
+            .unwrap()
+            .file_type()
+            .is_socket());
+        assert_eq!(mode_of(&path), 0o660);
         {
             let _cleanup = SocketFile::new(&path);
         }
         assert!(!path.exists());
         drop(again);
-        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_regular_file_is_refused_and_kept() {
+        let scratch = Scratch::new("file");
+        let path = scratch.0.join("control.sock");
+        std::fs::write(&path, "precious\n").unwrap();
+        let e = bind(&path, 0o600).unwrap_err();
+        assert_refused(&e, &path, "a regular file");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "precious\n");
+    }
+
+    #[test]
+    fn a_symlink_is_refused_and_its_target_kept() {
+        let scratch = Scratch::new("link");
+        let target = scratch.0.join("target");
+        std::fs::write(&target, "precious\n").unwrap();
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let path = scratch.0.join("control.sock");
+        std::os::unix::fs::symlink(&target, &path).unwrap();
+        let e = bind(&path, 0o600).unwrap_err();
+        assert_refused(&e, &path, "a symbolic link");
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "precious\n");
+        assert_eq!(mode_of(&target), 0o644);
+        assert!(std::fs::symlink_metadata(&path)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        // Nor one to a stale socket: links are never followed.
+        std::fs::remove_file(&path).unwrap();
+        let socket = scratch.0.join("real.sock");
+        drop(bind(&socket, 0o600).unwrap());
+        std::os::unix::fs::symlink(&socket, &path).unwrap();
+        let e = bind(&path, 0o600).unwrap_err();
+        assert_refused(&e, &path, "a symbolic link");
+    }
+
+    #[test]
+    fn a_directory_is_refused() {
+        let scratch = Scratch::new("dir");
+        let path = scratch.0.join("control.sock");
+        std::fs::create_dir(&path).unwrap();
+        std::fs::write(path.join("inside"), "kept").unwrap();
+        let e = bind(&path, 0o600).unwrap_err();
+        assert_refused(&e, &path, "a directory");
+        assert_eq!(
+            std::fs::read_to_string(path.join("inside")).unwrap(),
+            "kept"
+        );
+    }
+
+    #[test]
+    fn the_socket_is_removed_at_exit_only_while_it_is_ours() {
+        let scratch = Scratch::new("exit");
+        let path = scratch.0.join("control.sock");
+        let listener = bind(&path, 0o600).unwrap();
+        let cleanup = SocketFile::new(&path);
+        // Replaced by a file meanwhile: that file stays.
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&path, "someone else's").unwrap();
+        drop(cleanup);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "someone else's");
+        drop(listener);
     }
 }
