@@ -195,6 +195,7 @@ impl Service {
             reloads: self.reloads,
             last_reload_error: self.last_reload_error.clone(),
             uplinks: Vec::new(),
+            windows: Default::default(),
         }
     }
 

@@ -5,7 +5,8 @@
 //! the same counters (with the `prometheus-client` crate).
 //!
 //! Must not: gather state or do I/O. The daemon fills an [`UplinkStatus`] per uplink, the
-//! service adds its own fields, and the control socket and metrics endpoint only carry them.
+//! service adds its own fields, and the control socket and metrics endpoint carry them, adding
+//! only their own counters ([`Windows`]).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -31,6 +32,22 @@ pub struct Status {
     /// Why the last reload was refused, if it was (the previous configuration kept running).
     pub last_reload_error: Option<String>,
     pub uplinks: Vec<UplinkStatus>,
+    /// The control socket and metrics endpoint (filled in by them); `#[serde(default)]` keeps
+    /// older JSON readable.
+    #[serde(default)]
+    pub windows: Windows,
+}
+
+/// How the control socket and the metrics endpoint were used since start.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Windows {
+    /// Status gatherings for the metrics endpoint (a rendering is reused for a second).
+    pub metrics_renders: u64,
+    /// Metrics connections closed because the limit was reached (the newest, or the oldest
+    /// one still waiting for its request).
+    pub metrics_connections_shed: u64,
+    /// Control socket clients closed because the limit was reached.
+    pub control_connections_shed: u64,
 }
 
 /// One uplink: its state, rules, the addresses answered and the counters.
@@ -303,6 +320,25 @@ impl Status {
             refused.clone(),
         );
         refused.set(i64::from(self.last_reload_error.is_some()));
+        let renders = Counter::<u64>::default();
+        registry.register(
+            "metrics_renders",
+            "Status gatherings for the metrics endpoint (each rendering is reused for a second)",
+            renders.clone(),
+        );
+        renders.inc_by(self.windows.metrics_renders);
+        let shed = counter(
+            &mut registry,
+            "connections_shed",
+            "Connections closed because the window's limit of connections at once was reached",
+        );
+        for (window, n) in [
+            ("metrics", self.windows.metrics_connections_shed),
+            ("control", self.windows.control_connections_shed),
+        ] {
+            shed.get_or_create(&vec![("window", window.to_string())])
+                .inc_by(n);
+        }
         for u in &self.uplinks {
             let l: Labels = vec![("uplink", u.interface.clone())];
             let c = &u.counters;
@@ -385,6 +421,10 @@ mod tests {
                     ..Default::default()
                 },
             }],
+            windows: Windows {
+                metrics_renders: 4,
+                ..Default::default()
+            },
         }
     }
 
@@ -415,6 +455,8 @@ mod tests {
         assert!(text.contains("ndp_responder_targets{uplink=\"eth0\",source=\"static\"} 1"));
         assert!(text.contains("ndp_responder_uplink_up{uplink=\"eth0\"} 1"));
         assert!(text.contains("ndp_responder_reloads_total 2"));
+        assert!(text.contains("ndp_responder_metrics_renders_total 4"));
+        assert!(text.contains("ndp_responder_connections_shed_total{window=\"control\"} 0"));
         assert!(text.ends_with("# EOF\n"));
     }
 }
