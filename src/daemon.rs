@@ -950,12 +950,13 @@ impl Responder {
     }
 
     /// Let the kernel drop solicitations for targets outside every rule (see
-    /// [`link::ndp_filter`]); re-applied when the rules change.
+    /// [`link::ndp_filter`] and [`Snapshot::filter_prefixes`]); re-applied when the rules or
+    /// the containers of a docker rule without a prefix change.
     fn apply_filter(&mut self, snap: &Snapshot) {
         let Some((_, socket)) = &self.uplink else {
             return;
         };
-        let want: Vec<ipnet::Ipv6Net> = snap.rules.iter().map(|r| r.prefix).collect();
+        let want = snap.filter_prefixes();
         if want == self.filtered {
             return;
         }

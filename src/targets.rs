@@ -256,6 +256,48 @@ impl Snapshot {
         }
     }
 
+    /// The prefixes the uplink socket's kernel filter lets through: every rule's prefix, and
+    /// for a docker rule without one, the smallest prefix that holds the addresses of its
+    /// network's containers (each address on its own when they lie far apart), so that no rule
+    /// opens the filter to every target. Never empty (to the filter, empty means everything):
+    /// with nothing to let through it is `::/128`, which no valid solicitation targets.
+    pub fn filter_prefixes(&self) -> Vec<Ipv6Net> {
+        /// Shorter common prefixes than this are not taken for one network's range.
+        const WIDEST: u8 = 48;
+        let mut out: Vec<Ipv6Net> = Vec::new();
+        for rule in &self.rules {
+            let Mode::Docker { network } = &rule.mode else {
+                out.push(rule.prefix);
+                continue;
+            };
+            if rule.prefix.prefix_len() > 0 {
+                out.push(rule.prefix);
+                continue;
+            }
+            let addrs: Vec<u128> = self
+                .docker
+                .iter()
+                .filter(|(_, n)| *n == network)
+                .map(|(a, _)| u128::from(*a))
+                .collect();
+            let (Some(lo), Some(hi)) = (addrs.iter().min(), addrs.iter().max()) else {
+                continue;
+            };
+            let common = (lo ^ hi).leading_zeros() as u8;
+            if common >= WIDEST {
+                out.extend(Ipv6Net::new(Ipv6Addr::from(*lo), common).map(|n| n.trunc()));
+            } else {
+                out.extend(addrs.iter().map(|a| Ipv6Net::from(Ipv6Addr::from(*a))));
+            }
+        }
+        out.sort();
+        out.dedup();
+        if out.is_empty() {
+            out.push(Ipv6Net::from(Ipv6Addr::UNSPECIFIED));
+        }
+        out
+    }
+
     /// The kernel's MAC for gateway `gw`, if it has a usable entry.
     pub fn gateway_mac(&self, gw: &Ipv6Addr) -> Option<MacAddr> {
         self.gateway_macs
@@ -530,5 +572,58 @@ mod tests {
         ));
         assert_eq!(before.uplink, None, "a reader's snapshot never changes");
         assert_eq!(table.load().uplink, Some(2));
+    }
+
+    #[test]
+    fn a_docker_rule_without_a_prefix_never_opens_the_kernel_filter() {
+        let net = |s: &str| s.parse::<Ipv6Net>().unwrap();
+        let snap = |docker: &[(&str, &str)]| Snapshot {
+            rules: vec![
+                Rule::docker("ipv6exposed"),
+                Rule {
+                    prefix: net("2001:db8:1::e:0/112"),
+                    mode: Mode::Static,
+                },
+            ],
+            docker: docker
+                .iter()
+                .map(|(a, n)| (a.parse().unwrap(), n.to_string()))
+                .collect(),
+            ..Snapshot::default()
+        };
+        // No container yet: only the static rule's prefix.
+        assert_eq!(
+            snap(&[]).filter_prefixes(),
+            vec![net("2001:db8:1::e:0/112")]
+        );
+        // The containers' common prefix; another network's containers do not count.
+        assert_eq!(
+            snap(&[
+                ("2001:db8:1::d:2", "ipv6exposed"),
+                ("2001:db8:1::d:3", "ipv6exposed"),
+                ("2001:db8:7::9", "other"),
+            ])
+            .filter_prefixes(),
+            vec![net("2001:db8:1::d:2/127"), net("2001:db8:1::e:0/112")]
+        );
+        // Far apart: each address.
+        assert_eq!(
+            snap(&[
+                ("2001:db8:1::d:2", "ipv6exposed"),
+                ("2001:db9::2", "ipv6exposed")
+            ])
+            .filter_prefixes(),
+            vec![
+                net("2001:db8:1::d:2/128"),
+                net("2001:db8:1::e:0/112"),
+                net("2001:db9::2/128")
+            ]
+        );
+        // Nothing at all: a filter that lets no target through, never an empty (open) one.
+        let only_docker = Snapshot {
+            rules: vec![Rule::docker("ipv6exposed")],
+            ..Snapshot::default()
+        };
+        assert_eq!(only_docker.filter_prefixes(), vec![net("::/128")]);
     }
 }

@@ -185,8 +185,13 @@ fn docker_network_containers_are_answered_followed_announced_and_survive_an_engi
     let env = [("DOCKER_HOST", docker_host.as_str())];
 
     // The network does not exist yet: one clear warning, then it is picked up when created.
+    let sock = dir.join("control.sock");
     let daemon = topo
-        .start_daemon_env(exe(), &["-N", NETWORK], &env)
+        .start_daemon_env(
+            exe(),
+            &["-N", NETWORK, "--control-socket", sock.to_str().unwrap()],
+            &env,
+        )
         .unwrap();
     assert!(
         daemon.wait_for_log(
@@ -274,6 +279,29 @@ fn docker_network_containers_are_answered_followed_announced_and_survive_an_engi
         topo.ping_from_router(INTERNET_ADDR, &ct, 3).unwrap(),
         "{}",
         daemon.log()
+    );
+
+    // The rule has no prefix, yet the kernel filter stays narrow (the network's addresses):
+    // solicitations for other targets never reach the daemon. Twenty of them, then one for
+    // the container, whose answer shows that everything before it was handled.
+    let before = common::counters(&sock);
+    let mut frames: Vec<Vec<u8>> = (0..20)
+        .map(|i| common::router_ns(&format!("2001:db8:1::e:{i:x}")))
+        .collect();
+    frames.push(common::router_ns(&ct));
+    common::send_frames_in(&topo.router(), "r0", &frames);
+    assert!(
+        wait_until(Duration::from_secs(5), || common::counters(&sock).answered
+            > before.answered),
+        "{:?}",
+        common::counters(&sock)
+    );
+    let after = common::counters(&sock);
+    let ignored = |c: &ndp_responder::status::CounterValues| c.ignored.values().sum::<u64>();
+    assert_eq!(
+        ignored(&after),
+        ignored(&before),
+        "solicitations for other targets reached the daemon: {after:?}"
     );
 
     // Disconnect: no longer answered, at once.

@@ -8,12 +8,12 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::net::Ipv6Addr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::{
-    capability_lines, exe, host_answers, router_ns, send_frames_in, send_paced_in, status_of,
-    topology,
+    capability_lines, counters, exe, host_answers, router_ns, send_frames_in, send_paced_in,
+    status_of, topology,
 };
 use ndp_responder::lab::{
     container_addr, wait_until, Topology, CONTAINER_PREFIX, GATEWAY, HOST_ADDR, HOST_MAC,
@@ -27,14 +27,6 @@ const ATTACKER_MAC: &str = "02:00:00:00:66:66";
 /// A control socket path of this test's own.
 fn socket(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("ndp-hostile-{name}-{}.sock", std::process::id()))
-}
-
-/// The counters of the daemon's only uplink (default while it does not answer).
-fn counters(socket: &Path) -> CounterValues {
-    status_of(socket)
-        .and_then(|s| s.uplinks.into_iter().next())
-        .map(|u| u.counters)
-        .unwrap_or_default()
 }
 
 fn total(map: &BTreeMap<String, u64>) -> u64 {
