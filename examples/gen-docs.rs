@@ -14,7 +14,7 @@ use std::path::PathBuf;
 
 use clap::CommandFactory;
 use clap_complete::Shell;
-use ndp_responder::cli::Cli;
+use ndp_responder::config::args::Cli;
 
 const NAME: &str = "ndp-responder";
 

@@ -2,41 +2,29 @@
 //! behind the host (containers and VMs on a bridge), so that a provider's router that only
 //! hands out an on-link /64 can reach them.
 //!
-//! A packet travels a short, visible path:
+//! A packet travels a short, visible path, and the folders follow it:
 //!
 //! ```text
-//! link::PacketSocket::recv  (AF_PACKET + classic BPF: only NS reach user space)
-//!   -> wire::NeighborSolicit::parse      (bytes -> fields, structural checks)
-//!   -> policy::decide(&ns, &snapshot, &settings)
-//!                                        (RFC 4861 7.1.1 + 7.2.4: answer, probe, or not)
-//!   -> wire::NeighborAdvert::emit        (fields -> bytes)
-//!   -> link::PacketSocket::send
+//! link     capture: AF_PACKET + classic BPF (only NS for our prefixes reach user space)
+//!   -> ndp      parse: bytes -> NeighborSolicit (structural checks)
+//!   -> decide   decide(&ns, &snapshot, &settings): answer, probe, or not (RFC 4861 7.1.1, 7.2.4)
+//!   -> ndp      emit: NeighborAdvert -> bytes
+//!   -> link     send: batched sendmmsg
 //! ```
 //!
-//! [`daemon`] wires that path to the kernel facts ([`netlink`]), the target table
-//! ([`targets`]) and the probe cache ([`probe`]); [`service`] runs the uplinks as one daemon
-//! (signals, reload, [`control`] socket and metrics, systemd, [`privileges`]); `main.rs` only
-//! parses the command line ([`cli`]). [`lab`] builds the provider
-//! topology in network namespaces for the demo and the end-to-end tests;
-//! [`doctor`] checks a real host.
+//! [`uplink`] runs that path for one uplink (one file per duty: answering, probing, upstream
+//! care, refresh, report); [`sources`] feed it what the kernel ([`sources::netlink`]) and the
+//! container engines ([`sources::docker`]) know; [`config`] turns flags and files into its
+//! options; [`service`] runs the uplinks as one daemon (supervision, reload, control socket,
+//! metrics, privileges); [`status`] is what it reports. [`tools`] holds the lab (the demo and the
+//! end-to-end tests' topology) and the doctor. `main.rs` only dispatches.
 
-pub mod cli;
 pub mod config;
-pub mod control;
-pub mod daemon;
-pub mod docker;
-pub mod doctor;
-pub mod gateway;
-pub mod lab;
+pub mod decide;
 pub mod link;
-pub mod ndppd;
-pub mod netlink;
-pub mod policy;
-pub mod privileges;
-pub mod probe;
-pub mod ratelimit;
+pub mod ndp;
 pub mod service;
+pub mod sources;
 pub mod status;
-pub mod targets;
-pub mod upstream;
-pub mod wire;
+pub mod tools;
+pub mod uplink;

@@ -9,15 +9,17 @@ use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
-use ndp_responder::cli::{self, Cli, Command, LabAction};
-use ndp_responder::daemon;
+use ndp_responder::config::args::{self, Cli, Command, LabAction};
+use ndp_responder::config::{self, ndppd};
+use ndp_responder::service::control;
 use ndp_responder::service::{self, ControlSocket, Setup};
-use ndp_responder::{config, control, doctor, lab, ndppd};
+use ndp_responder::tools::{doctor, lab};
+use ndp_responder::uplink;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let env = std::env::var("NDPRESPONDER_LOG").ok();
-    let level = match cli::log_level(env.as_deref(), cli.verbose, cli.quiet) {
+    let level = match args::log_level(env.as_deref(), cli.verbose, cli.quiet) {
         Ok(level) => level,
         Err(e) => {
             eprintln!("ndp-responder: {e}");
@@ -116,7 +118,7 @@ fn check_config(path: &std::path::Path) -> ExitCode {
         .enable_all()
         .build()
         .map_err(|e| e.to_string())
-        .and_then(|rt| rt.block_on(daemon::check_gateways(&config.uplinks)));
+        .and_then(|rt| rt.block_on(uplink::check_gateways(&config.uplinks)));
     let note = match gateways {
         Ok(absent) if absent.is_empty() => String::new(),
         Ok(absent) => format!(
@@ -137,7 +139,7 @@ fn check_config(path: &std::path::Path) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn run(args: cli::RunArgs) -> ExitCode {
+fn run(args: args::RunArgs) -> ExitCode {
     // A parent may have left the signals blocked; the daemon must see them to stop and reload.
     // SAFETY: sigset_t is plain data; this only changes the calling thread's mask before any
     // other thread exists.

@@ -11,7 +11,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use common::{exe, host_answers, topology};
-use ndp_responder::lab::{
+use ndp_responder::tools::lab::{
     container_addr, wait_until, Topology, BRIDGE_ADDR, CONTAINER_PREFIX, GATEWAY, INTERNET_ADDR,
 };
 

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::process::{Command, Stdio};
 
 use common::{topology, EXE};
-use ndp_responder::lab::{Topology, CONTAINER_PREFIX, GATEWAY};
+use ndp_responder::tools::lab::{Topology, CONTAINER_PREFIX, GATEWAY};
 
 /// Run doctor on eth0 in the host namespace with `--json`; returns (exit code, report).
 fn doctor(topo: &Topology, args: &[&str]) -> (i32, serde_json::Value) {
@@ -179,7 +179,7 @@ fn another_responder_in_the_hosts_namespace() {
         .stdin(Stdio::null())
         .spawn()
         .unwrap();
-    let seen = ndp_responder::lab::wait_until(std::time::Duration::from_secs(5), || {
+    let seen = ndp_responder::tools::lab::wait_until(std::time::Duration::from_secs(5), || {
         std::fs::read_to_string(format!("/proc/{}/comm", child.id()))
             .map(|c| c.trim() == "ndppd")
             .unwrap_or(false)

@@ -1,13 +1,13 @@
 //! End-to-end tests: the real daemon, the real Linux kernel as the provider's router, and a
 //! bridge with nftables rules as the hypervisor's anti-spoof filter, all in network namespaces
-//! this test creates (see `ndp_responder::lab`). They need root; without it they fail and say so.
+//! this test creates (see `ndp_responder::tools::lab`). They need root; without it they fail and say so.
 
 mod common;
 
 use std::time::Duration;
 
 use common::{exe, topology, EXE};
-use ndp_responder::lab::{
+use ndp_responder::tools::lab::{
     self, container_addr, Topology, CONTAINER_PREFIX, GATEWAY, HOST_ADDR, HOST_MAC, INTERNET_ADDR,
 };
 
@@ -304,7 +304,7 @@ fn run_as_nobody(topo: &Topology, ns: &str, args: &[&str]) -> (std::process::Exi
 
 #[test]
 fn frames_for_other_stations_never_reach_the_daemon() {
-    use ndp_responder::wire::{self, MacAddr, NeighborSolicit};
+    use ndp_responder::ndp::{self, MacAddr, NeighborSolicit};
 
     let topo = topology(1);
     let ct = container_addr(1);
@@ -321,7 +321,7 @@ fn frames_for_other_stations_never_reach_the_daemon() {
     let mut nud = NeighborSolicit::parse(&common::router_ns(&ct)).unwrap();
     nud.eth_dst = MacAddr([2, 0, 0, 0, 9, 9]);
     nud.ip_dst = target;
-    let mut buf = vec![0u8; wire::MAX_EMIT_LEN];
+    let mut buf = vec![0u8; ndp::MAX_EMIT_LEN];
     let len = nud.emit(&mut buf).unwrap();
     buf.truncate(len);
     let other = vec![buf; 50];

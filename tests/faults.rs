@@ -9,7 +9,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::exe;
-use ndp_responder::lab::{container_addr, wait_until, Topology};
+use ndp_responder::tools::lab::{container_addr, wait_until, Topology};
 
 /// utime + stime of `pid`, in clock ticks.
 fn cpu_ticks(pid: u32) -> u64 {
@@ -90,7 +90,7 @@ fn the_daemon_rides_out_link_bridge_signal_and_reload_faults() {
         topo.delete_uplink().unwrap();
         // This round's line, not an earlier round's.
         assert!(
-            ndp_responder::lab::wait_until(Duration::from_secs(5), || {
+            ndp_responder::tools::lab::wait_until(Duration::from_secs(5), || {
                 daemon.log_lines(&["eth0 is gone"]).len() > round
             }),
             "round {round}: the deletion was not seen:\n{}",

@@ -7,7 +7,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{exe, router_ns, send_frames_in, topology};
-use ndp_responder::lab::{container_addr, wait_until, Topology, CONTAINER_PREFIX, INTERNET_ADDR};
+use ndp_responder::tools::lab::{
+    container_addr, wait_until, Topology, CONTAINER_PREFIX, INTERNET_ADDR,
+};
 
 fn answers(topo: &Topology, target: &str) -> bool {
     common::host_answers(topo, target)
@@ -352,7 +354,7 @@ fn uplink_down_and_up_answering_resumes() {
             "replace",
             "default",
             "via",
-            ndp_responder::lab::GATEWAY,
+            ndp_responder::tools::lab::GATEWAY,
             "dev",
             "eth0",
         ],

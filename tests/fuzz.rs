@@ -202,7 +202,7 @@ fn fuzz_targets_find_no_crash() {
 /// the fuzzers begin deep inside the parser and the policy rather than at the Ethernet header.
 #[test]
 fn seeds_are_real_neighbor_discovery_frames() {
-    use ndp_responder::wire::{NeighborAdvert, NeighborSolicit};
+    use ndp_responder::ndp::{NeighborAdvert, NeighborSolicit};
     let dir = fuzz_dir().join("seeds");
     let files = |target: &str| -> Vec<(String, Vec<u8>)> {
         let mut files: Vec<_> = fs::read_dir(dir.join(target))

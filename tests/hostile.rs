@@ -15,12 +15,12 @@ use common::{
     capability_lines, counters, exe, host_answers, router_ns, send_frames_in, send_paced_in,
     status_of, topology,
 };
-use ndp_responder::lab::{
+use ndp_responder::ndp::{self, MacAddr, NeighborAdvert, NeighborSolicit};
+use ndp_responder::status::CounterValues;
+use ndp_responder::tools::lab::{
     container_addr, wait_until, Topology, CONTAINER_PREFIX, GATEWAY, HOST_ADDR, HOST_MAC,
     INTERNET_ADDR, ROUTER_MAC,
 };
-use ndp_responder::status::CounterValues;
-use ndp_responder::wire::{self, MacAddr, NeighborAdvert, NeighborSolicit};
 
 const ATTACKER_MAC: &str = "02:00:00:00:66:66";
 
@@ -42,14 +42,14 @@ fn ip(s: &str) -> Ipv6Addr {
 }
 
 fn na_frame(na: &NeighborAdvert) -> Vec<u8> {
-    let mut buf = vec![0u8; wire::MAX_EMIT_LEN];
+    let mut buf = vec![0u8; ndp::MAX_EMIT_LEN];
     let len = na.emit(&mut buf).unwrap();
     buf.truncate(len);
     buf
 }
 
 fn ns_frame(ns: &NeighborSolicit) -> Vec<u8> {
-    let mut buf = vec![0u8; wire::MAX_EMIT_LEN];
+    let mut buf = vec![0u8; ndp::MAX_EMIT_LEN];
     let len = ns.emit(&mut buf).unwrap();
     buf.truncate(len);
     buf
@@ -198,9 +198,9 @@ fn a_probe_is_confirmed_only_by_an_answer() {
     // it: unsolicited ones, and ones that crossed a router.
     let forged = |hop_limit: u8| NeighborAdvert {
         eth_src: mac("02:00:00:00:77:77"),
-        eth_dst: wire::multicast_mac(&wire::ALL_NODES),
+        eth_dst: ndp::multicast_mac(&ndp::ALL_NODES),
         ip_src: ip(absent),
-        ip_dst: wire::ALL_NODES,
+        ip_dst: ndp::ALL_NODES,
         hop_limit,
         code: 0,
         router: false,

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use common::EXE;
-use ndp_responder::lab::{wait_until, LAB_TAG};
+use ndp_responder::tools::lab::{wait_until, LAB_TAG};
 
 static TURN: Mutex<()> = Mutex::new(());
 

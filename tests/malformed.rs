@@ -1,5 +1,5 @@
 //! The malformed-input battery against the real daemon, in network namespaces (see
-//! `ndp_responder::lab`): the lab's router sends, towards the host's uplink, solicitations for a
+//! `ndp_responder::tools::lab`): the lab's router sends, towards the host's uplink, solicitations for a
 //! target the daemon IS responsible for (2001:db8:1::d:2 under `-n 2001:db8:1::d:0/112`), each
 //! spoilt in exactly one way, so that only the malformation can stop the answer: every RFC 4861
 //! section 7.1.1 violation, DAD mistakes, multicast targets, truncation at every length, VLAN
@@ -19,8 +19,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::{exe, topology};
-use ndp_responder::lab::{self, container_addr, Topology, CONTAINER_PREFIX, HOST_MAC, ROUTER_MAC};
-use ndp_responder::wire::{self, MacAddr, NeighborAdvert, NeighborSolicit};
+use ndp_responder::ndp::{self, MacAddr, NeighborAdvert, NeighborSolicit};
+use ndp_responder::tools::lab::{
+    self, container_addr, Topology, CONTAINER_PREFIX, HOST_MAC, ROUTER_MAC,
+};
 
 /// Frame offsets (untagged Ethernet + IPv6 + ICMPv6 NS).
 const ETH_DST: std::ops::Range<usize> = 0..6;
@@ -107,7 +109,7 @@ fn battery(valid: &[u8], target: Ipv6Addr) -> Vec<Case> {
             fate,
         })
     };
-    let group = wire::solicited_node(&target);
+    let group = ndp::solicited_node(&target);
     let dad = |f: &mut Vec<u8>| f[IP_SRC].fill(0);
     let without_slla = |f: &mut Vec<u8>| {
         f.truncate(OPTIONS);
@@ -206,8 +208,8 @@ fn battery(valid: &[u8], target: Ipv6Addr) -> Vec<Case> {
         spoil(valid, |f| {
             dad(f);
             without_slla(f);
-            f[IP_DST].copy_from_slice(&wire::ALL_NODES.octets());
-            f[ETH_DST].copy_from_slice(&wire::multicast_mac(&wire::ALL_NODES).0);
+            f[IP_DST].copy_from_slice(&ndp::ALL_NODES.octets());
+            f[ETH_DST].copy_from_slice(&ndp::multicast_mac(&ndp::ALL_NODES).0);
         }),
         Counted("dad_not_to_solicited_node"),
     );

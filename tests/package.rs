@@ -15,7 +15,7 @@ use std::process::{Command, Output};
 use std::time::Instant;
 
 use clap::CommandFactory;
-use ndp_responder::cli::Cli;
+use ndp_responder::config::args::Cli;
 
 /// `systemd-analyze security --offline=true` of the shipped unit must not get worse than this
 /// (lower is better; what remains is what the job needs, see the unit's comments).

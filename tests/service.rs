@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{capability_lines, exe, status_cmd};
-use ndp_responder::lab::{container_addr, wait_until};
 use ndp_responder::status::Status;
+use ndp_responder::tools::lab::{container_addr, wait_until};
 
 /// A directory of this test's own (sockets, config files), removed at the end.
 struct Scratch(PathBuf);
@@ -120,7 +120,7 @@ fn status_metrics_and_capabilities_of_a_running_daemon() {
     let eth0 = &st.uplinks[0];
     assert_eq!(eth0.interface, "eth0");
     assert!(eth0.up);
-    assert_eq!(eth0.mac, ndp_responder::lab::HOST_MAC);
+    assert_eq!(eth0.mac, ndp_responder::tools::lab::HOST_MAC);
     let answered = eth0.counters.answered;
     assert!(answered >= 1, "{eth0:?}");
     assert!(eth0.counters.ns_seen >= answered);

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{exe, nft, topology};
-use ndp_responder::lab::{
+use ndp_responder::tools::lab::{
     container_addr, wait_until, Topology, CONTAINER_PREFIX, GATEWAY, INTERNET_ADDR,
 };
 

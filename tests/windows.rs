@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{exe, status_cmd};
-use ndp_responder::lab::{container_addr, wait_until, CONTAINER_PREFIX};
+use ndp_responder::tools::lab::{container_addr, wait_until, CONTAINER_PREFIX};
 
 /// The metrics endpoint, on loopback in the host's namespace.
 const METRICS: &str = "[::1]:9417";
@@ -213,7 +213,10 @@ fn metrics_endpoint_held_and_flooded() {
 
 /// Start the daemon with `--control-socket path` in the host's namespace: whether it exited
 /// by itself within 10 s (else it is killed), its exit status and its standard error.
-fn start_with_socket(topo: &ndp_responder::lab::Topology, path: &Path) -> (bool, bool, String) {
+fn start_with_socket(
+    topo: &ndp_responder::tools::lab::Topology,
+    path: &Path,
+) -> (bool, bool, String) {
     let mut child = Command::new("ip")
         .args(["netns", "exec", &topo.host()])
         .arg(exe())

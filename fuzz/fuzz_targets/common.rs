@@ -3,7 +3,7 @@
 
 use std::net::Ipv6Addr;
 
-use ndp_responder::wire::{MacAddr, NeighborAdvert, NeighborSolicit, ParseError};
+use ndp_responder::ndp::{MacAddr, NeighborAdvert, NeighborSolicit, ParseError};
 
 /// Offsets in an untagged Ethernet frame carrying IPv6.
 const ETHERTYPE: core::ops::Range<usize> = 12..14;
@@ -65,7 +65,7 @@ pub fn checksum_is_valid(frame: &[u8]) -> bool {
 }
 
 /// What the frame says, read by a reference parser written from the documentation of
-/// `wire::NeighborSolicit::parse` (RFC 4861 4.3, 4.4, 4.6, 7.1.1) with plain offsets: no
+/// `ndp::NeighborSolicit::parse` (RFC 4861 4.3, 4.4, 4.6, 7.1.1) with plain offsets: no
 /// etherparse, no shared code. The fuzz target compares it with the real parser, error for
 /// error and field for field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -26,11 +26,11 @@ use std::sync::OnceLock;
 
 use ipnet::Ipv6Net;
 use libfuzzer_sys::fuzz_target;
-use ndp_responder::policy::{self, Decision, Kind, Settings, SourcePolicy};
-use ndp_responder::targets::{Downstream, Mode, Rule, Snapshot};
-use ndp_responder::wire::{self, MacAddr, NeighborAdvert, NeighborSolicit};
+use ndp_responder::decide::policy::{self, Decision, Kind, Settings, SourcePolicy};
+use ndp_responder::decide::targets::{Downstream, Mode, Rule, Snapshot};
+use ndp_responder::ndp::{self, MacAddr, NeighborAdvert, NeighborSolicit};
 
-/// The uplink eth0, as in the lab (`ndp_responder::lab`): MAC, link-local and global address.
+/// The uplink eth0, as in the lab (`ndp_responder::tools::lab`): MAC, link-local and global address.
 const UPLINK: u32 = 2;
 const BR0: u32 = 3;
 const WG0: u32 = 4;
@@ -242,10 +242,10 @@ fn check_answer(
     settings: &Settings,
 ) {
     assert_eq!(kind, policy::kind_of(ns));
-    let mut buf = [0u8; wire::MAX_EMIT_LEN];
+    let mut buf = [0u8; ndp::MAX_EMIT_LEN];
     let len = advert.emit(&mut buf).expect("an NA fits MAX_EMIT_LEN");
     let frame = &buf[..len];
-    assert_eq!(len, wire::NA_FRAME_LEN, "an answer carries a TLLA option");
+    assert_eq!(len, ndp::NA_FRAME_LEN, "an answer carries a TLLA option");
     let parsed = NeighborAdvert::parse(frame).expect("our answer parses as an NA");
     assert_eq!(&parsed, advert);
     assert!(
@@ -267,8 +267,8 @@ fn check_answer(
     match kind {
         Kind::Dad => {
             assert!(ns.ip_src.is_unspecified() && ns.source_lladdr.is_none());
-            assert_eq!(parsed.ip_dst, wire::ALL_NODES);
-            assert_eq!(parsed.eth_dst, wire::multicast_mac(&wire::ALL_NODES));
+            assert_eq!(parsed.ip_dst, ndp::ALL_NODES);
+            assert_eq!(parsed.eth_dst, ndp::multicast_mac(&ndp::ALL_NODES));
             assert!(!parsed.solicited);
         }
         Kind::Resolution | Kind::Nud => {

@@ -17,7 +17,7 @@
 mod common;
 
 use libfuzzer_sys::fuzz_target;
-use ndp_responder::wire::{self, NeighborAdvert, NeighborSolicit, ParseError};
+use ndp_responder::ndp::{self, NeighborAdvert, NeighborSolicit, ParseError};
 
 fuzz_target!(|frame: &[u8]| {
     check(frame);
@@ -36,7 +36,7 @@ fn check(frame: &[u8]) {
     assert_eq!(ns, common::reference_ns(frame), "NS parse vs reference");
     assert_eq!(na, common::reference_na(frame), "NA parse vs reference");
     if let Ok(ns) = ns {
-        let mut buf = [0u8; wire::MAX_EMIT_LEN];
+        let mut buf = [0u8; ndp::MAX_EMIT_LEN];
         let len = ns.emit(&mut buf).expect("an NS always fits MAX_EMIT_LEN");
         let emitted = &buf[..len];
         assert_eq!(
@@ -55,7 +55,7 @@ fn check(frame: &[u8]) {
         assert_eq!(na, Err(ParseError::WrongIcmpType));
     }
     if let Ok(na) = na {
-        let mut buf = [0u8; wire::MAX_EMIT_LEN];
+        let mut buf = [0u8; ndp::MAX_EMIT_LEN];
         let len = na.emit(&mut buf).expect("an NA always fits MAX_EMIT_LEN");
         let emitted = &buf[..len];
         assert_eq!(

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use ndp_responder::lab::Topology;
+use ndp_responder::tools::lab::Topology;
 
 pub const EXE: &str = env!("CARGO_BIN_EXE_ndp-responder");
 
@@ -182,14 +182,14 @@ pub fn fix_checksum(f: &mut [u8]) {
 
 /// The frame of a multicast solicitation for `target` from the lab's router.
 pub fn router_ns(target: &str) -> Vec<u8> {
-    use ndp_responder::lab::ROUTER_MAC;
-    use ndp_responder::wire::{self, NeighborSolicit};
+    use ndp_responder::ndp::{self, NeighborSolicit};
+    use ndp_responder::tools::lab::ROUTER_MAC;
     let ns = NeighborSolicit::resolution(
         ROUTER_MAC.parse().unwrap(),
         "fe80::ff:fe00:101".parse().unwrap(),
         target.parse().unwrap(),
     );
-    let mut buf = vec![0u8; wire::MAX_EMIT_LEN];
+    let mut buf = vec![0u8; ndp::MAX_EMIT_LEN];
     let len = ns.emit(&mut buf).unwrap();
     buf.truncate(len);
     buf
@@ -211,7 +211,7 @@ pub fn solicit(topo: &Topology, target: &str) -> Option<String> {
 
 /// True when the host's MAC answers a solicitation for `target`.
 pub fn host_answers(topo: &Topology, target: &str) -> bool {
-    solicit(topo, target).is_some_and(|l| l.contains(ndp_responder::lab::HOST_MAC))
+    solicit(topo, target).is_some_and(|l| l.contains(ndp_responder::tools::lab::HOST_MAC))
 }
 
 /// Load an nftables ruleset into namespace `ns`.
@@ -279,7 +279,7 @@ pub fn wait_until_listening(child: &mut std::process::Child) {
 pub fn capture_output(capture: Capture, within: std::time::Duration) -> String {
     let Capture { mut child, path } = capture;
     let pid = child.id();
-    let done = ndp_responder::lab::wait_until(within, || {
+    let done = ndp_responder::tools::lab::wait_until(within, || {
         std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| s.contains(") Z "))
     });
     if !done {

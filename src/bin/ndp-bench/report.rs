@@ -477,7 +477,7 @@ impl Report {
         )?;
         writeln!(
             o,
-            "- **Generator**: Rust, in ndp-bench: frames built with `ndp_responder::wire`, sent \
+            "- **Generator**: Rust, in ndp-bench: frames built with `ndp_responder::ndp`, sent \
              with `sendmmsg` on an AF_PACKET socket (qdisc bypassed), paced against the clock: \
              it wakes at most every {} µs and sends what fell due in one call (at most {} \
              frames; \"max\" is unpaced). A frame the host's input \

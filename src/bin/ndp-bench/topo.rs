@@ -22,7 +22,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
-use ndp_responder::wire::MacAddr;
+use ndp_responder::ndp::MacAddr;
 
 use crate::sys::{self, bail, ip, ip_batch, sysctl, Context, Result};
 

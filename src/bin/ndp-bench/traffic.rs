@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ndp_responder::wire::{self, NeighborAdvert, NeighborSolicit};
+use ndp_responder::ndp::{self, NeighborAdvert, NeighborSolicit};
 
 use crate::sys::{self, bail, Context, Result};
 use crate::topo::{DUT_MAC, GEN_MAC};
@@ -188,7 +188,7 @@ impl FrameSet {
 }
 
 fn emit(ns: &NeighborSolicit) -> Vec<u8> {
-    let mut buf = vec![0u8; wire::MAX_EMIT_LEN];
+    let mut buf = vec![0u8; ndp::MAX_EMIT_LEN];
     // MAX_EMIT_LEN always suffices (wire's contract).
     let len = ns.emit(&mut buf).unwrap_or(0);
     buf.truncate(len);
@@ -225,7 +225,7 @@ pub fn flood_frames(plan: &Plan, count: usize) -> FrameSet {
             8..=11 => emit(&ns(Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, i as u16))),
             12 | 13 => {
                 let mut f = emit(&ns(in_prefix));
-                f[wire::ICMPV6_TYPE_OFFSET + 2] ^= 0x5a; // checksum
+                f[ndp::ICMPV6_TYPE_OFFSET + 2] ^= 0x5a; // checksum
                 f
             }
             14 | 15 => emit(&NeighborSolicit {
@@ -238,7 +238,7 @@ pub fn flood_frames(plan: &Plan, count: usize) -> FrameSet {
             }),
             18 => {
                 let mut f = emit(&ns(in_prefix));
-                f[wire::ICMPV6_TYPE_OFFSET + 24 + 1] = 0; // the SLLA option's length
+                f[ndp::ICMPV6_TYPE_OFFSET + 24 + 1] = 0; // the SLLA option's length
                 fix_checksum(&mut f);
                 f
             }
@@ -246,7 +246,7 @@ pub fn flood_frames(plan: &Plan, count: usize) -> FrameSet {
                 let mut f = emit(&ns(in_prefix));
                 let short = 16u16; // ICMP length below 24
                 f[18..20].copy_from_slice(&short.to_be_bytes()); // IPv6 payload length
-                f.truncate(wire::ICMPV6_TYPE_OFFSET + short as usize);
+                f.truncate(ndp::ICMPV6_TYPE_OFFSET + short as usize);
                 fix_checksum(&mut f);
                 f
             }
@@ -258,7 +258,7 @@ pub fn flood_frames(plan: &Plan, count: usize) -> FrameSet {
 
 /// Recompute the ICMPv6 checksum of an Ethernet + IPv6 + ICMPv6 frame (RFC 4443 2.3).
 fn fix_checksum(frame: &mut [u8]) {
-    let icmp = wire::ICMPV6_TYPE_OFFSET;
+    let icmp = ndp::ICMPV6_TYPE_OFFSET;
     if frame.len() < icmp + 4 {
         return;
     }
@@ -998,12 +998,12 @@ fn na_filter() -> Vec<libc::sock_filter> {
     const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
     let op = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
     vec![
-        op(LD_H_ABS, 0, 0, wire::ETH_TYPE_OFFSET as u32),
-        op(JEQ_K, 0, 5, wire::ETHERTYPE_IPV6 as u32),
-        op(LD_B_ABS, 0, 0, wire::IPV6_NEXT_HEADER_OFFSET as u32),
-        op(JEQ_K, 0, 3, wire::IPPROTO_ICMPV6 as u32),
-        op(LD_B_ABS, 0, 0, wire::ICMPV6_TYPE_OFFSET as u32),
-        op(JEQ_K, 0, 1, wire::ICMPV6_NEIGHBOR_ADVERT as u32),
+        op(LD_H_ABS, 0, 0, ndp::ETH_TYPE_OFFSET as u32),
+        op(JEQ_K, 0, 5, ndp::ETHERTYPE_IPV6 as u32),
+        op(LD_B_ABS, 0, 0, ndp::IPV6_NEXT_HEADER_OFFSET as u32),
+        op(JEQ_K, 0, 3, ndp::IPPROTO_ICMPV6 as u32),
+        op(LD_B_ABS, 0, 0, ndp::ICMPV6_TYPE_OFFSET as u32),
+        op(JEQ_K, 0, 1, ndp::ICMPV6_NEIGHBOR_ADVERT as u32),
         op(RET_K, 0, 0, 256),
         op(RET_K, 0, 0, 0),
     ]
@@ -1195,15 +1195,15 @@ mod tests {
         // The zero-length option frame has a valid checksum and fails on the option.
         assert_eq!(
             NeighborSolicit::parse(flood.get(18)),
-            Err(wire::ParseError::ZeroLengthOption)
+            Err(ndp::ParseError::ZeroLengthOption)
         );
         assert_eq!(
             NeighborSolicit::parse(flood.get(19)),
-            Err(wire::ParseError::TooShort)
+            Err(ndp::ParseError::TooShort)
         );
         assert_eq!(
             NeighborSolicit::parse(flood.get(12)),
-            Err(wire::ParseError::BadChecksum)
+            Err(ndp::ParseError::BadChecksum)
         );
     }
 

@@ -23,17 +23,17 @@ use tokio::io::unix::AsyncFd;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tracing::{debug, error, info, warn};
 
-use crate::docker::{self, DockerTargets};
-use crate::gateway;
+use crate::decide::gateway;
+use crate::decide::policy::{self, AdvertRefused, Decision, Settings};
+use crate::decide::probe::{self, Verdict};
+use crate::decide::ratelimit::{self, RateLimiter};
+use crate::decide::schedule;
+use crate::decide::targets::{Mode, Rule, Snapshot, TargetTable};
 use crate::link::{self, Capture, PacketSocket};
-use crate::netlink::{self, KernelView};
-use crate::policy::{self, AdvertRefused, Decision, Settings};
-use crate::probe::{self, Verdict};
-use crate::ratelimit::{self, RateLimiter};
+use crate::ndp::{self, NeighborAdvert, NeighborSolicit};
+use crate::sources::docker::{self, DockerTargets};
+use crate::sources::netlink::{self, KernelView};
 use crate::status::{list, Answering, CounterValues, UplinkStatus};
-use crate::targets::{Mode, Rule, Snapshot, TargetTable};
-use crate::upstream;
-use crate::wire::{self, NeighborAdvert, NeighborSolicit};
 
 /// How long to let a burst of netlink events settle before reading the kernel state again.
 const REFRESH_COALESCE: Duration = Duration::from_millis(20);
@@ -252,13 +252,13 @@ pub struct Responder {
     pub counters: Counters,
     /// For writing confirmed gateway entries.
     handle: netlink::Handle,
-    keepalive: Option<upstream::Keepalive>,
+    keepalive: Option<schedule::Keepalive>,
     /// Reads the gateway's advertisements on the uplink (only with the keepalive).
     gateway_reader: Option<(u32, Prober)>,
     /// Keepalive solicitations waiting for the gateway's answer.
     expected: gateway::Expected,
-    gateway_macs: HashMap<Ipv6Addr, wire::MacAddr>,
-    announcer: Option<upstream::Announcer>,
+    gateway_macs: HashMap<Ipv6Addr, ndp::MacAddr>,
+    announcer: Option<schedule::Announcer>,
     /// Addresses answered recently: reported by `status`, and announced while in use.
     in_use: HashMap<Ipv6Addr, Instant>,
     in_use_window: Duration,
@@ -494,7 +494,7 @@ impl Responder {
             }
         }
         let ns = NeighborSolicit::resolution(mac, source, target);
-        let mut frame = [0u8; wire::MAX_EMIT_LEN];
+        let mut frame = [0u8; ndp::MAX_EMIT_LEN];
         let Ok(len) = ns.emit(&mut frame) else {
             return;
         };
@@ -625,7 +625,7 @@ impl Responder {
             .chain(self.cache.positives())
             .chain(self.in_use.keys().copied())
             .collect();
-        let Some(source) = upstream::keepalive_source(&snap.uplink_addrs, &ours) else {
+        let Some(source) = schedule::keepalive_source(&snap.uplink_addrs, &ours) else {
             self.warn_once(
                 "keepalive-source".into(),
                 &format!("gateway keepalive: {} has no global address and no target is known yet to solicit from", self.ifname),
@@ -644,7 +644,7 @@ impl Responder {
                 continue;
             }
             let ns = NeighborSolicit::resolution(snap.mac, source, *gw);
-            let mut frame = [0u8; wire::MAX_EMIT_LEN];
+            let mut frame = [0u8; ndp::MAX_EMIT_LEN];
             let Ok(len) = ns.emit(&mut frame) else {
                 continue;
             };
@@ -734,7 +734,7 @@ impl Responder {
         let Ok(na) = policy::announcement(addr, snap, &self.settings) else {
             return;
         };
-        let mut frame = [0u8; wire::MAX_EMIT_LEN];
+        let mut frame = [0u8; ndp::MAX_EMIT_LEN];
         let mut sent = na
             .emit(&mut frame)
             .is_ok_and(|len| socket.get_ref().send(&frame[..len]).is_ok());
@@ -931,7 +931,7 @@ impl Responder {
         self.limiter.set_limits(new.rate_limit, Instant::now());
         if new.keepalive != old.keepalive {
             self.keepalive = new.keepalive.map(|interval| {
-                upstream::Keepalive::new(interval, Instant::now(), upstream::Jitter::new(seed()))
+                schedule::Keepalive::new(interval, Instant::now(), schedule::Jitter::new(seed()))
             });
             if self.keepalive.is_none() {
                 self.gateway_reader = None;
@@ -939,10 +939,10 @@ impl Responder {
         }
         if new.announce != old.announce {
             self.announcer = new.announce.map(|interval| {
-                upstream::Announcer::new(
+                schedule::Announcer::new(
                     interval,
                     Instant::now(),
-                    upstream::Jitter::new(seed() ^ 0x5eed),
+                    schedule::Jitter::new(seed() ^ 0x5eed),
                 )
             });
             self.in_use_window = new.announce.unwrap_or_default().saturating_mul(2);
@@ -1341,16 +1341,16 @@ pub async fn run(opts: Options, mut control: Control) -> Result<Counters, Daemon
         counters: Counters::default(),
         handle: handle.clone(),
         keepalive: opts.keepalive.map(|interval| {
-            upstream::Keepalive::new(interval, Instant::now(), upstream::Jitter::new(seed()))
+            schedule::Keepalive::new(interval, Instant::now(), schedule::Jitter::new(seed()))
         }),
         gateway_reader: None,
         expected: gateway::Expected::default(),
         gateway_macs: HashMap::new(),
         announcer: opts.announce.map(|interval| {
-            upstream::Announcer::new(
+            schedule::Announcer::new(
                 interval,
                 Instant::now(),
-                upstream::Jitter::new(seed() ^ 0x5eed),
+                schedule::Jitter::new(seed() ^ 0x5eed),
             )
         }),
         in_use: HashMap::new(),

@@ -4,7 +4,7 @@
 //! what to write instead, and the translation into the daemon's [`Options`]. The CLI's
 //! `-i/-n/--auto/--probe/-N` flags are a shortcut for one uplink of this same shape: they
 //! become [`Options`] here too ([`from_flags`]), through the same checks ([`check_overlaps`]);
-//! durations and numbers go through the same parsers as the flags ([`crate::cli`] owns their
+//! durations and numbers go through the same parsers as the flags ([`crate::config::args`] owns their
 //! ranges).
 //!
 //! ```toml
@@ -34,6 +34,9 @@
 //!
 //! Must not: touch the system (`check-config` validates without it).
 
+pub mod args;
+pub mod ndppd;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -42,11 +45,10 @@ use ipnet::Ipv6Net;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::cli;
-use crate::daemon::Options;
-use crate::policy::{Settings, SourcePolicy};
-use crate::probe;
-use crate::targets::{Mode, Rule};
+use crate::decide::policy::{Settings, SourcePolicy};
+use crate::decide::probe;
+use crate::decide::targets::{Mode, Rule};
+use crate::uplink::Options;
 
 /// Where the daemon looks when neither `-i` nor `-c` is given.
 pub const DEFAULT_PATH: &str = "/etc/ndp-responder.toml";
@@ -102,7 +104,7 @@ struct Uplink {
     #[serde(default)]
     probe_negative_ttl: Option<Spanned<String>>,
     /// Wider than the range on purpose: negative and too large numbers are refused by
-    /// [`cli::rate_limit`] in plain words, not by serde.
+    /// [`args::rate_limit`] in plain words, not by serde.
     #[serde(default)]
     rate_limit: Option<Spanned<i128>>,
     #[serde(default)]
@@ -201,19 +203,19 @@ pub fn parse(path: &str, text: &str) -> Result<Config, ConfigError> {
         };
         let duration = |field: &Option<Spanned<String>>,
                         key: &str,
-                        range: &cli::DurationRange|
+                        range: &args::DurationRange|
          -> Result<Option<Duration>, ConfigError> {
             field
                 .as_ref()
                 .map(|d| {
-                    cli::parse_duration_in(d.get_ref(), range)
+                    args::parse_duration_in(d.get_ref(), range)
                         .map_err(|e| err(d.span(), format!("{key}: {e}")))
                 })
                 .transpose()
         };
         let rate = |field: &Option<Spanned<i128>>, key: &str, default: u32| {
             field.as_ref().map_or(Ok(default), |n| {
-                cli::rate_limit(*n.get_ref()).map_err(|e| err(n.span(), format!("{key}: {e}")))
+                args::rate_limit(*n.get_ref()).map_err(|e| err(n.span(), format!("{key}: {e}")))
             })
         };
         let defaults = probe::Limits::default();
@@ -232,7 +234,7 @@ pub fn parse(path: &str, text: &str) -> Result<Config, ConfigError> {
         let only: Vec<Rule> = rules.iter().map(|(r, _)| r.clone()).collect();
         check_overlaps(&only, |j| format!(" at line {}", line_of(rules[j].1.start)))
             .map_err(|(i, message)| err(rules[i].1.clone(), message))?;
-        let limits = crate::ratelimit::Limits::default();
+        let limits = crate::decide::ratelimit::Limits::default();
         all.push(Options {
             ifname: name.clone(),
             origins: rules
@@ -246,16 +248,17 @@ pub fn parse(path: &str, text: &str) -> Result<Config, ConfigError> {
                 override_flag: up.override_flag,
             },
             probe: probe::Limits {
-                ttl: duration(&up.probe_ttl, "probe_ttl", &cli::PROBE_TTL)?.unwrap_or(defaults.ttl),
+                ttl: duration(&up.probe_ttl, "probe_ttl", &args::PROBE_TTL)?
+                    .unwrap_or(defaults.ttl),
                 negative_ttl: duration(
                     &up.probe_negative_ttl,
                     "probe_negative_ttl",
-                    &cli::PROBE_NEGATIVE_TTL,
+                    &args::PROBE_NEGATIVE_TTL,
                 )?
                 .unwrap_or(defaults.negative_ttl),
                 ..defaults
             },
-            rate_limit: crate::ratelimit::Limits {
+            rate_limit: crate::decide::ratelimit::Limits {
                 per_source: rate(
                     &up.rate_limit_per_source,
                     "rate_limit_per_source",
@@ -266,12 +269,12 @@ pub fn parse(path: &str, text: &str) -> Result<Config, ConfigError> {
             keepalive: duration(
                 &up.gateway_keepalive,
                 "gateway_keepalive",
-                &cli::GATEWAY_KEEPALIVE,
+                &args::GATEWAY_KEEPALIVE,
             )?,
             announce: duration(
                 &up.announce_interval,
                 "announce_interval",
-                &cli::ANNOUNCE_INTERVAL,
+                &args::ANNOUNCE_INTERVAL,
             )?,
         });
     }
@@ -301,7 +304,7 @@ pub fn parse(path: &str, text: &str) -> Result<Config, ConfigError> {
         .metrics
         .as_ref()
         .map(|m| {
-            crate::control::parse_metrics_addr(m.get_ref())
+            crate::service::control::parse_metrics_addr(m.get_ref())
                 .map_err(|e| err(m.span(), format!("metrics: {e}")))
         })
         .transpose()?;
@@ -343,7 +346,7 @@ pub fn check_overlaps(rules: &[Rule], at: impl Fn(usize) -> String) -> Result<()
 
 /// The one uplink of `-i IFACE` and its flags, checked as a file's uplink is (the flags'
 /// values were parsed by the same functions as the file's).
-pub fn from_flags(args: &cli::RunArgs) -> Result<Options, String> {
+pub fn from_flags(args: &args::RunArgs) -> Result<Options, String> {
     let ifname = args.ifname.clone().unwrap_or_default();
     if ifname.is_empty() {
         return Err("-i/--ifname is empty: name the uplink, e.g. -i eth0".into());
@@ -369,7 +372,7 @@ pub fn from_flags(args: &cli::RunArgs) -> Result<Options, String> {
             negative_ttl: args.probe_negative_ttl,
             ..probe::Limits::default()
         },
-        rate_limit: crate::ratelimit::Limits {
+        rate_limit: crate::decide::ratelimit::Limits {
             per_source: args.rate_limit_per_source,
             total: args.rate_limit,
         },
@@ -380,7 +383,7 @@ pub fn from_flags(args: &cli::RunArgs) -> Result<Options, String> {
 
 /// The parser's words for numbers, in plain words (the only integers are the rate limits).
 fn plain(message: &str) -> String {
-    let range = format!("0 (no limit) or 1 to {}", cli::RATE_LIMIT_MAX);
+    let range = format!("0 (no limit) or 1 to {}", args::RATE_LIMIT_MAX);
     if message.contains("integer number overflowed") {
         format!("the number is too large: a rate limit is {range} answers per second")
     } else {
@@ -408,7 +411,7 @@ type RuleError = (Option<std::ops::Range<usize>>, String);
 
 fn rule_from(entry: &RuleEntry) -> Result<Rule, RuleError> {
     let prefix = match &entry.prefix {
-        Some(p) => Some(cli::parse_prefix(p.get_ref()).map_err(|e| (Some(p.span()), e))?),
+        Some(p) => Some(args::parse_prefix(p.get_ref()).map_err(|e| (Some(p.span()), e))?),
         None => None,
     };
     let need_prefix = |mode: &str| -> Result<Ipv6Net, RuleError> {
@@ -548,7 +551,7 @@ mode = "auto"
 
     #[test]
     fn the_module_doc_example_parses() {
-        let doc = include_str!("config.rs");
+        let doc = include_str!("mod.rs");
         let example: String = doc
             .lines()
             .skip_while(|l| !l.starts_with("//! ```toml"))
@@ -725,7 +728,7 @@ mode = "auto"
         let file = error(
             "[[uplink]]\ninterface = \"eth0\"\n[[uplink.rule]]\nprefix = \"2001:db8:1::/64\"\nmode = \"static\"\n[[uplink.rule]]\nprefix = \"2001:db8:1::d:0/112\"\nmode = \"auto\"\n",
         );
-        let cli = cli::Cli::try_parse_from([
+        let cli = args::Cli::try_parse_from([
             "ndp-responder",
             "-i",
             "eth0",
@@ -742,7 +745,7 @@ mode = "auto"
         );
         assert_eq!(file.message.replace(" at line 3", ""), flags);
         // Docker rules are exempt, as in the file; the same mode may overlap.
-        let cli = cli::Cli::try_parse_from([
+        let cli = args::Cli::try_parse_from([
             "ndp-responder",
             "-i",
             "eth0",
@@ -758,7 +761,7 @@ mode = "auto"
         assert_eq!(options.rules.len(), 3);
         assert_eq!(options.ifname, "eth0");
         let cli =
-            cli::Cli::try_parse_from(["ndp-responder", "-i", "", "-n", "2001:db8::/64"]).unwrap();
+            args::Cli::try_parse_from(["ndp-responder", "-i", "", "-n", "2001:db8::/64"]).unwrap();
         assert!(from_flags(&cli.run).unwrap_err().contains("is empty"));
     }
 

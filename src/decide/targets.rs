@@ -7,7 +7,7 @@
 //! and [`TargetTable`], which publishes snapshots so the packet path reads the current one
 //! without a lock while a separate task rebuilds it.
 //!
-//! Must not: do I/O or decide how to answer; [`crate::policy`] reads snapshots.
+//! Must not: do I/O or decide how to answer; [`crate::decide::policy`] reads snapshots.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -17,9 +17,9 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use ipnet::Ipv6Net;
 
-use crate::docker::DockerTargets;
-use crate::netlink::KernelView;
-use crate::wire::MacAddr;
+use crate::ndp::MacAddr;
+use crate::sources::docker::DockerTargets;
+use crate::sources::netlink::KernelView;
 
 /// How the targets of a rule are known.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -111,7 +111,7 @@ pub struct Snapshot {
     pub pinned: Vec<Ipv6Addr>,
     /// The MAC the kernel holds for each gateway it has a usable entry for: who the gateway
     /// is at the link layer (its own solicitations are trusted by this, see
-    /// [`crate::ratelimit`]), and what a keepalive answer may only replace with the O flag.
+    /// [`crate::decide::ratelimit`]), and what a keepalive answer may only replace with the O flag.
     pub gateway_macs: Vec<(Ipv6Addr, MacAddr)>,
     /// Main-table routes that overlap a rule: (destination, outgoing interface), most specific
     /// first.
@@ -372,7 +372,7 @@ impl TargetTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::netlink::{Link, Neighbour, Route};
+    use crate::sources::netlink::{Link, Neighbour, Route};
 
     fn net(s: &str) -> Ipv6Net {
         s.parse().unwrap()

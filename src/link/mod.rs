@@ -19,7 +19,7 @@ use std::sync::Mutex;
 use ipnet::Ipv6Net;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::wire;
+use crate::ndp;
 
 /// The largest frame received whole: an NDP message can be as large as the link's MTU, and
 /// Ethernet jumbo frames stop at 9000 bytes of payload. A longer one is cut and then rejected
@@ -101,8 +101,8 @@ pub enum Capture {
 impl Capture {
     fn icmp_type(self) -> u8 {
         match self {
-            Capture::Solicitations => wire::ICMPV6_NEIGHBOR_SOLICIT,
-            Capture::Advertisements => wire::ICMPV6_NEIGHBOR_ADVERT,
+            Capture::Solicitations => ndp::ICMPV6_NEIGHBOR_SOLICIT,
+            Capture::Advertisements => ndp::ICMPV6_NEIGHBOR_ADVERT,
         }
     }
 }
@@ -476,7 +476,7 @@ impl PacketSocket {
     pub fn set_targets(&self, prefixes: &[Ipv6Net]) -> io::Result<()> {
         attach_filter(
             &self.fd,
-            &ndp_filter(wire::ICMPV6_NEIGHBOR_SOLICIT, prefixes),
+            &ndp_filter(ndp::ICMPV6_NEIGHBOR_SOLICIT, prefixes),
         )
     }
 
@@ -495,7 +495,7 @@ impl PacketSocket {
 /// receive ring go out together, after the pass (a pass takes microseconds, so no answer is
 /// held back for long).
 pub struct TxQueue {
-    frames: [[u8; wire::MAX_EMIT_LEN]; TX_BATCH],
+    frames: [[u8; ndp::MAX_EMIT_LEN]; TX_BATCH],
     lens: [usize; TX_BATCH],
     queued: usize,
 }
@@ -512,7 +512,7 @@ pub struct Flushed {
 impl Default for TxQueue {
     fn default() -> Self {
         TxQueue {
-            frames: [[0; wire::MAX_EMIT_LEN]; TX_BATCH],
+            frames: [[0; ndp::MAX_EMIT_LEN]; TX_BATCH],
             lens: [0; TX_BATCH],
             queued: 0,
         }
@@ -535,7 +535,7 @@ impl TxQueue {
             return false;
         }
         match emit(&mut self.frames[self.queued]) {
-            Ok(len) if len <= wire::MAX_EMIT_LEN => {
+            Ok(len) if len <= ndp::MAX_EMIT_LEN => {
                 self.lens[self.queued] = len;
                 self.queued += 1;
                 true
@@ -616,7 +616,7 @@ impl AsRawFd for PacketSocket {
 }
 
 /// Offset of an NS's (or NA's) target address in the frame.
-const TARGET_OFFSET: usize = wire::ICMPV6_TYPE_OFFSET + 8;
+const TARGET_OFFSET: usize = ndp::ICMPV6_TYPE_OFFSET + 8;
 /// Most prefixes the kernel matches targets against; beyond that (or with a rule that covers
 /// every address), every solicitation reaches user space.
 pub const MAX_FILTER_PREFIXES: usize = 32;
@@ -654,21 +654,16 @@ pub fn ndp_filter(icmp_type: u8, targets: &[Ipv6Net]) -> Vec<libc::sock_filter> 
         (LD_W_ABS, To::Next, To::Next, PKTTYPE),
         (JEQ_K, To::Drop, To::Next, PACKET_OUTGOING as u32),
         (JEQ_K, To::Drop, To::Next, PACKET_OTHERHOST as u32),
-        (LD_H_ABS, To::Next, To::Next, wire::ETH_TYPE_OFFSET as u32),
-        (JEQ_K, To::Next, To::Drop, wire::ETHERTYPE_IPV6 as u32),
+        (LD_H_ABS, To::Next, To::Next, ndp::ETH_TYPE_OFFSET as u32),
+        (JEQ_K, To::Next, To::Drop, ndp::ETHERTYPE_IPV6 as u32),
         (
             LD_B_ABS,
             To::Next,
             To::Next,
-            wire::IPV6_NEXT_HEADER_OFFSET as u32,
+            ndp::IPV6_NEXT_HEADER_OFFSET as u32,
         ),
-        (JEQ_K, To::Next, To::Drop, wire::IPPROTO_ICMPV6 as u32),
-        (
-            LD_B_ABS,
-            To::Next,
-            To::Next,
-            wire::ICMPV6_TYPE_OFFSET as u32,
-        ),
+        (JEQ_K, To::Next, To::Drop, ndp::IPPROTO_ICMPV6 as u32),
+        (LD_B_ABS, To::Next, To::Next, ndp::ICMPV6_TYPE_OFFSET as u32),
     ];
     // Every jump must stay within 255 instructions: the header's failures go to the drop right
     // after it, each prefix block ends with its own accept, and a block's mismatch jumps to the
@@ -861,7 +856,7 @@ mod tests {
 
     #[test]
     fn filter_accepts_only_incoming_neighbor_solicitations() {
-        let prog = ndp_filter(wire::ICMPV6_NEIGHBOR_SOLICIT, &[]);
+        let prog = ndp_filter(ndp::ICMPV6_NEIGHBOR_SOLICIT, &[]);
         let ns = frame(0x86dd, 58, 135);
         assert_eq!(run(&prog, &ns, 0), RECV_BUF_LEN as u32, "to us");
         assert_eq!(run(&prog, &ns, 1), RECV_BUF_LEN as u32, "broadcast");
@@ -905,7 +900,7 @@ mod tests {
 
     #[test]
     fn advert_filter_accepts_only_advertisements() {
-        let prog = ndp_filter(wire::ICMPV6_NEIGHBOR_ADVERT, &[]);
+        let prog = ndp_filter(ndp::ICMPV6_NEIGHBOR_ADVERT, &[]);
         assert_eq!(run(&prog, &frame(0x86dd, 58, 136), 0), RECV_BUF_LEN as u32);
         assert_eq!(run(&prog, &frame(0x86dd, 58, 135), 0), 0);
         assert_eq!(run(&prog, &frame(0x86dd, 58, 136), PACKET_OUTGOING), 0);
@@ -929,7 +924,7 @@ mod tests {
         .iter()
         .map(|n| n.parse().unwrap())
         .collect();
-        let prog = ndp_filter(wire::ICMPV6_NEIGHBOR_SOLICIT, &nets);
+        let prog = ndp_filter(ndp::ICMPV6_NEIGHBOR_SOLICIT, &nets);
         let pass = |t: &str| run(&prog, &ns_for(t), 0) == RECV_BUF_LEN as u32;
         for t in [
             "2001:db8:1::d:0",
@@ -970,7 +965,7 @@ mod tests {
             })
             .collect();
         for nets in [&all[..], &many[..], &[]] {
-            let prog = ndp_filter(wire::ICMPV6_NEIGHBOR_SOLICIT, nets);
+            let prog = ndp_filter(ndp::ICMPV6_NEIGHBOR_SOLICIT, nets);
             assert_eq!(
                 run(&prog, &ns_for("2001:db8:77::1"), 0),
                 RECV_BUF_LEN as u32
@@ -986,7 +981,7 @@ mod tests {
                 .unwrap()
             })
             .collect();
-        let prog = ndp_filter(wire::ICMPV6_NEIGHBOR_SOLICIT, &widest);
+        let prog = ndp_filter(ndp::ICMPV6_NEIGHBOR_SOLICIT, &widest);
         assert!(prog.len() < 4096);
         assert_eq!(
             run(&prog, &ns_for("2001:db8:1f::1"), 0),

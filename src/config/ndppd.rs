@@ -185,9 +185,9 @@ fn rule(item: &Item) -> Result<String, String> {
 mod tests {
     use super::*;
     use crate::config;
-    use crate::targets::Mode;
+    use crate::decide::targets::Mode;
 
-    fn roundtrip(conf: &str) -> (String, Vec<crate::daemon::Options>) {
+    fn roundtrip(conf: &str) -> (String, Vec<crate::uplink::Options>) {
         let toml = import("ndppd.conf", conf).unwrap();
         let parsed =
             config::parse("imported.toml", &toml).unwrap_or_else(|e| panic!("{e}\n{toml}"));

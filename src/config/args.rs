@@ -15,7 +15,7 @@ use clap::{Args, Parser, Subcommand};
 use ipnet::Ipv6Net;
 use tracing::level_filters::LevelFilter;
 
-use crate::policy::SourcePolicy;
+use crate::decide::policy::SourcePolicy;
 
 /// Answers IPv6 Neighbor Solicitations on an uplink for container and VM addresses, with
 /// advertisements that pass hypervisor anti-spoofing filters.
@@ -128,12 +128,12 @@ pub struct RunArgs {
     pub no_override_flag: bool,
 
     /// At most this many answers per second in all (0: no limit; at most 10000000)
-    #[arg(long, value_name = "N", default_value_t = crate::ratelimit::Limits::default().total, value_parser = parse_rate_limit)]
+    #[arg(long, value_name = "N", default_value_t = crate::decide::ratelimit::Limits::default().total, value_parser = parse_rate_limit)]
     pub rate_limit: u32,
 
     /// At most this many answers per second to one solicitation source (0: no limit; at most
     /// 10000000)
-    #[arg(long, value_name = "N", default_value_t = crate::ratelimit::Limits::default().per_source, value_parser = parse_rate_limit)]
+    #[arg(long, value_name = "N", default_value_t = crate::decide::ratelimit::Limits::default().per_source, value_parser = parse_rate_limit)]
     pub rate_limit_per_source: u32,
 
     /// Control socket for `ndp-responder status` ('none' for no socket; default
@@ -146,14 +146,14 @@ pub struct RunArgs {
     pub control_mode: Option<u32>,
 
     /// Serve Prometheus metrics on GET /metrics at ADDR:PORT (a bare PORT binds loopback ::1)
-    #[arg(long, value_name = "ADDR:PORT", value_parser = crate::control::parse_metrics_addr)]
+    #[arg(long, value_name = "ADDR:PORT", value_parser = crate::service::control::parse_metrics_addr)]
     pub metrics: Option<std::net::SocketAddr>,
 }
 
 impl RunArgs {
     /// The rules, in the order given: static, auto, probe.
-    pub fn rules(&self) -> Vec<crate::targets::Rule> {
-        use crate::targets::{Mode, Rule};
+    pub fn rules(&self) -> Vec<crate::decide::targets::Rule> {
+        use crate::decide::targets::{Mode, Rule};
         let mut rules: Vec<Rule> = self
             .subnets
             .iter()
@@ -193,7 +193,7 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// The daemon's control socket
-    #[arg(long, value_name = "PATH", default_value = crate::control::DEFAULT_SOCKET)]
+    #[arg(long, value_name = "PATH", default_value = crate::service::control::DEFAULT_SOCKET)]
     pub socket: std::path::PathBuf,
 
     /// Print the status as JSON
@@ -511,7 +511,7 @@ mod tests {
 
     #[test]
     fn auto_and_probe_rules() {
-        use crate::targets::{Mode, Rule};
+        use crate::decide::targets::{Mode, Rule};
         let cli = Cli::try_parse_from([
             "ndp-responder",
             "-i",

@@ -16,8 +16,8 @@
 use std::net::Ipv6Addr;
 use std::time::{Duration, Instant};
 
-use crate::policy::{self, AdvertRefused};
-use crate::wire::{MacAddr, NeighborAdvert};
+use crate::decide::policy::{self, AdvertRefused};
+use crate::ndp::{MacAddr, NeighborAdvert};
 
 /// How long after our solicitation its answer is accepted: RFC 4861 10's RETRANS_TIMER (1 s)
 /// times MAX_MULTICAST_SOLICIT (3), the time a node waits for resolution itself.

@@ -6,14 +6,14 @@
 //! a [`Snapshot`] of the target table and the [`Settings`]; every branch has a unit test below.
 //!
 //! Must not: touch sockets, the kernel, clocks or logs. The structural checks (lengths,
-//! checksum, option walk) happen earlier, in [`crate::wire`].
+//! checksum, option walk) happen earlier, in [`crate::ndp`].
 
 use std::fmt;
 use std::net::Ipv6Addr;
 use std::str::FromStr;
 
-use crate::targets::{Mode, Rule, Snapshot};
-use crate::wire::{self, NeighborAdvert, NeighborSolicit};
+use crate::decide::targets::{Mode, Rule, Snapshot};
+use crate::ndp::{self, NeighborAdvert, NeighborSolicit};
 
 /// Hop limit every NDP message must carry, proving it was not forwarded (RFC 4861 7.1.1).
 pub const NDP_HOP_LIMIT: u8 = 255;
@@ -310,7 +310,7 @@ pub fn validate(ns: &NeighborSolicit) -> Result<(), Invalid> {
 /// gateway's answer to a keepalive solicitation (it then writes the gateway's neighbour entry)
 /// and a downstream station's answer to a probe (it then answers for that address upstream).
 /// Its packet sockets see frames before the kernel's own checks, so every one is checked here
-/// first (RFC 4861 7.1.2), then against what was asked ([`crate::gateway`], the probe cache).
+/// first (RFC 4861 7.1.2), then against what was asked ([`crate::decide::gateway`], the probe cache).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AdvertRefused {
     /// The hop limit is not 255: the packet crossed a router (sent from off-link).
@@ -534,9 +534,9 @@ pub fn announcement(
     let ip_src = source_for(target, snap, settings)?;
     Ok(NeighborAdvert {
         eth_src: snap.mac,
-        eth_dst: wire::multicast_mac(&wire::ALL_NODES),
+        eth_dst: ndp::multicast_mac(&ndp::ALL_NODES),
         ip_src,
-        ip_dst: wire::ALL_NODES,
+        ip_dst: ndp::ALL_NODES,
         hop_limit: NDP_HOP_LIMIT,
         code: 0,
         router: settings.router,
@@ -583,12 +583,12 @@ pub fn advert(
     Ok(NeighborAdvert {
         eth_src: snap.mac,
         eth_dst: if dad {
-            wire::multicast_mac(&wire::ALL_NODES)
+            ndp::multicast_mac(&ndp::ALL_NODES)
         } else {
             ns.source_lladdr.unwrap_or(ns.eth_src)
         },
         ip_src,
-        ip_dst: if dad { wire::ALL_NODES } else { ns.ip_src },
+        ip_dst: if dad { ndp::ALL_NODES } else { ns.ip_src },
         hop_limit: NDP_HOP_LIMIT,
         code: 0,
         router: settings.router,
@@ -606,8 +606,8 @@ mod tests {
     use ipnet::Ipv6Net;
 
     use super::*;
-    use crate::targets::Downstream;
-    use crate::wire::MacAddr;
+    use crate::decide::targets::Downstream;
+    use crate::ndp::MacAddr;
 
     const HOST_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x02]);
     const ROUTER_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x01]);
@@ -672,10 +672,10 @@ mod tests {
     /// A multicast NS from the router's link-local address, as Linux sends it.
     fn resolution(target: &str) -> NeighborSolicit {
         let target = ip(target);
-        let group = wire::solicited_node(&target);
+        let group = ndp::solicited_node(&target);
         NeighborSolicit {
             eth_src: ROUTER_MAC,
-            eth_dst: wire::multicast_mac(&group),
+            eth_dst: ndp::multicast_mac(&group),
             ip_src: ip("fe80::1"),
             ip_dst: group,
             hop_limit: 255,
@@ -754,7 +754,7 @@ mod tests {
     fn dad_probe_is_defended_to_all_nodes_with_s_clear() {
         let (kind, na) = answer(&dad("2001:db8:1::d:2"), &Settings::default());
         assert_eq!(kind, Kind::Dad);
-        assert_eq!(na.ip_dst, wire::ALL_NODES);
+        assert_eq!(na.ip_dst, ndp::ALL_NODES);
         assert_eq!(na.eth_dst, MacAddr([0x33, 0x33, 0, 0, 0, 1]));
         assert!(!na.solicited);
         assert!(na.override_flag);
@@ -903,7 +903,7 @@ mod tests {
     #[test]
     fn rfc4861_7_1_1_unspecified_source_needs_a_solicited_node_destination() {
         let ns = NeighborSolicit {
-            ip_dst: wire::ALL_NODES,
+            ip_dst: ndp::ALL_NODES,
             ..dad("2001:db8:1::d:2")
         };
         assert_eq!(
@@ -1093,7 +1093,7 @@ mod tests {
     #[test]
     fn announcement_is_unsolicited_to_all_nodes_with_override() {
         let na = announcement(ip("2001:db8:1::d:2"), &snapshot(), &Settings::default()).unwrap();
-        assert_eq!(na.ip_dst, wire::ALL_NODES);
+        assert_eq!(na.ip_dst, ndp::ALL_NODES);
         assert_eq!(na.eth_dst, MacAddr([0x33, 0x33, 0, 0, 0, 1]));
         assert_eq!(na.ip_src, ip("2001:db8:1::d:2"));
         assert!(!na.solicited && na.override_flag && na.router);

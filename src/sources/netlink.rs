@@ -7,7 +7,7 @@
 //! headers over raw payloads, so only the attributes read here are ever decoded.
 //!
 //! Must not: decide anything about packets or keep state between calls; callers turn a
-//! [`KernelView`] into a [`crate::targets::Snapshot`].
+//! [`KernelView`] into a [`crate::decide::targets::Snapshot`].
 
 use std::collections::HashMap;
 use std::ffi::CString;
@@ -33,7 +33,7 @@ use neli::types::{Buffer, RtBuffer};
 use neli::utils::Groups;
 use neli::{FromBytesWithInput, Size, ToBytes};
 
-use crate::wire::MacAddr;
+use crate::ndp::MacAddr;
 
 /// The main routing table (RT_TABLE_MAIN).
 const MAIN_TABLE: u32 = 254;

@@ -9,6 +9,9 @@
 //!
 //! Must not: touch packets or the kernel's state; that is the uplinks' [`daemon`].
 
+pub mod control;
+pub mod privileges;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -22,10 +25,9 @@ use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
 use crate::config::{self, Config};
-use crate::control::{self, SocketFile};
-use crate::daemon::{self, Control, Counters, DaemonError, Options, Request};
-use crate::privileges;
 use crate::status::{Status, UplinkStatus};
+use crate::uplink::{self, Control, Counters, DaemonError, Options, Request};
+use control::SocketFile;
 
 /// Where the control socket goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,7 +143,7 @@ impl Running {
         let (requests, requests_rx) = mpsc::channel(8);
         let (stop, stop_rx) = watch::channel(false);
         let (ready_tx, ready) = oneshot::channel();
-        let mut task = tokio::spawn(daemon::run(
+        let mut task = tokio::spawn(uplink::run(
             opts,
             Control {
                 options: options_rx,
@@ -226,7 +228,7 @@ impl Service {
         info!("SIGHUP: reloading {}", path.display());
         let loaded = config::load(&path).map_err(|e| e.to_string());
         let loaded = match loaded {
-            Ok(c) => daemon::check_gateways(&c.uplinks).await.map(|_| c),
+            Ok(c) => uplink::check_gateways(&c.uplinks).await.map(|_| c),
             Err(e) => Err(e),
         };
         // The keepalive writes neighbour entries: CAP_NET_ADMIN, dropped at start when no

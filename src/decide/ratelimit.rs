@@ -11,15 +11,15 @@
 //! drain and the total does not cap. The IPv6 source is whatever the sender writes; a flood
 //! that spoofs the gateway's address from another MAC draws on an ordinary bucket. (Only
 //! solicitations with hop limit 255, i.e. sent on the link, get this far: see
-//! [`crate::policy::validate`].)
+//! [`crate::decide::policy::validate`].)
 //!
-//! Must not: decide whether an address is ours ([`crate::policy`] does, before this).
+//! Must not: decide whether an address is ours ([`crate::decide::policy`] does, before this).
 
 use std::collections::HashMap;
 use std::net::Ipv6Addr;
 use std::time::Instant;
 
-use crate::wire::MacAddr;
+use crate::ndp::MacAddr;
 
 /// Answers per second; 0 turns a limit off. A bucket holds one second's worth (the burst).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

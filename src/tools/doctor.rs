@@ -18,8 +18,8 @@ use serde::Serialize;
 use tokio::io::unix::AsyncFd;
 
 use crate::link::{Capture, PacketSocket, RECV_BUF_LEN};
-use crate::netlink;
-use crate::wire::{self, MacAddr, NeighborAdvert, NeighborSolicit};
+use crate::ndp::{self, MacAddr, NeighborAdvert, NeighborSolicit};
+use crate::sources::netlink;
 
 /// Solicitations sent per source policy by `--probe`.
 pub const PROBE_ATTEMPTS: u32 = 3;
@@ -400,7 +400,7 @@ pub async fn probe(
             sent: 0,
         };
         let ns = NeighborSolicit::resolution(mac, source, gateway);
-        let mut frame = [0u8; wire::MAX_EMIT_LEN];
+        let mut frame = [0u8; ndp::MAX_EMIT_LEN];
         let len = ns
             .emit(&mut frame)
             .map_err(|_| "NS does not fit".to_string())?;

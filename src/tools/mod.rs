@@ -1,0 +1,7 @@
+//! Tools around the daemon: the lab (a provider's network in namespaces, for the demo and the
+//! end-to-end tests) and the doctor (checks a real host).
+//!
+//! Must not: be on the daemon's packet path.
+
+pub mod doctor;
+pub mod lab;
