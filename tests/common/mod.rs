@@ -156,28 +156,10 @@ pub fn send_each_in(
     })
 }
 
-/// Recompute the ICMPv6 checksum of an untagged Ethernet/IPv6/ICMPv6 frame: the RFC 1071 sum
-/// of the pseudo-header (RFC 4443 2.3) and of the message the IPv6 payload length declares
-/// (bounded by the frame); written here, independent of the daemon's codec.
+/// Recompute the ICMPv6 checksum of an untagged Ethernet/IPv6/ICMPv6 frame over the message
+/// its IPv6 payload length declares (bounded by the frame): the project's one checksum.
 pub fn fix_checksum(f: &mut [u8]) {
-    // Offsets: payload length 18..20, addresses 22..54, ICMPv6 from 54, its checksum 56..58.
-    let declared = usize::from(u16::from_be_bytes([f[18], f[19]]));
-    let end = (54 + declared).min(f.len());
-    f[56..58].fill(0);
-    let mut sum: u32 = 0;
-    let mut add = |bytes: &[u8]| {
-        for pair in bytes.chunks(2) {
-            sum += u32::from(pair[0]) << 8 | u32::from(*pair.get(1).unwrap_or(&0));
-        }
-    };
-    add(&f[22..54]);
-    add(&((end - 54) as u32).to_be_bytes());
-    add(&[0, 0, 0, 58]);
-    add(&f[54..end]);
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    f[56..58].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    ndp_responder::ndp::packet::Packet::new_unchecked(f).fill_checksum();
 }
 
 /// The frame of a multicast solicitation for `target` from the lab's router.
