@@ -8,6 +8,7 @@
 //! service adds its own fields, and the control socket and metrics endpoint carry them, adding
 //! only their own counters ([`Windows`]).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::Ipv6Addr;
@@ -69,7 +70,7 @@ pub struct UplinkStatus {
     pub answering: Vec<Answering>,
     pub probe_cache_entries: usize,
     pub probe_cache_max: usize,
-    pub counters: CounterValues,
+    pub counters: Counters,
 }
 
 /// An address we answer for, and how we know it is ours.
@@ -84,28 +85,132 @@ pub struct Answering {
     pub last_answered_secs: Option<u64>,
 }
 
-/// The counters, by name.
+/// A kind of reason a counter is kept by: each is an enum whose variants name themselves
+/// with a short stable snake_case label ([`crate::decide::policy::Ignored`], ...), so that
+/// no counter key is a free-form string.
+pub trait Reason: Copy {
+    fn reason(&self) -> &'static str;
+}
+
+/// Counts by reason. Serialized as a map from the reason's label to its count.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CounterValues {
-    pub ns_seen: u64,
-    pub answered: u64,
-    pub send_errors: u64,
-    pub probes_sent: u64,
-    pub keepalives_sent: u64,
-    pub announcements_sent: u64,
-    pub rate_limited: u64,
-    /// Solicitations the kernel dropped because the receive ring was full (the daemon could
-    /// not keep up); `#[serde(default)]` keeps older JSON readable.
-    #[serde(default)]
-    pub dropped: u64,
-    pub ignored: BTreeMap<String, u64>,
-    pub invalid: BTreeMap<String, u64>,
-    /// Advertisements (keepalive and probe answers) not acted upon, by reason.
-    #[serde(default)]
-    pub adverts_refused: BTreeMap<String, u64>,
-    /// Our own sends held back by a bound (announcement pacing), by reason.
-    #[serde(default)]
-    pub withheld: BTreeMap<String, u64>,
+#[serde(transparent)]
+pub struct Reasons(BTreeMap<Cow<'static, str>, u64>);
+
+impl Reasons {
+    /// Count one more for `why`; allocates only the first time a reason is seen.
+    pub fn add(&mut self, why: impl Reason) {
+        self.add_n(why, 1);
+    }
+
+    pub fn add_n(&mut self, why: impl Reason, n: u64) {
+        *self.0.entry(Cow::Borrowed(why.reason())).or_default() += n;
+    }
+
+    pub fn get(&self, reason: &str) -> Option<&u64> {
+        self.0.get(reason)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.0.iter().map(|(k, v)| (k.as_ref(), *v))
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &u64> {
+        self.0.values()
+    }
+
+    /// `reason=count reason=count`, for the text report and the stop summary.
+    pub fn words(&self) -> String {
+        self.iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// Where a counter shows: its words in the text report and the stop summary, and its metric
+/// (`ndp_responder_<metric>_total{uplink}`) with its help text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shown {
+    pub words: &'static str,
+    pub metric: &'static str,
+    pub help: &'static str,
+}
+
+macro_rules! counters {
+    (
+        totals { $( $(#[$doc:meta])* $field:ident => $words:literal, $metric:literal, $help:literal; )* }
+        by_reason { $( $(#[$rdoc:meta])* $rfield:ident => $rwords:literal, $rmetric:literal, $rhelp:literal; )* }
+    ) => {
+        /// Every counter of an uplink. Adding one is one line in the table below plus its use:
+        /// the JSON status, the text report, the metrics and the stop summary all read
+        /// [`Counters::totals`] and [`Counters::by_reason`].
+        #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+        pub struct Counters {
+            $( $(#[$doc])* #[serde(default)] pub $field: u64, )*
+            $( $(#[$rdoc])* #[serde(default)] pub $rfield: Reasons, )*
+        }
+
+        impl Counters {
+            /// The plain counters, in report order.
+            pub fn totals(&self) -> impl Iterator<Item = (Shown, u64)> {
+                [$( (Shown { words: $words, metric: $metric, help: $help }, self.$field), )*]
+                    .into_iter()
+            }
+
+            /// The counters by reason, in report order.
+            pub fn by_reason(&self) -> impl Iterator<Item = (Shown, &Reasons)> {
+                [$( (Shown { words: $rwords, metric: $rmetric, help: $rhelp }, &self.$rfield), )*]
+                    .into_iter()
+            }
+        }
+    };
+}
+
+counters! {
+    totals {
+        /// Neighbor Solicitations read from the uplink.
+        ns_seen => "NS seen", "solicitations", "Neighbor Solicitations received on the uplink";
+        answered => "answered", "answered", "Neighbor Advertisements sent in answer";
+        rate_limited => "rate-limited", "rate_limited", "Answers withheld by the rate limits";
+        /// Solicitations the kernel dropped because the receive ring was full (the daemon
+        /// could not keep up).
+        dropped => "dropped (ring full)", "dropped", "Solicitations the kernel dropped because the receive ring was full";
+        send_errors => "send errors", "send_errors", "Frames that could not be sent";
+        probes_sent => "probes sent", "probes", "Probes sent on downstream interfaces";
+        keepalives_sent => "keepalives sent", "keepalives", "Gateway keepalive solicitations sent";
+        announcements_sent => "announcements sent", "announcements", "Announcements sent (unsolicited NA and NS to the gateway)";
+    }
+    by_reason {
+        /// Valid solicitations not answered.
+        ignored => "ignored", "ignored", "Valid solicitations not answered, by reason";
+        /// Solicitations dropped as invalid (RFC 4861 7.1.1, or malformed).
+        invalid => "invalid", "invalid", "Solicitations dropped as invalid (RFC 4861 7.1.1), by reason";
+        /// Advertisements (keepalive and probe answers) not acted upon.
+        adverts_refused => "advertisements refused", "adverts_refused", "Neighbor Advertisements not acted upon (keepalive and probe answers), by reason";
+        /// Our own sends held back by a bound (announcement pacing).
+        withheld => "withheld", "withheld", "Sends of our own held back by a bound, by reason";
+    }
+}
+
+impl Counters {
+    /// One line: the totals, then each non-empty count by reason (the stop summary, and the
+    /// status report's counters).
+    pub fn summary(&self) -> String {
+        let mut s = self
+            .totals()
+            .map(|(shown, n)| format!("{} {n}", shown.words))
+            .collect::<Vec<_>>()
+            .join(", ");
+        for (shown, reasons) in self.by_reason().filter(|(_, r)| !r.is_empty()) {
+            let _ = write!(s, "; {}: {}", shown.words, reasons.words());
+        }
+        s
+    }
 }
 
 /// Addresses as an operator reads them: comma-separated, or "none".
@@ -118,13 +223,6 @@ pub fn list(addrs: &[Ipv6Addr]) -> String {
         .map(|a| a.to_string())
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-fn by_reason(map: &BTreeMap<String, u64>) -> String {
-    map.iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 fn ago(secs: u64) -> String {
@@ -193,33 +291,13 @@ impl Status {
                 u.probe_cache_entries, u.probe_cache_max
             );
             let c = &u.counters;
-            let _ = writeln!(
-                s,
-                "  counters: NS seen {}, answered {}, rate-limited {}, dropped (ring full) {}, announcements sent {}, probes sent {}, keepalives sent {}, send errors {}",
-                c.ns_seen,
-                c.answered,
-                c.rate_limited,
-                c.dropped,
-                c.announcements_sent,
-                c.probes_sent,
-                c.keepalives_sent,
-                c.send_errors
-            );
-            if !c.ignored.is_empty() {
-                let _ = writeln!(s, "  ignored: {}", by_reason(&c.ignored));
-            }
-            if !c.invalid.is_empty() {
-                let _ = writeln!(s, "  invalid: {}", by_reason(&c.invalid));
-            }
-            if !c.adverts_refused.is_empty() {
-                let _ = writeln!(
-                    s,
-                    "  advertisements refused: {}",
-                    by_reason(&c.adverts_refused)
-                );
-            }
-            if !c.withheld.is_empty() {
-                let _ = writeln!(s, "  withheld: {}", by_reason(&c.withheld));
+            let totals: Vec<String> = c
+                .totals()
+                .map(|(shown, n)| format!("{} {n}", shown.words))
+                .collect();
+            let _ = writeln!(s, "  counters: {}", totals.join(", "));
+            for (shown, reasons) in c.by_reason().filter(|(_, r)| !r.is_empty()) {
+                let _ = writeln!(s, "  {}: {}", shown.words, reasons.words());
             }
         }
         s
@@ -239,66 +317,16 @@ impl Status {
             registry.register(name, help, family.clone());
             family
         };
-        let seen = counter(
-            &mut registry,
-            "solicitations",
-            "Neighbor Solicitations received on the uplink",
-        );
-        let answered = counter(
-            &mut registry,
-            "answered",
-            "Neighbor Advertisements sent in answer",
-        );
-        let ignored = counter(
-            &mut registry,
-            "ignored",
-            "Valid solicitations not answered, by reason",
-        );
-        let invalid = counter(
-            &mut registry,
-            "invalid",
-            "Solicitations dropped as invalid (RFC 4861 7.1.1), by reason",
-        );
-        let refused_adverts = counter(
-            &mut registry,
-            "adverts_refused",
-            "Neighbor Advertisements not acted upon (keepalive and probe answers), by reason",
-        );
-        let withheld = counter(
-            &mut registry,
-            "withheld",
-            "Sends of our own held back by a bound, by reason",
-        );
-        let limited = counter(
-            &mut registry,
-            "rate_limited",
-            "Answers withheld by the rate limits",
-        );
-        let dropped = counter(
-            &mut registry,
-            "dropped",
-            "Solicitations the kernel dropped because the receive ring was full",
-        );
-        let announcements = counter(
-            &mut registry,
-            "announcements",
-            "Announcements sent (unsolicited NA and NS to the gateway)",
-        );
-        let probes = counter(
-            &mut registry,
-            "probes",
-            "Probes sent on downstream interfaces",
-        );
-        let keepalives = counter(
-            &mut registry,
-            "keepalives",
-            "Gateway keepalive solicitations sent",
-        );
-        let errors = counter(
-            &mut registry,
-            "send_errors",
-            "Frames that could not be sent",
-        );
+        // Registered once each, in report order; every uplink adds its labelled values.
+        let sample = Counters::default();
+        let totals: Vec<_> = sample
+            .totals()
+            .map(|(shown, _)| counter(&mut registry, shown.metric, shown.help))
+            .collect();
+        let reasons: Vec<_> = sample
+            .by_reason()
+            .map(|(shown, _)| counter(&mut registry, shown.metric, shown.help))
+            .collect();
         let up = gauge(
             &mut registry,
             "uplink_up",
@@ -342,24 +370,14 @@ impl Status {
         for u in &self.uplinks {
             let l: Labels = vec![("uplink", u.interface.clone())];
             let c = &u.counters;
-            seen.get_or_create(&l).inc_by(c.ns_seen);
-            answered.get_or_create(&l).inc_by(c.answered);
-            limited.get_or_create(&l).inc_by(c.rate_limited);
-            dropped.get_or_create(&l).inc_by(c.dropped);
-            announcements.get_or_create(&l).inc_by(c.announcements_sent);
-            probes.get_or_create(&l).inc_by(c.probes_sent);
-            keepalives.get_or_create(&l).inc_by(c.keepalives_sent);
-            errors.get_or_create(&l).inc_by(c.send_errors);
-            for (family, map) in [
-                (&ignored, &c.ignored),
-                (&invalid, &c.invalid),
-                (&refused_adverts, &c.adverts_refused),
-                (&withheld, &c.withheld),
-            ] {
-                for (reason, n) in map {
+            for (family, (_, n)) in totals.iter().zip(c.totals()) {
+                family.get_or_create(&l).inc_by(n);
+            }
+            for (family, (_, map)) in reasons.iter().zip(c.by_reason()) {
+                for (reason, n) in map.iter() {
                     let mut labels = l.clone();
-                    labels.push(("reason", reason.clone()));
-                    family.get_or_create(&labels).inc_by(*n);
+                    labels.push(("reason", reason.to_string()));
+                    family.get_or_create(&labels).inc_by(n);
                 }
             }
             up.get_or_create(&l)
@@ -414,11 +432,21 @@ mod tests {
                 }],
                 probe_cache_entries: 0,
                 probe_cache_max: 0,
-                counters: CounterValues {
-                    ns_seen: 10,
-                    answered: 7,
-                    ignored: BTreeMap::from([("not_ours".to_string(), 3)]),
-                    ..Default::default()
+                counters: {
+                    #[derive(Clone, Copy)]
+                    struct NotOurs;
+                    impl Reason for NotOurs {
+                        fn reason(&self) -> &'static str {
+                            "not_ours"
+                        }
+                    }
+                    let mut c = Counters {
+                        ns_seen: 10,
+                        answered: 7,
+                        ..Default::default()
+                    };
+                    c.ignored.add_n(NotOurs, 3);
+                    c
                 },
             }],
             windows: Windows {

@@ -297,7 +297,7 @@ fn docker_network_containers_are_answered_followed_announced_and_survive_an_engi
         common::counters(&sock)
     );
     let after = common::counters(&sock);
-    let ignored = |c: &ndp_responder::status::CounterValues| c.ignored.values().sum::<u64>();
+    let ignored = |c: &ndp_responder::status::Counters| c.ignored.values().sum::<u64>();
     assert_eq!(
         ignored(&after),
         ignored(&before),

@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::net::Ipv6Addr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -16,7 +15,7 @@ use common::{
     status_of, topology,
 };
 use ndp_responder::ndp::{self, MacAddr, NeighborAdvert, NeighborSolicit};
-use ndp_responder::status::CounterValues;
+use ndp_responder::status::{Counters, Reasons};
 use ndp_responder::tools::lab::{
     container_addr, wait_until, Topology, CONTAINER_PREFIX, GATEWAY, HOST_ADDR, HOST_MAC,
     INTERNET_ADDR, ROUTER_MAC,
@@ -29,7 +28,7 @@ fn socket(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("ndp-hostile-{name}-{}.sock", std::process::id()))
 }
 
-fn total(map: &BTreeMap<String, u64>) -> u64 {
+fn total(map: &Reasons) -> u64 {
     map.values().sum()
 }
 
@@ -138,7 +137,7 @@ fn forged_advertisements_never_rewrite_the_gateway_entry() {
     assert_eq!(sent, frames.len());
     // Every forgery was seen and refused, by reason.
     let refused =
-        |c: &CounterValues, reason: &str| c.adverts_refused.get(reason).copied().unwrap_or(0);
+        |c: &Counters, reason: &str| c.adverts_refused.get(reason).copied().unwrap_or(0);
     assert!(
         wait_until(Duration::from_secs(5), || total(
             &counters(&sock).adverts_refused

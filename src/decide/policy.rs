@@ -13,6 +13,7 @@ use std::net::Ipv6Addr;
 use std::str::FromStr;
 
 use crate::decide::targets::{Mode, Rule, Snapshot};
+use crate::status::Reason;
 use crate::ndp::{self, NeighborAdvert, NeighborSolicit};
 
 /// Hop limit every NDP message must carry, proving it was not forwarded (RFC 4861 7.1.1).
@@ -143,6 +144,12 @@ impl Invalid {
     }
 }
 
+impl Reason for Invalid {
+    fn reason(&self) -> &'static str {
+        Invalid::reason(self)
+    }
+}
+
 impl fmt::Display for Invalid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -194,6 +201,10 @@ pub enum Ignored {
     NoDownstream,
     /// Docker rule: no container with this address is connected to the network.
     NotConnected,
+    /// Probe rule: every probe slot is taken (see [`crate::decide::probe`]).
+    ProbeCacheFull,
+    /// Sent by this host, or to another station: the kernel filter should have dropped it.
+    OutgoingOrOtherHost,
 }
 
 impl Ignored {
@@ -212,7 +223,15 @@ impl Ignored {
             Ignored::UnknownDownstream => "unknown_downstream",
             Ignored::NoDownstream => "no_downstream",
             Ignored::NotConnected => "not_connected",
+            Ignored::ProbeCacheFull => "probe_cache_full",
+            Ignored::OutgoingOrOtherHost => "outgoing_or_other_host",
         }
+    }
+}
+
+impl Reason for Ignored {
+    fn reason(&self) -> &'static str {
+        Ignored::reason(self)
     }
 }
 
@@ -231,6 +250,8 @@ impl fmt::Display for Ignored {
             Ignored::UnknownDownstream => "no such address known behind the downstream interface",
             Ignored::NoDownstream => "the downstream interface to probe does not exist",
             Ignored::NotConnected => "no container with this address is connected to the network",
+            Ignored::ProbeCacheFull => "the probe cache is full: not probed",
+            Ignored::OutgoingOrOtherHost => "sent by this host or to another station",
         })
     }
 }
@@ -360,6 +381,12 @@ impl AdvertRefused {
             AdvertRefused::Pinned => "pinned",
             AdvertRefused::QueueFull => "queue_full",
         }
+    }
+}
+
+impl Reason for AdvertRefused {
+    fn reason(&self) -> &'static str {
+        AdvertRefused::reason(self)
     }
 }
 

@@ -196,6 +196,12 @@ impl ParseError {
     }
 }
 
+impl crate::status::Reason for ParseError {
+    fn reason(&self) -> &'static str {
+        ParseError::reason(self)
+    }
+}
+
 impl fmt::Display for ParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

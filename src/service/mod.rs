@@ -26,7 +26,8 @@ use tracing::{error, info, warn};
 
 use crate::config::{self, Config};
 use crate::status::{Status, UplinkStatus};
-use crate::uplink::{self, Control, Counters, DaemonError, Options, Request};
+use crate::status::Counters;
+use crate::uplink::{self, Control, DaemonError, Options, Request};
 use control::SocketFile;
 
 /// Where the control socket goes.

@@ -33,7 +33,7 @@ use crate::link::{self, Capture, PacketSocket};
 use crate::ndp::{self, NeighborAdvert, NeighborSolicit};
 use crate::sources::docker::{self, DockerTargets};
 use crate::sources::netlink::{self, KernelView};
-use crate::status::{list, Answering, CounterValues, UplinkStatus};
+use crate::status::{list, Answering, Counters, Reason, UplinkStatus};
 
 /// How long to let a burst of netlink events settle before reading the kernel state again.
 const REFRESH_COALESCE: Duration = Duration::from_millis(20);
@@ -92,70 +92,21 @@ pub enum DaemonError {
     Netlink(String, String),
 }
 
-/// Per-reason counters, logged at exit.
-#[derive(Debug, Default)]
-pub struct Counters {
-    pub seen: u64,
-    pub answered: u64,
-    pub send_errors: u64,
-    pub probes_sent: u64,
-    pub keepalives_sent: u64,
-    pub announcements_sent: u64,
-    pub rate_limited: u64,
-    /// Solicitations the kernel dropped for want of room in the receive ring.
-    pub dropped: u64,
-    pub ignored: BTreeMap<&'static str, u64>,
-    pub invalid: BTreeMap<&'static str, u64>,
-    /// Advertisements (keepalive and probe answers) not acted upon, by reason.
-    pub adverts_refused: BTreeMap<&'static str, u64>,
-    /// Our own sends held back by a bound, by reason.
-    pub withheld: BTreeMap<&'static str, u64>,
+/// Our own sends held back by a bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Withheld {
+    /// A new address waited for its turn to be announced ([`NEW_PER_SECOND`]).
+    AnnouncementPaced,
+    /// A new address was not announced: [`MAX_BURSTS`] were waiting already.
+    AnnouncementQueueFull,
 }
 
-impl Counters {
-    pub fn values(&self) -> CounterValues {
-        let named =
-            |m: &BTreeMap<&'static str, u64>| m.iter().map(|(k, v)| (k.to_string(), *v)).collect();
-        CounterValues {
-            ns_seen: self.seen,
-            answered: self.answered,
-            send_errors: self.send_errors,
-            probes_sent: self.probes_sent,
-            keepalives_sent: self.keepalives_sent,
-            announcements_sent: self.announcements_sent,
-            rate_limited: self.rate_limited,
-            dropped: self.dropped,
-            ignored: named(&self.ignored),
-            invalid: named(&self.invalid),
-            adverts_refused: named(&self.adverts_refused),
-            withheld: named(&self.withheld),
+impl Reason for Withheld {
+    fn reason(&self) -> &'static str {
+        match self {
+            Withheld::AnnouncementPaced => "announcement_paced",
+            Withheld::AnnouncementQueueFull => "announcement_queue_full",
         }
-    }
-
-    fn summary(&self) -> String {
-        let mut s = format!(
-            "NS seen {}, answered {}, rate-limited {}, dropped (ring full) {}, send errors {}, probes sent {}, keepalives sent {}, announcements sent {}",
-            self.seen,
-            self.answered,
-            self.rate_limited,
-            self.dropped,
-            self.send_errors,
-            self.probes_sent,
-            self.keepalives_sent,
-            self.announcements_sent
-        );
-        for (label, map) in [
-            ("ignored", &self.ignored),
-            ("invalid", &self.invalid),
-            ("advertisements refused", &self.adverts_refused),
-            ("withheld", &self.withheld),
-        ] {
-            if !map.is_empty() {
-                let parts: Vec<String> = map.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                s.push_str(&format!("; {label}: {}", parts.join(" ")));
-            }
-        }
-        s
     }
 }
 
@@ -304,11 +255,9 @@ impl Responder {
         if batch.skipped > 0 {
             // The BPF program should have dropped them in the kernel; counted so a test can
             // tell that it did.
-            *self
-                .counters
+            self.counters
                 .ignored
-                .entry("outgoing_or_other_host")
-                .or_default() += batch.skipped as u64;
+                .add_n(policy::Ignored::OutgoingOrOtherHost, batch.skipped as u64);
         }
         // Reading the kernel's drop count is a system call: at most once a second while the
         // ring overflows (and for every status request, and at exit).
@@ -362,11 +311,11 @@ impl Responder {
 
     /// One solicitation's journey: parse -> decide -> (probe) -> emit -> send.
     pub fn handle_frame(&mut self, frame: &[u8]) {
-        self.counters.seen += 1;
+        self.counters.ns_seen += 1;
         let ns = match NeighborSolicit::parse(frame) {
             Ok(ns) => ns,
             Err(e) => {
-                *self.counters.invalid.entry(e.reason()).or_default() += 1;
+                self.counters.invalid.add(e);
                 debug!("dropped malformed NS: {e}");
                 return;
             }
@@ -388,14 +337,14 @@ impl Responder {
                         ns.target
                     ),
                     Verdict::Full => {
-                        *self.counters.ignored.entry("probe_cache_full").or_default() += 1;
+                        self.counters.ignored.add(policy::Ignored::ProbeCacheFull);
                         debug!("NS who-has {}: probe cache full, not probed", ns.target);
                     }
                 }
             }
             Decision::Ignore(kind, why) => self.count_ignored(&ns, kind, why),
             Decision::Invalid(why) => {
-                *self.counters.invalid.entry(why.reason()).or_default() += 1;
+                self.counters.invalid.add(why);
                 debug!(
                     "dropped invalid NS who-has {} from {}: {why}",
                     ns.target, ns.ip_src
@@ -405,7 +354,7 @@ impl Responder {
     }
 
     fn count_ignored(&mut self, ns: &NeighborSolicit, kind: policy::Kind, why: policy::Ignored) {
-        *self.counters.ignored.entry(why.reason()).or_default() += 1;
+        self.counters.ignored.add(why);
         debug!(
             "ignored NS who-has {} from {} ({}): {why}",
             ns.target,
@@ -559,11 +508,7 @@ impl Responder {
     }
 
     fn refuse_advert(&mut self, na: &NeighborAdvert, why: AdvertRefused) {
-        *self
-            .counters
-            .adverts_refused
-            .entry(why.reason())
-            .or_default() += 1;
+        self.counters.adverts_refused.add(why);
         debug!(
             "refused NA for {} from {} ({}): {why}",
             na.target, na.ip_src, na.eth_src
@@ -574,11 +519,7 @@ impl Responder {
     fn count_advert_drops(&mut self) {
         let n = self.adverts_dropped.swap(0, Ordering::Relaxed);
         if n > 0 {
-            *self
-                .counters
-                .adverts_refused
-                .entry(AdvertRefused::QueueFull.reason())
-                .or_default() += n;
+            self.counters.adverts_refused.add_n(AdvertRefused::QueueFull, n);
         }
     }
 
@@ -764,21 +705,13 @@ impl Responder {
         let spacing = Duration::from_secs(1) / NEW_PER_SECOND;
         for addr in now.difference(&self.announced) {
             if self.bursts.len() >= MAX_BURSTS {
-                *self
-                    .counters
-                    .withheld
-                    .entry("announcement_queue_full")
-                    .or_default() += 1;
+                self.counters.withheld.add(Withheld::AnnouncementQueueFull);
                 continue;
             }
             // Paced: one new address per `spacing`, whatever the rate they appear at.
             let start = self.next_new.max(when);
             if start > when {
-                *self
-                    .counters
-                    .withheld
-                    .entry("announcement_paced")
-                    .or_default() += 1;
+                self.counters.withheld.add(Withheld::AnnouncementPaced);
             }
             self.next_new = start + spacing;
             debug!("{addr} is new: announcing it {ANNOUNCE_COUNT} times");
@@ -917,7 +850,7 @@ impl Responder {
             answering: answering.into_values().collect(),
             probe_cache_entries: self.cache.len(),
             probe_cache_max: self.opts.probe.max_entries,
-            counters: self.counters.values(),
+            counters: self.counters.clone(),
         }
     }
 
@@ -984,7 +917,7 @@ impl Responder {
                 None => warn!("{} is gone; answering resumes when it is back", self.ifname),
                 Some(index) => match open_uplink(&self.ifname, index) {
                     Ok(fd) => {
-                        if current.is_some() || self.counters.seen > 0 {
+                        if current.is_some() || self.counters.ns_seen > 0 {
                             info!("{} is back (index {index}); answering again", self.ifname);
                         }
                         self.uplink = Some((index, Arc::new(fd)));

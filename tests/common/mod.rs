@@ -320,7 +320,7 @@ pub fn capability_lines(pid: u32) -> Vec<(String, String)> {
 
 /// The counters of the daemon's first uplink, from `status --json` (all zero while it does
 /// not answer).
-pub fn counters(socket: &Path) -> ndp_responder::status::CounterValues {
+pub fn counters(socket: &Path) -> ndp_responder::status::Counters {
     status_of(socket)
         .and_then(|s| s.uplinks.into_iter().next())
         .map(|u| u.counters)
