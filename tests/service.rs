@@ -592,8 +592,8 @@ fn out_of_range_flags_and_overlapping_rules_are_refused_at_start() {
         ),
         (&["-n", "2001:db8:1::d:0/112", "--rate-limit=-1"], rate),
         (
-            &["-n", "2001:db8:1::/64", "--auto", "2001:db8:1::d:0/112"],
-            "rule 2001:db8:1::d:0/112 (auto) overlaps the static rule 2001:db8:1::/64: one address, one way of knowing it",
+            &["-n", "2001:db8:1::d:0/112", "--auto", "2001:db8:1::d:0/112"],
+            "rule 2001:db8:1::d:0/112 (auto) has the prefix of the static rule 2001:db8:1::d:0/112: one prefix, one way of knowing its addresses",
         ),
     ];
     for (args, want) in cases {

@@ -316,22 +316,22 @@ pub fn parse(path: &str, text: &str) -> Result<Config, ConfigError> {
     })
 }
 
-/// One address, one way of knowing it: rules of one uplink whose prefixes overlap must have
-/// the same mode (docker rules are exempt: their prefix only narrows a network's addresses).
+/// One prefix, one way of knowing its addresses: two rules of one uplink with the same prefix
+/// must have the same mode (docker rules are exempt: their prefix only narrows a network's
+/// addresses). A rule inside another's prefix is fine: the more specific one decides for its
+/// addresses (the target table tries rules most specific first).
 /// On a conflict, the index of the later rule and the message; `at(j)` says where the earlier
 /// rule `j` was given (" at line 3" in a file, nothing on the command line).
 pub fn check_overlaps(rules: &[Rule], at: impl Fn(usize) -> String) -> Result<(), (usize, String)> {
     for (i, rule) in rules.iter().enumerate() {
         for (j, other) in rules[..i].iter().enumerate() {
-            let overlap =
-                other.prefix.contains(&rule.prefix) || rule.prefix.contains(&other.prefix);
             let docker = matches!(rule.mode, Mode::Docker { .. })
                 || matches!(other.mode, Mode::Docker { .. });
-            if overlap && !docker && other.mode != rule.mode {
+            if other.prefix == rule.prefix && !docker && other.mode != rule.mode {
                 return Err((
                     i,
                     format!(
-                        "rule {} overlaps the {} rule {}{}: one address, one way of knowing it; split the prefixes",
+                        "rule {} has the prefix of the {} rule {}{}: one prefix, one way of knowing its addresses; keep one (a narrower rule inside a wider one is fine: it decides for its addresses)",
                         rule,
                         other.mode,
                         other.prefix,
@@ -619,16 +619,21 @@ mode = "auto"
     }
 
     #[test]
-    fn overlapping_rules_with_different_modes_are_refused() {
+    fn one_prefix_with_two_modes_is_refused_and_nested_rules_are_fine() {
         let e = error(
-            "[[uplink]]\ninterface = \"eth0\"\n[[uplink.rule]]\nprefix = \"2001:db8:1::/64\"\nmode = \"static\"\n[[uplink.rule]]\nprefix = \"2001:db8:1::d:0/112\"\nmode = \"auto\"\n",
+            "[[uplink]]\ninterface = \"eth0\"\n[[uplink.rule]]\nprefix = \"2001:db8:1::d:0/112\"\nmode = \"static\"\n[[uplink.rule]]\nprefix = \"2001:db8:1::d:0/112\"\nmode = \"auto\"\n",
         );
         assert_eq!(e.line, 6, "{e}");
         assert!(
             e.message
-                .contains("overlaps the static rule 2001:db8:1::/64 at line 3"),
+                .contains("has the prefix of the static rule 2001:db8:1::d:0/112 at line 3"),
             "{e}"
         );
+        let nested = parse(
+            "t",
+            "[[uplink]]\ninterface = \"eth0\"\n[[uplink.rule]]\nprefix = \"2001:db8:1::d:0/112\"\nmode = \"auto\"\n[[uplink.rule]]\nprefix = \"2001:db8:1::d:100/120\"\nmode = \"probe\"\n",
+        );
+        assert!(nested.is_ok(), "{nested:?}");
     }
 
     /// An uplink with `setting` on its line 3.
@@ -726,22 +731,24 @@ mode = "auto"
     #[test]
     fn flags_and_file_refuse_overlapping_rules_with_the_same_message() {
         let file = error(
-            "[[uplink]]\ninterface = \"eth0\"\n[[uplink.rule]]\nprefix = \"2001:db8:1::/64\"\nmode = \"static\"\n[[uplink.rule]]\nprefix = \"2001:db8:1::d:0/112\"\nmode = \"auto\"\n",
+            "[[uplink]]\ninterface = \"eth0\"\n[[uplink.rule]]\nprefix = \"2001:db8:1::d:0/112\"\nmode = \"static\"\n[[uplink.rule]]\nprefix = \"2001:db8:1::d:0/112\"\nmode = \"auto\"\n",
         );
         let cli = args::Cli::try_parse_from([
             "ndp-responder",
             "-i",
             "eth0",
             "-n",
-            "2001:db8:1::/64",
+            "2001:db8:1::d:0/112",
             "--auto",
             "2001:db8:1::d:0/112",
         ])
         .unwrap();
         let flags = from_flags(&cli.run).unwrap_err();
-        assert_eq!(
-            flags,
-            "rule 2001:db8:1::d:0/112 (auto) overlaps the static rule 2001:db8:1::/64: one address, one way of knowing it; split the prefixes"
+        assert!(
+            flags.starts_with(
+                "rule 2001:db8:1::d:0/112 (auto) has the prefix of the static rule 2001:db8:1::d:0/112: one prefix, one way of knowing its addresses"
+            ),
+            "{flags}"
         );
         assert_eq!(file.message.replace(" at line 3", ""), flags);
         // Docker rules are exempt, as in the file; the same mode may overlap.
