@@ -136,8 +136,7 @@ fn forged_advertisements_never_rewrite_the_gateway_entry() {
     });
     assert_eq!(sent, frames.len());
     // Every forgery was seen and refused, by reason.
-    let refused =
-        |c: &Counters, reason: &str| c.adverts_refused.get(reason).copied().unwrap_or(0);
+    let refused = |c: &Counters, reason: &str| c.adverts_refused.get(reason).copied().unwrap_or(0);
     assert!(
         wait_until(Duration::from_secs(5), || total(
             &counters(&sock).adverts_refused

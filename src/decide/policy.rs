@@ -13,8 +13,8 @@ use std::net::Ipv6Addr;
 use std::str::FromStr;
 
 use crate::decide::targets::{Mode, Rule, Snapshot};
-use crate::status::Reason;
 use crate::ndp::{self, NeighborAdvert, NeighborSolicit};
+use crate::status::Reason;
 
 /// Hop limit every NDP message must carry, proving it was not forwarded (RFC 4861 7.1.1).
 pub const NDP_HOP_LIMIT: u8 = 255;
@@ -258,18 +258,18 @@ impl fmt::Display for Ignored {
 
 /// The outcome for one solicitation.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decision {
+pub enum Decision<'a> {
     /// Send `advert`; `rule` is the rule that made the target ours.
     Answer {
         kind: Kind,
-        rule: Rule,
+        rule: &'a Rule,
         advert: NeighborAdvert,
     },
     /// A probe rule covers the target: answer once it answers a solicitation on downstream
     /// interface `via` (the caller's probe cache decides).
     Probe {
         kind: Kind,
-        rule: Rule,
+        rule: &'a Rule,
         via: u32,
     },
     Ignore(Kind, Ignored),
@@ -472,7 +472,7 @@ fn is_solicited_node(addr: &Ipv6Addr) -> bool {
 }
 
 /// Decide whether and how to answer `ns`, received on the uplink described by `snap`.
-pub fn decide(ns: &NeighborSolicit, snap: &Snapshot, settings: &Settings) -> Decision {
+pub fn decide<'a>(ns: &NeighborSolicit, snap: &'a Snapshot, settings: &Settings) -> Decision<'a> {
     if let Err(invalid) = validate(ns) {
         return Decision::Invalid(invalid);
     }
@@ -522,22 +522,12 @@ pub fn decide(ns: &NeighborSolicit, snap: &Snapshot, settings: &Settings) -> Dec
         Mode::Probe { .. } => match probe_interface(snap, &ns.target) {
             // Point-to-point links have no neighbour discovery to probe with.
             Some(i) if !snap.downstream[&i].neighbours => {}
-            Some(via) => {
-                return Decision::Probe {
-                    kind,
-                    rule: rule.clone(),
-                    via,
-                }
-            }
+            Some(via) => return Decision::Probe { kind, rule, via },
             None => return ignore(Ignored::NoDownstream),
         },
     }
     match advert(ns, snap, settings) {
-        Ok(advert) => Decision::Answer {
-            kind,
-            rule: rule.clone(),
-            advert,
-        },
+        Ok(advert) => Decision::Answer { kind, rule, advert },
         Err(why) => ignore(why),
     }
 }
@@ -737,8 +727,9 @@ mod tests {
         }
     }
 
-    fn outcome(ns: &NeighborSolicit) -> Decision {
-        decide(ns, &snapshot(), &Settings::default())
+    fn outcome(ns: &NeighborSolicit) -> Decision<'static> {
+        static SNAPSHOT: std::sync::LazyLock<Snapshot> = std::sync::LazyLock::new(snapshot);
+        decide(ns, &SNAPSHOT, &Settings::default())
     }
 
     #[test]

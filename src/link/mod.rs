@@ -480,6 +480,17 @@ impl PacketSocket {
         )
     }
 
+    /// Write a frame with `emit` (e.g. `|buf| ns.emit(buf)`) and send it: the one way our own
+    /// solicitations and announcements leave (answers leave in batches, [`TxQueue`]).
+    pub fn send_with(
+        &self,
+        emit: impl FnOnce(&mut [u8]) -> Result<usize, ndp::BufferTooSmall>,
+    ) -> io::Result<()> {
+        let mut frame = [0u8; ndp::MAX_EMIT_LEN];
+        let len = emit(&mut frame).map_err(io::Error::other)?;
+        self.send(&frame[..len])
+    }
+
     /// Send one complete Ethernet frame out of the bound interface.
     pub fn send(&self, frame: &[u8]) -> io::Result<()> {
         // SAFETY: frame is valid for reads of its length; the socket is bound.
@@ -522,6 +533,11 @@ impl Default for TxQueue {
 impl TxQueue {
     pub fn is_full(&self) -> bool {
         self.queued == TX_BATCH
+    }
+
+    /// Drop the queued frames without sending them.
+    pub fn clear(&mut self) {
+        self.queued = 0;
     }
 
     pub fn is_empty(&self) -> bool {

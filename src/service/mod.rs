@@ -25,8 +25,8 @@ use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
 use crate::config::{self, Config};
-use crate::status::{Status, UplinkStatus};
 use crate::status::Counters;
+use crate::status::{Status, UplinkStatus};
 use crate::uplink::{self, Control, DaemonError, Options, Request};
 use control::SocketFile;
 

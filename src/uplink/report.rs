@@ -1,0 +1,77 @@
+//! Report: what `ndp-responder status` and the metrics show of one uplink.
+//!
+//! Owns: building the uplink's [`UplinkStatus`] from the snapshot, the probe cache, the
+//! addresses in use and the counters.
+//!
+//! Must not: render it (that is [`crate::status`]) or change any state.
+
+use std::collections::BTreeMap;
+use std::net::Ipv6Addr;
+use std::time::Instant;
+
+use super::Responder;
+use crate::decide::targets::Mode;
+use crate::status::{Answering, UplinkStatus};
+
+impl Responder {
+    /// What `ndp-responder status` shows for this uplink.
+    pub(super) fn status(&self) -> UplinkStatus {
+        let snap = self.table.load();
+        let now = Instant::now();
+        let rule_of = |a: &Ipv6Addr| {
+            snap.rule_for(a)
+                .map(|r| r.to_string())
+                .unwrap_or_else(|| "no rule (since reloaded)".into())
+        };
+        let last = |a: &Ipv6Addr| {
+            self.in_use
+                .get(a)
+                .map(|t| now.saturating_duration_since(*t).as_secs())
+        };
+        let mut answering: BTreeMap<Ipv6Addr, Answering> = BTreeMap::new();
+        let mut add = |address: Ipv6Addr, why: &str, rule: String| {
+            answering.entry(address).or_insert(Answering {
+                address,
+                why: why.to_string(),
+                rule,
+                last_answered_secs: last(&address),
+            });
+        };
+        for (addr, network) in &snap.docker {
+            add(*addr, "docker", format!("docker network {network}"));
+        }
+        for addr in &snap.known {
+            add(*addr, "auto", rule_of(addr));
+        }
+        for addr in self.cache.positives() {
+            add(addr, "probe", rule_of(&addr));
+        }
+        for addr in self.in_use.keys() {
+            let why = match snap.rule_for(addr).map(|r| &r.mode) {
+                Some(Mode::Static) => "static",
+                Some(Mode::Auto) => "auto",
+                Some(Mode::Probe { .. }) => "probe",
+                Some(Mode::Docker { .. }) => "docker",
+                None => "none",
+            };
+            add(*addr, why, rule_of(addr));
+        }
+        let settings = &self.settings;
+        UplinkStatus {
+            interface: self.ifname.clone(),
+            index: snap.uplink,
+            up: snap.up,
+            mac: snap.mac.to_string(),
+            addresses: snap.uplink_addrs.clone(),
+            gateways: snap.gateways.clone(),
+            source: settings.source.to_string(),
+            router_flag: settings.router,
+            override_flag: settings.override_flag,
+            rules: snap.rules.iter().map(|r| r.to_string()).collect(),
+            answering: answering.into_values().collect(),
+            probe_cache_entries: self.cache.len(),
+            probe_cache_max: self.opts.probe.max_entries,
+            counters: self.counters.clone(),
+        }
+    }
+}
