@@ -184,12 +184,12 @@ impl Responder {
         let snap = self.table.load();
         match policy::decide(&ns, &snap, &self.settings) {
             Decision::Answer { kind, rule, advert } => {
-                self.send_answer(&ns, &advert, Why::Rule(kind, &rule));
+                self.send_answer(&ns, &advert, Why::Rule(kind, rule));
             }
             Decision::Probe { kind, rule, via } => {
                 match self.cache.solicit(ns.target, ns, self.now) {
                     Verdict::Answer => match policy::advert(&ns, &snap, &self.settings) {
-                        Ok(advert) => self.send_answer(&ns, &advert, Why::Probed(kind, &rule)),
+                        Ok(advert) => self.send_answer(&ns, &advert, Why::Probed(kind, rule)),
                         Err(why) => self.count_ignored(&ns, kind, why),
                     },
                     Verdict::Probe => self.send_probe(&snap, ns.target, via),
