@@ -19,13 +19,14 @@ use ndp_responder::uplink;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let env = std::env::var("NDPRESPONDER_LOG").ok();
-    let level = match args::log_level(env.as_deref(), cli.verbose, cli.quiet) {
-        Ok(level) => level,
-        Err(e) => {
-            eprintln!("ndp-responder: {e}");
-            return ExitCode::from(2);
-        }
-    };
+    let level =
+        match ndp_responder::config::values::log_level(env.as_deref(), cli.verbose, cli.quiet) {
+            Ok(level) => level,
+            Err(e) => {
+                eprintln!("ndp-responder: {e}");
+                return ExitCode::from(2);
+            }
+        };
     // Our own lines at the chosen level; the libraries' only from WARN (their DEBUG is noise).
     let filter = Targets::new()
         .with_target("ndp_responder", level)
@@ -176,7 +177,7 @@ fn run(args: args::RunArgs) -> ExitCode {
     let mode = args
         .control_mode
         .or(file.as_ref().and_then(|f| f.control_mode))
-        .unwrap_or(control::DEFAULT_MODE);
+        .unwrap_or(config::DEFAULT_CONTROL_MODE);
     let socket = |path: std::path::PathBuf, explicit| {
         Some(ControlSocket {
             path,
@@ -191,7 +192,7 @@ fn run(args: args::RunArgs) -> ExitCode {
         (Some("none"), _) | (None, Some(None)) => None,
         (Some(path), _) => socket(path.into(), true),
         (None, Some(Some(path))) => socket(path, true),
-        (None, None) => socket(control::DEFAULT_SOCKET.into(), false),
+        (None, None) => socket(config::DEFAULT_CONTROL_SOCKET.into(), false),
     };
     service::run(Setup {
         uplinks,

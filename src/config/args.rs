@@ -13,8 +13,12 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use ipnet::Ipv6Net;
-use tracing::level_filters::LevelFilter;
 
+use crate::config::values::{
+    parse_announce_interval, parse_gateway_keepalive, parse_metrics_addr, parse_mode, parse_prefix,
+    parse_probe_addr, parse_probe_negative_ttl, parse_probe_rule, parse_probe_ttl,
+    parse_rate_limit, parse_source,
+};
 use crate::decide::policy::SourcePolicy;
 
 /// Answers IPv6 Neighbor Solicitations on an uplink for container and VM addresses, with
@@ -142,11 +146,11 @@ pub struct RunArgs {
     pub control_socket: Option<String>,
 
     /// Permissions of the control socket: 0600 (owner) or 0660 (owner and group; default)
-    #[arg(long, value_name = "MODE", value_parser = crate::config::parse_mode)]
+    #[arg(long, value_name = "MODE", value_parser = parse_mode)]
     pub control_mode: Option<u32>,
 
     /// Serve Prometheus metrics on GET /metrics at ADDR:PORT (a bare PORT binds loopback ::1)
-    #[arg(long, value_name = "ADDR:PORT", value_parser = crate::service::control::parse_metrics_addr)]
+    #[arg(long, value_name = "ADDR:PORT", value_parser = parse_metrics_addr)]
     pub metrics: Option<std::net::SocketAddr>,
 }
 
@@ -193,7 +197,7 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// The daemon's control socket
-    #[arg(long, value_name = "PATH", default_value = crate::service::control::DEFAULT_SOCKET)]
+    #[arg(long, value_name = "PATH", default_value = crate::config::DEFAULT_CONTROL_SOCKET)]
     pub socket: std::path::PathBuf,
 
     /// Print the status as JSON
@@ -251,231 +255,12 @@ pub enum LabAction {
     Down,
 }
 
-/// Parse a prefix, naming the bad value and what to do about it.
-pub fn parse_prefix(s: &str) -> Result<Ipv6Net, String> {
-    let net: Ipv6Net = s.parse().map_err(|_| {
-        if s.parse::<std::net::Ipv6Addr>().is_ok() {
-            format!("'{s}' has no prefix length: write it as {s}/128 for one address, or e.g. /112")
-        } else {
-            format!("'{s}' is not an IPv6 prefix: expected e.g. 2001:db8:1::d:0/112")
-        }
-    })?;
-    if net.addr().is_multicast() {
-        return Err(format!(
-            "'{s}' is a multicast prefix: targets must be unicast addresses"
-        ));
-    }
-    let a = net.addr();
-    if a.is_unicast_link_local() || a.is_loopback() || a.to_ipv4_mapped().is_some() {
-        return Err(format!(
-            "'{s}' is not a global prefix: link-local, loopback and IPv4-mapped addresses are never proxied"
-        ));
-    }
-    if net.prefix_len() == 0 {
-        return Err(format!(
-            "'{s}' covers every address: give the prefix your containers use, e.g. 2001:db8:1::d:0/112"
-        ));
-    }
-    if net.trunc() != net {
-        return Err(format!(
-            "'{s}' has host bits set: did you mean {}?",
-            net.trunc()
-        ));
-    }
-    Ok(net)
-}
-
-fn parse_probe_addr(s: &str) -> Result<std::net::Ipv6Addr, String> {
-    let addr: std::net::Ipv6Addr = s.parse().map_err(|_| {
-        format!("'{s}' is not an IPv6 address: give a global test address from your range")
-    })?;
-    if addr.is_multicast()
-        || addr.is_unspecified()
-        || addr.is_loopback()
-        || addr.is_unicast_link_local()
-    {
-        return Err(format!(
-            "'{s}' cannot be a test address: give a global unicast address from your range"
-        ));
-    }
-    Ok(addr)
-}
-
-/// `PREFIX` or `PREFIX@IFACE`.
-pub fn parse_probe_rule(s: &str) -> Result<(Ipv6Net, Option<String>), String> {
-    match s.split_once('@') {
-        None => Ok((parse_prefix(s)?, None)),
-        Some((_, "")) => Err(format!(
-            "'{s}' names no interface after '@': write PREFIX@br0, or just PREFIX"
-        )),
-        Some((prefix, iface)) => Ok((parse_prefix(prefix)?, Some(iface.to_string()))),
-    }
-}
-
-/// A duration such as `30s`, `2m` or `1h` (unbounded: every setting goes through
-/// [`parse_duration_in`] with its own range).
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s)
-        .map_err(|e| format!("'{s}' is not a duration ({e}): write e.g. 30s, 2m or 1h"))
-}
-
-/// The allowed values of one duration setting. Below `min` a scheduler would fire on every
-/// pass of the daemon's loop; above `max` the value is a mistake, and adding it to the clock
-/// could overflow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DurationRange {
-    /// What the value is, in words, for messages.
-    pub what: &'static str,
-    pub min: Duration,
-    pub max: Duration,
-    /// The default (or a typical value), offered as an example.
-    pub example: &'static str,
-}
-
-const SECOND: Duration = Duration::from_secs(1);
-const HOUR: Duration = Duration::from_secs(3600);
-const DAY: Duration = Duration::from_secs(24 * 3600);
-
-/// `gateway_keepalive` / `--gateway-keepalive`: 1s to 1h.
-pub const GATEWAY_KEEPALIVE: DurationRange = DurationRange {
-    what: "the gateway keepalive interval",
-    min: SECOND,
-    max: HOUR,
-    example: "30s",
-};
-/// `announce_interval` / `--announce-interval`: 1s to 1d.
-pub const ANNOUNCE_INTERVAL: DurationRange = DurationRange {
-    what: "the announcement interval",
-    min: SECOND,
-    max: DAY,
-    example: "10m",
-};
-/// `probe_ttl` / `--probe-ttl`: 1s to 1d.
-pub const PROBE_TTL: DurationRange = DurationRange {
-    what: "the probe TTL",
-    min: SECOND,
-    max: DAY,
-    example: "30s",
-};
-/// `probe_negative_ttl` / `--probe-negative-ttl`: 1s to 1h.
-pub const PROBE_NEGATIVE_TTL: DurationRange = DurationRange {
-    what: "the negative probe TTL",
-    min: SECOND,
-    max: HOUR,
-    example: "5s",
-};
-
-/// A duration within `range`; the message names the value and the range.
-pub fn parse_duration_in(s: &str, range: &DurationRange) -> Result<Duration, String> {
-    let d = parse_duration(s)?;
-    if d < range.min || d > range.max {
-        return Err(format!(
-            "'{s}' is out of range for {}: give {} to {}, e.g. {}",
-            range.what,
-            short(range.min),
-            short(range.max),
-            range.example
-        ));
-    }
-    Ok(d)
-}
-
-/// A whole number of seconds, minutes, hours or days as people write it (1s, 1h, 1d).
-fn short(d: Duration) -> String {
-    let s = d.as_secs();
-    match s {
-        _ if s != 0 && s % 86_400 == 0 => format!("{}d", s / 86_400),
-        _ if s != 0 && s % 3600 == 0 => format!("{}h", s / 3600),
-        _ if s != 0 && s % 60 == 0 => format!("{}m", s / 60),
-        _ => format!("{s}s"),
-    }
-}
-
-pub fn parse_gateway_keepalive(s: &str) -> Result<Duration, String> {
-    parse_duration_in(s, &GATEWAY_KEEPALIVE)
-}
-
-pub fn parse_announce_interval(s: &str) -> Result<Duration, String> {
-    parse_duration_in(s, &ANNOUNCE_INTERVAL)
-}
-
-pub fn parse_probe_ttl(s: &str) -> Result<Duration, String> {
-    parse_duration_in(s, &PROBE_TTL)
-}
-
-pub fn parse_probe_negative_ttl(s: &str) -> Result<Duration, String> {
-    parse_duration_in(s, &PROBE_NEGATIVE_TTL)
-}
-
-/// The largest rate limit, in answers per second (far above any router's solicitations, and
-/// small enough that a bucket's arithmetic stays exact).
-pub const RATE_LIMIT_MAX: u32 = 10_000_000;
-
-/// A rate limit (`rate_limit`, `rate_limit_per_source` and their flags): 0 (no limit) or 1 to
-/// [`RATE_LIMIT_MAX`] answers per second.
-pub fn rate_limit(n: i128) -> Result<u32, String> {
-    let range = format!("give 0 (no limit) or 1 to {RATE_LIMIT_MAX} answers per second");
-    match u32::try_from(n) {
-        Ok(n) if n <= RATE_LIMIT_MAX => Ok(n),
-        _ if n < 0 => Err(format!("{n} is negative: {range}")),
-        _ => Err(format!("{n} is too large: {range}")),
-    }
-}
-
-/// A rate limit written on the command line (see [`rate_limit`]).
-pub fn parse_rate_limit(s: &str) -> Result<u32, String> {
-    use std::num::IntErrorKind;
-    let n: i128 = s.trim().parse().map_err(|e: std::num::ParseIntError| {
-        let range = format!("give 0 (no limit) or 1 to {RATE_LIMIT_MAX} answers per second");
-        match e.kind() {
-            IntErrorKind::PosOverflow => format!("'{s}' is too large: {range}"),
-            IntErrorKind::NegOverflow => format!("'{s}' is negative: {range}"),
-            _ => format!("'{s}' is not a whole number: {range}"),
-        }
-    })?;
-    rate_limit(n)
-}
-
-fn parse_source(s: &str) -> Result<SourcePolicy, String> {
-    s.parse()
-}
-
-/// The log level from `NDPRESPONDER_LOG` (if set) moved by `-v`/`-q`.
-pub fn log_level(env: Option<&str>, verbose: u8, quiet: u8) -> Result<LevelFilter, String> {
-    const LEVELS: [LevelFilter; 5] = [
-        LevelFilter::ERROR,
-        LevelFilter::WARN,
-        LevelFilter::INFO,
-        LevelFilter::DEBUG,
-        LevelFilter::TRACE,
-    ];
-    let base = match env.map(|v| v.trim().to_ascii_uppercase()) {
-        None => 2,
-        Some(v) if v.is_empty() => 2,
-        Some(v) => match v.as_str() {
-            "ERROR" => 0,
-            "WARN" | "WARNING" => 1,
-            "INFO" => 2,
-            "DEBUG" => 3,
-            "TRACE" => 4,
-            _ => {
-                return Err(format!(
-                    "NDPRESPONDER_LOG='{}' is not a log level: use DEBUG, INFO, WARN or ERROR",
-                    env.unwrap_or_default()
-                ))
-            }
-        },
-    };
-    let level = (base + verbose as usize)
-        .saturating_sub(quiet as usize)
-        .min(4);
-    Ok(LEVELS[level])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::values::*;
     use clap::CommandFactory;
+    use tracing::level_filters::LevelFilter;
 
     #[test]
     fn cli_definition_is_consistent() {

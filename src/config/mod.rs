@@ -36,6 +36,7 @@
 
 pub mod args;
 pub mod ndppd;
+pub mod values;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -52,6 +53,11 @@ use crate::uplink::Options;
 
 /// Where the daemon looks when neither `-i` nor `-c` is given.
 pub const DEFAULT_PATH: &str = "/etc/ndp-responder.toml";
+
+/// Where the control socket is unless configured otherwise (systemd's RuntimeDirectory).
+pub const DEFAULT_CONTROL_SOCKET: &str = "/run/ndp-responder/control.sock";
+/// Who may ask: the owner and its group.
+pub const DEFAULT_CONTROL_MODE: u32 = 0o660;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -75,16 +81,6 @@ pub struct Config {
     pub metrics: Option<SocketAddr>,
 }
 
-/// Parse a socket mode written in octal ("0660"); only owner and group bits make sense.
-pub fn parse_mode(s: &str) -> Result<u32, String> {
-    let digits = s.strip_prefix("0o").unwrap_or(s);
-    match u32::from_str_radix(digits, 8) {
-        Ok(mode) if mode & !0o770 == 0 && mode & 0o600 == 0o600 => Ok(mode),
-        Ok(_) => Err(format!("mode '{s}' must give the owner read and write and nothing to others: \"0600\" (owner only) or \"0660\" (owner and group)")),
-        Err(_) => Err(format!("'{s}' is not an octal mode: write \"0600\" or \"0660\"")),
-    }
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Uplink {
@@ -104,7 +100,7 @@ struct Uplink {
     #[serde(default)]
     probe_negative_ttl: Option<Spanned<String>>,
     /// Wider than the range on purpose: negative and too large numbers are refused by
-    /// [`args::rate_limit`] in plain words, not by serde.
+    /// [`values::rate_limit`] in plain words, not by serde.
     #[serde(default)]
     rate_limit: Option<Spanned<i128>>,
     #[serde(default)]
@@ -203,19 +199,19 @@ pub fn parse(path: &str, text: &str) -> Result<Config, ConfigError> {
         };
         let duration = |field: &Option<Spanned<String>>,
                         key: &str,
-                        range: &args::DurationRange|
+                        range: &values::DurationRange|
          -> Result<Option<Duration>, ConfigError> {
             field
                 .as_ref()
                 .map(|d| {
-                    args::parse_duration_in(d.get_ref(), range)
+                    values::parse_duration_in(d.get_ref(), range)
                         .map_err(|e| err(d.span(), format!("{key}: {e}")))
                 })
                 .transpose()
         };
         let rate = |field: &Option<Spanned<i128>>, key: &str, default: u32| {
             field.as_ref().map_or(Ok(default), |n| {
-                args::rate_limit(*n.get_ref()).map_err(|e| err(n.span(), format!("{key}: {e}")))
+                values::rate_limit(*n.get_ref()).map_err(|e| err(n.span(), format!("{key}: {e}")))
             })
         };
         let defaults = probe::Limits::default();
@@ -248,12 +244,12 @@ pub fn parse(path: &str, text: &str) -> Result<Config, ConfigError> {
                 override_flag: up.override_flag,
             },
             probe: probe::Limits {
-                ttl: duration(&up.probe_ttl, "probe_ttl", &args::PROBE_TTL)?
+                ttl: duration(&up.probe_ttl, "probe_ttl", &values::PROBE_TTL)?
                     .unwrap_or(defaults.ttl),
                 negative_ttl: duration(
                     &up.probe_negative_ttl,
                     "probe_negative_ttl",
-                    &args::PROBE_NEGATIVE_TTL,
+                    &values::PROBE_NEGATIVE_TTL,
                 )?
                 .unwrap_or(defaults.negative_ttl),
                 ..defaults
@@ -269,12 +265,12 @@ pub fn parse(path: &str, text: &str) -> Result<Config, ConfigError> {
             keepalive: duration(
                 &up.gateway_keepalive,
                 "gateway_keepalive",
-                &args::GATEWAY_KEEPALIVE,
+                &values::GATEWAY_KEEPALIVE,
             )?,
             announce: duration(
                 &up.announce_interval,
                 "announce_interval",
-                &args::ANNOUNCE_INTERVAL,
+                &values::ANNOUNCE_INTERVAL,
             )?,
         });
     }
@@ -298,13 +294,13 @@ pub fn parse(path: &str, text: &str) -> Result<Config, ConfigError> {
     let control_mode = file
         .control_mode
         .as_ref()
-        .map(|m| parse_mode(m.get_ref()).map_err(|e| err(m.span(), e)))
+        .map(|m| values::parse_mode(m.get_ref()).map_err(|e| err(m.span(), e)))
         .transpose()?;
     let metrics = file
         .metrics
         .as_ref()
         .map(|m| {
-            crate::service::control::parse_metrics_addr(m.get_ref())
+            values::parse_metrics_addr(m.get_ref())
                 .map_err(|e| err(m.span(), format!("metrics: {e}")))
         })
         .transpose()?;
@@ -383,7 +379,7 @@ pub fn from_flags(args: &args::RunArgs) -> Result<Options, String> {
 
 /// The parser's words for numbers, in plain words (the only integers are the rate limits).
 fn plain(message: &str) -> String {
-    let range = format!("0 (no limit) or 1 to {}", args::RATE_LIMIT_MAX);
+    let range = format!("0 (no limit) or 1 to {}", values::RATE_LIMIT_MAX);
     if message.contains("integer number overflowed") {
         format!("the number is too large: a rate limit is {range} answers per second")
     } else {
@@ -411,7 +407,7 @@ type RuleError = (Option<std::ops::Range<usize>>, String);
 
 fn rule_from(entry: &RuleEntry) -> Result<Rule, RuleError> {
     let prefix = match &entry.prefix {
-        Some(p) => Some(args::parse_prefix(p.get_ref()).map_err(|e| (Some(p.span()), e))?),
+        Some(p) => Some(values::parse_prefix(p.get_ref()).map_err(|e| (Some(p.span()), e))?),
         None => None,
     };
     let need_prefix = |mode: &str| -> Result<Ipv6Net, RuleError> {

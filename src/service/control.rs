@@ -14,7 +14,6 @@
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
-use std::net::SocketAddr;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::os::unix::net::UnixStream as StdUnixStream;
 use std::path::{Path, PathBuf};
@@ -31,11 +30,6 @@ use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
 use crate::status::{Status, Windows};
-
-/// Where the control socket is unless configured otherwise (systemd's RuntimeDirectory).
-pub const DEFAULT_SOCKET: &str = "/run/ndp-responder/control.sock";
-/// Who may ask: the owner and its group.
-pub const DEFAULT_MODE: u32 = 0o660;
 
 /// How a window asks the service for the current status.
 pub type Ask = mpsc::Sender<oneshot::Sender<Status>>;
@@ -299,16 +293,6 @@ pub fn query(path: &Path) -> Result<Status, String> {
     })
 }
 
-/// Parse `--metrics`: `ADDR:PORT`, `[V6ADDR]:PORT`, or a bare port (then on loopback, ::1).
-pub fn parse_metrics_addr(s: &str) -> Result<SocketAddr, String> {
-    if let Ok(port) = s.parse::<u16>() {
-        return Ok(SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port)));
-    }
-    s.parse().map_err(|_| {
-        format!("'{s}' is not ADDR:PORT or a port: e.g. [::1]:9417 (loopback), or 9417")
-    })
-}
-
 /// One rendering of the metrics, served again for [`RENDER_REUSE`].
 type Cache = Arc<tokio::sync::Mutex<Option<(Instant, Bytes)>>>;
 
@@ -438,25 +422,6 @@ impl Drop for SocketFile {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
-
-    #[test]
-    fn metrics_address_forms() {
-        assert_eq!(
-            parse_metrics_addr("9417").unwrap(),
-            "[::1]:9417".parse().unwrap()
-        );
-        assert_eq!(
-            parse_metrics_addr("[2001:db8::1]:80").unwrap(),
-            "[2001:db8::1]:80".parse().unwrap()
-        );
-        assert_eq!(
-            parse_metrics_addr("127.0.0.1:9417").unwrap(),
-            "127.0.0.1:9417".parse().unwrap()
-        );
-        let e = parse_metrics_addr("localhost").unwrap_err();
-        assert!(e.contains("'localhost'") && e.contains("[::1]:9417"), "{e}");
-    }
 
     /// A scratch directory of one test, removed at the end.
     struct Scratch(PathBuf);
@@ -490,6 +455,7 @@ mod tests {
         );
         assert!(text.contains("--control-socket"), "{text}");
     }
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn control_socket_is_created_with_its_mode_and_not_stolen() {
