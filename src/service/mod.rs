@@ -9,8 +9,11 @@
 //!
 //! Must not: touch packets or the kernel's state; that is the uplinks' [`daemon`].
 
+pub mod commands;
 pub mod control;
+pub mod logging;
 pub mod privileges;
+pub mod setup;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -1,0 +1,91 @@
+//! The one-shot commands a user runs next to the daemon: `status`, `check-config` and
+//! `import-ndppd`, each printing its result and returning the exit status.
+//!
+//! Owns: what each prints and its exit status.
+//!
+//! Must not: run the daemon (that is [`super::run`]) or parse the command line.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use crate::config::{self, ndppd};
+use crate::service::control;
+use crate::uplink;
+
+/// `status [--json]`: ask the daemon on `socket` and print what it says.
+pub fn status(socket: &Path, json: bool) -> ExitCode {
+    match control::query(socket) {
+        Ok(status) => {
+            if json {
+                match serde_json::to_string_pretty(&status) {
+                    Ok(json) => println!("{json}"),
+                    Err(e) => {
+                        eprintln!("ndp-responder status: {e}");
+                        return ExitCode::from(2);
+                    }
+                }
+            } else {
+                print!("{}", status.render());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ndp-responder status: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `import-ndppd FILE`: print the equivalent configuration file.
+pub fn import_ndppd(path: &Path) -> ExitCode {
+    let source = path.display().to_string();
+    let imported = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {source}: {e}"))
+        .and_then(|text| ndppd::import(&source, &text).map_err(|e| format!("{source}: {e}")));
+    match imported {
+        Ok(toml) => {
+            print!("{toml}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ndp-responder: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `check-config`: the file alone, then (reading only) its rules against the gateways of the
+/// uplinks that exist here.
+pub fn check_config(path: &Path) -> ExitCode {
+    let config = match config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ndp-responder: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let rules: usize = config.uplinks.iter().map(|u| u.rules.len()).sum();
+    let gateways = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+        .and_then(|rt| rt.block_on(uplink::check_gateways(&config.uplinks)));
+    let note = match gateways {
+        Ok(absent) if absent.is_empty() => String::new(),
+        Ok(absent) => format!(
+            " (not on this machine, so not checked against their gateways: {})",
+            absent.join(", ")
+        ),
+        Err(e) if e.contains("netlink") => format!(" (gateways not checked: {e})"),
+        Err(e) => {
+            eprintln!("ndp-responder: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!(
+        "{}: OK, {} uplink(s), {rules} rule(s){note}",
+        path.display(),
+        config.uplinks.len()
+    );
+    ExitCode::SUCCESS
+}
