@@ -3,8 +3,8 @@
 //!
 //! ```text
 //! bench/run                          # the full run (~13 min): static daemon, docs/benchmark.md
-//! cargo build --release && cargo run --release --bin ndp-bench -- --out docs/benchmark.md
-//! cargo run --release --bin ndp-bench -- --smoke         # a few seconds (as root)
+//! cargo build --release && cargo run --release -p ndp-bench -- --out docs/benchmark.md
+//! cargo run --release -p ndp-bench -- --smoke            # a few seconds (as root)
 //! ```
 //!
 //! Modules: [`topo`] the namespaces and their cleanup, [`traffic`] the load generator and the
