@@ -163,6 +163,11 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     pub fn set_target(&mut self, addr: Ipv6Addr) {
         self.put(field::ND_TARGET, &addr.octets());
     }
+    /// Write the checksum field as given (a test or the benchmark forging a wrong one; a
+    /// right one comes from [`Packet::fill_checksum`]).
+    pub fn set_checksum(&mut self, sum: u16) {
+        self.put(field::ICMP_CHECKSUM, &sum.to_be_bytes());
+    }
 
     /// Compute and write the ICMPv6 checksum over the message the payload length declares
     /// (cut at the frame's end). Does nothing on a frame too short to hold the checksum.
@@ -184,14 +189,21 @@ pub fn icmpv6_checksum(src: Ipv6Addr, dst: Ipv6Addr, message: &[u8]) -> Option<u
     let (&[icmp_type, code, ..], rest) = (message, message.get(4..)?) else {
         return None;
     };
-    let bytes5to8: [u8; 4] = rest.get(..4).and_then(|b| b.try_into().ok()).unwrap_or([0; 4]);
+    let bytes5to8: [u8; 4] = rest
+        .get(..4)
+        .and_then(|b| b.try_into().ok())
+        .unwrap_or([0; 4]);
     // etherparse sums the pseudo-header, the first 8 octets it is given as fields, and the rest.
     let sum = Icmpv6Type::Unknown {
         type_u8: icmp_type,
         code_u8: code,
         bytes5to8,
     }
-    .calc_checksum(src.octets(), dst.octets(), rest.get(4..).unwrap_or_default())
+    .calc_checksum(
+        src.octets(),
+        dst.octets(),
+        rest.get(4..).unwrap_or_default(),
+    )
     .ok()?;
     // A message shorter than 8 octets: the missing ones were summed as zeros, which is what
     // RFC 1071 pads with anyway.
@@ -246,8 +258,15 @@ mod tests {
         assert!(!p.verify_checksum(), "the checksum covers the target");
         p.fill_checksum();
         assert!(p.verify_checksum());
+        let right = p.checksum();
+        p.set_checksum(right ^ 0x5a5a);
+        assert!(!p.verify_checksum());
+        p.set_checksum(right);
         let parsed = NeighborAdvert::parse(&frame).unwrap();
-        assert_eq!(parsed.target, "2001:db8:1::d:7".parse::<Ipv6Addr>().unwrap());
+        assert_eq!(
+            parsed.target,
+            "2001:db8:1::d:7".parse::<Ipv6Addr>().unwrap()
+        );
         assert_eq!(parsed.hop_limit, 254);
     }
 
