@@ -24,8 +24,8 @@ use std::str::FromStr;
 
 use etherparse::err::ipv6::HeaderSliceError;
 use etherparse::{
-    EtherType, Ethernet2Header, Ethernet2Slice, Icmpv6Slice, IpNumber, Ipv6FlowLabel,
-    Ipv6Header, Ipv6HeaderSlice,
+    EtherType, Ethernet2Header, Ethernet2Slice, Icmpv6Slice, IpNumber, Ipv6FlowLabel, Ipv6Header,
+    Ipv6HeaderSlice,
 };
 
 /// An Ethernet MAC address. Displays as lowercase `aa:bb:cc:dd:ee:ff`.
@@ -478,7 +478,9 @@ impl<'a> NdFrame<'a> {
         }
         let icmp = Icmpv6Slice::from_slice(message).map_err(|_| TooShort)?;
         let written = u16::from_be_bytes([icmp.slice()[2], icmp.slice()[3]]);
-        if packet::icmpv6_checksum(ip.source_addr(), ip.destination_addr(), message) != Some(written) {
+        if packet::icmpv6_checksum(ip.source_addr(), ip.destination_addr(), message)
+            != Some(written)
+        {
             return Err(BadChecksum);
         }
         let target: [u8; 16] = message
