@@ -5,13 +5,17 @@
 //!
 //! Needs root and ndppd (CI runs as root; `.ci/run` installs ndppd). Without them it fails and
 //! says so; it never skips.
+//!
+//! ndp-bench is its own workspace member (`bench/`), and cargo only hands a test the binaries
+//! of its own package (`CARGO_BIN_EXE_*`): the test builds it with the cargo that runs the
+//! test, in the same profile and target directory (`CARGO_TARGET_DIR` is inherited), and takes
+//! the binary's path from cargo's own report of what it built.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-const BENCH: &str = env!("CARGO_BIN_EXE_ndp-bench");
 const DAEMON: &str = env!("CARGO_BIN_EXE_ndp-responder");
 
 /// Two runs cannot overlap (ndp-bench holds a lock): the tests take turns.
@@ -29,6 +33,36 @@ const SECTIONS: [&str; 10] = [
     "## Memory under a long flood",
     "## Notes",
 ];
+
+/// The ndp-bench binary, built once per test process (`cargo build -p ndp-bench`, release if
+/// this test runs in release, as the daemon's directory tells).
+fn bench() -> &'static Path {
+    static BENCH: OnceLock<PathBuf> = OnceLock::new();
+    BENCH.get_or_init(|| {
+        let release = Path::new(DAEMON)
+            .parent()
+            .and_then(Path::file_name)
+            .is_some_and(|d| d == "release");
+        let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+        cargo
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args(["build", "-p", "ndp-bench", "--bin", "ndp-bench"])
+            .arg("--message-format=json-render-diagnostics")
+            .args(release.then_some("--release"))
+            .stdin(Stdio::null())
+            .stderr(Stdio::inherit());
+        let out = cargo
+            .output()
+            .unwrap_or_else(|e| panic!("running {cargo:?}: {e}"));
+        assert!(out.status.success(), "{cargo:?} failed ({})", out.status);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "ndp-bench")
+            .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+            .unwrap_or_else(|| panic!("{cargo:?} reported no ndp-bench executable"))
+    })
+}
 
 fn require_root_and_ndppd() {
     // SAFETY: geteuid has no preconditions.
@@ -121,7 +155,7 @@ fn smoke_run_measures_every_responder_and_writes_the_report() {
     let dir = scratch("smoke");
     let (md, json) = (dir.join("report.md"), dir.join("report.json"));
     let started = Instant::now();
-    let child = Command::new(BENCH)
+    let child = Command::new(bench())
         .arg("--smoke")
         .args(["--daemon", DAEMON])
         .arg("--out")
@@ -190,6 +224,16 @@ fn smoke_run_measures_every_responder_and_writes_the_report() {
             paced > 0.0 && paced <= 190_000.0 * 1.02,
             "{name}: the paced flood went at {paced} frames/s, above its 190,000 pace"
         );
+        // The report's "answers to flood frames (must be 0)": no responder may answer an
+        // invalid or out-of-range NS, in either flood (a missing figure fails too).
+        for stage in ["flood", "flood_reference"] {
+            assert_eq!(
+                r[stage]["flood_answers"].as_u64(),
+                Some(0),
+                "{name} answered flood frames during the {stage} stage: {}",
+                r[stage]
+            );
+        }
         assert_eq!(
             r["rates"].as_array().map(Vec::len),
             Some(3),
@@ -208,6 +252,11 @@ fn smoke_run_measures_every_responder_and_writes_the_report() {
             .as_array()
             .is_none_or(Vec::is_empty),
         "ndp-responder: no memory samples during the soak"
+    );
+    assert_eq!(
+        ours["soak"]["flood_answers"].as_u64(),
+        Some(0),
+        "ndp-responder answered flood frames during the soak"
     );
     assert!(
         responder(&json, "ndppd")["idle"]["vm_rss_kib"]
@@ -230,7 +279,7 @@ fn ctrl_c_stops_the_responders_and_removes_the_namespaces() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     require_root_and_ndppd();
     let dir = scratch("interrupt");
-    let mut child = Command::new(BENCH)
+    let mut child = Command::new(bench())
         .args(["--smoke", "--only", "ndp-responder", "--stage", "30"])
         .args(["--daemon", DAEMON])
         .arg("--out")

@@ -7,6 +7,9 @@
 //! call per frame), batched sending ([`TxQueue`], one `sendmmsg` per batch), and non-blocking
 //! `recv`/`send` of single frames for the low-volume sockets.
 //!
+//! The socket helpers ([`setsockopt`], [`attach_filter`], [`set_ignore_outgoing`], [`bind`])
+//! are public so that the benchmark (`bench/`) sets up its own packet sockets the same way.
+//!
 //! Must not: parse beyond what the BPF program needs, or decide anything about a packet.
 
 use std::io;
@@ -749,7 +752,8 @@ pub fn ndp_filter(icmp_type: u8, targets: &[Ipv6Net]) -> Vec<libc::sock_filter> 
         .collect()
 }
 
-fn setsockopt<T>(
+/// `setsockopt(2)` with `value` as the option's bytes.
+pub fn setsockopt<T>(
     fd: &impl AsRawFd,
     level: libc::c_int,
     name: libc::c_int,
@@ -771,7 +775,8 @@ fn setsockopt<T>(
     Ok(())
 }
 
-fn attach_filter(fd: &OwnedFd, program: &[libc::sock_filter]) -> io::Result<()> {
+/// Attach (or atomically replace) the classic BPF program of a socket (SO_ATTACH_FILTER).
+pub fn attach_filter(fd: &OwnedFd, program: &[libc::sock_filter]) -> io::Result<()> {
     let fprog = libc::sock_fprog {
         len: program.len() as u16,
         filter: program.as_ptr() as *mut libc::sock_filter,
@@ -782,11 +787,12 @@ fn attach_filter(fd: &OwnedFd, program: &[libc::sock_filter]) -> io::Result<()> 
 
 /// Linux >= 4.20 can skip our own transmitted frames before they are even queued; the BPF
 /// program drops them on older kernels, so a failure here is harmless.
-fn set_ignore_outgoing(fd: &OwnedFd) {
+pub fn set_ignore_outgoing(fd: &OwnedFd) {
     let _ = setsockopt(fd, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, &1i32);
 }
 
-fn bind(fd: &OwnedFd, ifindex: u32) -> io::Result<()> {
+/// Bind a packet socket to interface `ifindex`, for IPv6 frames (ETH_P_IPV6).
+pub fn bind(fd: &OwnedFd, ifindex: u32) -> io::Result<()> {
     // SAFETY: sockaddr_ll is plain old data.
     let mut addr: libc::sockaddr_ll = unsafe { mem::zeroed() };
     addr.sll_family = libc::AF_PACKET as u16;

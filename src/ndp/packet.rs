@@ -163,6 +163,11 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     pub fn set_target(&mut self, addr: Ipv6Addr) {
         self.put(field::ND_TARGET, &addr.octets());
     }
+    /// Write the checksum field as given (a test or the benchmark forging a wrong one; a
+    /// right one comes from [`Packet::fill_checksum`]).
+    pub fn set_checksum(&mut self, sum: u16) {
+        self.put(field::ICMP_CHECKSUM, &sum.to_be_bytes());
+    }
 
     /// Compute and write the ICMPv6 checksum over the message the payload length declares
     /// (cut at the frame's end). Does nothing on a frame too short to hold the checksum.
@@ -253,6 +258,10 @@ mod tests {
         assert!(!p.verify_checksum(), "the checksum covers the target");
         p.fill_checksum();
         assert!(p.verify_checksum());
+        let right = p.checksum();
+        p.set_checksum(right ^ 0x5a5a);
+        assert!(!p.verify_checksum());
+        p.set_checksum(right);
         let parsed = NeighborAdvert::parse(&frame).unwrap();
         assert_eq!(
             parsed.target,

@@ -3,13 +3,19 @@
 //!
 //! ```text
 //! bench/run                          # the full run (~13 min): static daemon, docs/benchmark.md
-//! cargo build --release && cargo run --release --bin ndp-bench -- --out docs/benchmark.md
-//! cargo run --release --bin ndp-bench -- --smoke         # a few seconds (as root)
+//! cargo build --release && cargo run --release -p ndp-bench -- --out docs/benchmark.md
+//! cargo run --release -p ndp-bench -- --smoke            # a few seconds (as root)
 //! ```
 //!
 //! Modules: [`topo`] the namespaces and their cleanup, [`traffic`] the load generator and the
 //! receiver, [`responders`] the processes under test, [`measure`] the stages, [`report`] the
-//! Markdown and JSON, [`sys`] system helpers.
+//! Markdown and JSON, [`sys`] system helpers. The frames, the checksum, the receiver's BPF
+//! program and the packet-socket helpers are the daemon's own (`ndp_responder::ndp`, `link`).
+//!
+//! Owns: the command line, checking what a run needs (root, tools, the binaries), the order of
+//! the responders, the signal thread (Ctrl-C: stop the responders, remove the namespaces and
+//! the temporary directory, exit 130), and writing the report files. Must not: measure or
+//! format figures itself (that is `measure` and `report`).
 
 mod measure;
 mod report;
@@ -108,7 +114,9 @@ fn remove_temp_dir() {
     }
 }
 
-/// Poll `cond` every 5 ms until it holds or `within` passes.
+/// Poll `cond` every 5 ms until it holds or `within` passes. Not the lab's
+/// `tools::lab::wait_until`, which polls every 20 ms: the readiness probe measures the time to
+/// a responder's first answer with it.
 pub fn wait_until(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + within;
     loop {

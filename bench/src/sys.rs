@@ -1,6 +1,13 @@
 //! System helpers: errors with context, running commands, doing things inside a network
 //! namespace from a thread, CPU affinity, the /proc readers the measurements use, CPU clocks of
 //! other processes, and the facts about the machine and the binaries for the report.
+//!
+//! Owns: those helpers, none of which knows about responders or the report. Must not: keep
+//! state, or change anything outside the namespace a caller names.
+//!
+//! The lab (`tools::lab`) has no public helper these could be: its `ip`/`run` are private, and
+//! its `Topology::sysctl`/`exec` go through `ip netns exec` per call, where the measurements
+//! read /proc and write sysctls from a thread that entered the namespace ([`in_netns`]).
 
 use std::ffi::CString;
 use std::fmt;

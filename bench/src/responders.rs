@@ -1,4 +1,12 @@
 //! The responders under test, and the processes that run them.
+//!
+//! Owns: each responder's command line and configuration, starting it in the host namespace
+//! (pinned to the host's CPU, with a clean signal mask and PDEATHSIG), stopping it, and the
+//! versions the report names. Must not: measure, or touch anything outside the host namespace
+//! and the run's temporary directory.
+//!
+//! Not the lab's `tools::lab::Daemon`: that one runs only ndp-responder (at DEBUG, waiting for
+//! its "answering on" line) and cannot pin it to a CPU; the benchmark also runs ndppd.
 
 use std::fs;
 use std::os::unix::process::CommandExt;

@@ -15,6 +15,17 @@
 //! Every namespace and child process is registered here; [`emergency_cleanup`] (Ctrl-C, panic)
 //! and the [`Topology`] drop remove them. Names start with `ndpb` followed by our PID, so
 //! leftovers of a run that died are recognised and removed by the next run.
+//!
+//! Owns: the two namespaces and their veth pairs, the kernel proxy's configuration, receive
+//! steering, the run's lock (/run/ndp-bench.lock) and the registry that Ctrl-C and a panic
+//! clean up. Must not: touch a namespace it did not create (other than a dead run's `ndpb*`).
+//!
+//! Why not the lab's cleanup (`tools::lab`): its Ctrl-C handler, registries (namespaces being
+//! created, daemon pids) and lock are private to the lab and tied to its `ndplab-*` topology
+//! and its `Daemon`; the benchmark's namespaces, its ndppd and kernel-proxy runs and its
+//! PID-tagged names need their own. The race both fix (a namespace created while the handler
+//! cleans up) is closed here the same way: creation holds the registry's lock, and the
+//! handler takes it for good ([`interrupted_cleanup`]).
 
 use std::fs;
 use std::net::Ipv6Addr;
