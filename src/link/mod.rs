@@ -15,14 +15,21 @@
 use std::io;
 use std::mem;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::Ordering;
 
 use ipnet::Ipv6Net;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::ndp;
+
+mod bpf;
+mod ring;
+mod tx;
+
+pub use bpf::{attach_filter, ndp_filter, MAX_FILTER_PREFIXES};
+use ring::{read_u16, read_u32, slot, RxRing};
+pub use ring::{Batch, RING_FRAMES, RING_FRAME_SIZE};
+pub use tx::{Flushed, TxQueue, TX_BATCH};
 
 /// The largest frame received whole: an NDP message can be as large as the link's MTU, and
 /// Ethernet jumbo frames stop at 9000 bytes of payload. A longer one is cut and then rejected
@@ -33,48 +40,9 @@ pub const RECV_BUF_LEN: usize = 9216;
 /// the rare frames too long for a ring slot (see [`RING_FRAME_SIZE`]).
 const RECV_QUEUE_BYTES: usize = 1 << 20;
 
-/// The receive ring of the uplink's socket (PACKET_RX_RING, TPACKET_V2; the kernel's
-/// Documentation/networking/packet_mmap.rst). TPACKET_V2 rather than V3: V3 wakes the reader
-/// only when a block fills or its timer (at least 1 ms) expires, which would delay answers at
-/// low rates; V2 wakes it for every frame, and under load the reader walks many frames per
-/// wake-up without a system call for any of them.
-///
-/// One slot per frame. Its header and address take 66 octets, leaving 126 for the frame: a
-/// Neighbor Solicitation with a source link-layer address and a nonce option is 94. A longer
-/// frame is not cut: the kernel queues a whole copy on the socket (PACKET_COPY_THRESH), which
-/// [`PacketSocket::recv_batch`] reads in its place.
-pub const RING_FRAME_SIZE: usize = 192;
-/// Slots in the ring, at least: a burst of this many solicitations (5 ms at 200,000 NS/s)
-/// waits for the daemon without loss. Blocks are single pages (every allocation the kernel
-/// makes for the ring is order 0) and a slot never spans two, so with 4 KiB pages 21 slots
-/// fill a block and 48 blocks (192 KiB, mapped into the process: it counts in its RSS) hold
-/// 1,008 slots.
-pub const RING_FRAMES: usize = 1000;
-/// Offsets in a ring slot: struct tpacket2_hdr (linux/if_packet.h), then struct sockaddr_ll
-/// at TPACKET_ALIGN(sizeof(struct tpacket2_hdr)).
-mod slot {
-    use std::mem::{offset_of, size_of};
-    pub const LEN: usize = offset_of!(libc::tpacket2_hdr, tp_len);
-    pub const SNAPLEN: usize = offset_of!(libc::tpacket2_hdr, tp_snaplen);
-    pub const MAC: usize = offset_of!(libc::tpacket2_hdr, tp_mac);
-    pub const VLAN_TCI: usize = offset_of!(libc::tpacket2_hdr, tp_vlan_tci);
-    /// The sockaddr_ll's sll_pkttype.
-    pub const PKTTYPE: usize = size_of::<libc::tpacket2_hdr>().div_ceil(libc::TPACKET_ALIGNMENT)
-        * libc::TPACKET_ALIGNMENT
-        + offset_of!(libc::sockaddr_ll, sll_pkttype);
-}
-// The layout linux/if_packet.h documents: a 32-octet header, then the address at 32.
-const _: () = assert!(slot::PKTTYPE == 42 && slot::MAC == 12 && slot::SNAPLEN == 8);
-const _: () = assert!(RING_FRAME_SIZE % libc::TPACKET_ALIGNMENT == 0);
-/// PACKET_VERSION value for TPACKET_V2 (enum tpacket_versions).
-const TPACKET_V2: libc::c_int = 1;
-
-/// Answers sent by one `sendmmsg` call, at most.
-pub const TX_BATCH: usize = 64;
-
 /// Kernel packet types (linux/if_packet.h) that the BPF program and `recv` drop.
-const PACKET_OTHERHOST: u8 = 3;
-const PACKET_OUTGOING: u8 = 4;
+pub(crate) const PACKET_OTHERHOST: u8 = 3;
+pub(crate) const PACKET_OUTGOING: u8 = 4;
 
 /// What went wrong opening the socket, phrased for the operator.
 #[derive(Debug, thiserror::Error)]
@@ -117,159 +85,6 @@ pub struct PacketSocket {
     /// Unmapped before the descriptor is closed (fields drop in order).
     ring: Option<RxRing>,
     fd: OwnedFd,
-}
-
-/// Where the ring's slots lie: `blocks` blocks of `block_size` octets (one page each), each
-/// holding `per_block` slots of [`RING_FRAME_SIZE`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Geometry {
-    block_size: usize,
-    per_block: usize,
-    blocks: usize,
-}
-
-impl Geometry {
-    /// At least [`RING_FRAMES`] slots in blocks of one page of `page` octets.
-    fn for_page(page: usize) -> Geometry {
-        let per_block = page / RING_FRAME_SIZE;
-        Geometry {
-            block_size: page,
-            per_block,
-            blocks: RING_FRAMES.div_ceil(per_block),
-        }
-    }
-
-    fn frames(&self) -> usize {
-        self.blocks * self.per_block
-    }
-
-    fn len(&self) -> usize {
-        self.blocks * self.block_size
-    }
-
-    /// Where slot `i` (< frames()) starts in the mapping.
-    fn offset(&self, i: usize) -> usize {
-        i / self.per_block * self.block_size + i % self.per_block * RING_FRAME_SIZE
-    }
-}
-
-/// The mapped receive ring.
-#[derive(Debug)]
-struct RxRing {
-    base: NonNull<u8>,
-    geometry: Geometry,
-    /// The next slot to look at. Held for a whole pass: one reader at a time, since a slot
-    /// handed back to the kernel may be rewritten at once.
-    head: Mutex<usize>,
-}
-
-// SAFETY: the mapping is owned by this value and unmapped once, in Drop; the kernel's side of
-// each slot is synchronised through its status word (atomic, acquire/release), and readers
-// take turns through the `head` lock.
-unsafe impl Send for RxRing {}
-// SAFETY: as above.
-unsafe impl Sync for RxRing {}
-
-impl Drop for RxRing {
-    fn drop(&mut self) {
-        // SAFETY: base and the geometry's length describe the mapping made in `RxRing::map`,
-        // unmapped only here.
-        unsafe { libc::munmap(self.base.as_ptr().cast(), self.geometry.len()) };
-    }
-}
-
-impl RxRing {
-    /// Ask for a TPACKET_V2 ring on `fd` and map it.
-    fn map(fd: &OwnedFd) -> io::Result<Self> {
-        setsockopt(fd, libc::SOL_PACKET, libc::PACKET_VERSION, &TPACKET_V2)?;
-        // SAFETY: sysconf has no memory-safety preconditions.
-        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-        let geometry = Geometry::for_page(usize::try_from(page).unwrap_or(4096).max(4096));
-        let req = libc::tpacket_req {
-            tp_block_size: geometry.block_size as u32,
-            tp_block_nr: geometry.blocks as u32,
-            tp_frame_size: RING_FRAME_SIZE as u32,
-            tp_frame_nr: geometry.frames() as u32,
-        };
-        setsockopt(fd, libc::SOL_PACKET, libc::PACKET_RX_RING, &req)?;
-        // A frame longer than a slot goes whole to the socket's queue as well.
-        setsockopt(
-            fd,
-            libc::SOL_PACKET,
-            libc::PACKET_COPY_THRESH,
-            &1 as &libc::c_int,
-        )?;
-        let len = geometry.len();
-        // SAFETY: a fresh shared mapping of the ring the kernel just allocated for fd.
-        let base = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd.as_raw_fd(),
-                0,
-            )
-        };
-        if base == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let base =
-            NonNull::new(base.cast()).ok_or_else(|| io::Error::other("mmap returned NULL"))?;
-        Ok(RxRing {
-            base,
-            geometry,
-            head: Mutex::new(0),
-        })
-    }
-
-    /// Slot `i`'s status word, shared with the kernel.
-    fn status(&self, i: usize) -> &AtomicU32 {
-        // SAFETY: slot i lies inside the mapping; its first word is the 16-aligned tp_status,
-        // which the kernel and we access only atomically.
-        unsafe {
-            &*self
-                .base
-                .as_ptr()
-                .add(self.geometry.offset(i))
-                .cast::<AtomicU32>()
-        }
-    }
-
-    /// Slot `i`'s bytes; only valid to read while the slot is ours (TP_STATUS_USER).
-    fn slot(&self, i: usize) -> &[u8] {
-        // SAFETY: the slot lies inside the mapping, and the kernel does not write it until
-        // its status is handed back (TP_STATUS_KERNEL) after the caller is done with it.
-        unsafe {
-            std::slice::from_raw_parts(
-                self.base.as_ptr().add(self.geometry.offset(i)),
-                RING_FRAME_SIZE,
-            )
-        }
-    }
-}
-
-/// What one [`PacketSocket::recv_batch`] call found.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Batch {
-    /// Frames handed to the callback.
-    pub frames: usize,
-    /// Frames the host sent itself, addressed to another station, or tagged with a VLAN the
-    /// uplink is not (the BPF program drops those first; counted so a test can tell).
-    pub skipped: usize,
-    /// The ring was full at some point since the last batch, so the kernel dropped frames
-    /// (their number: [`PacketSocket::take_drops`]).
-    pub losing: bool,
-    /// The ring has no frame left: the caller may wait for the next wake-up.
-    pub empty: bool,
-}
-
-fn read_u16(b: &[u8], at: usize) -> u16 {
-    u16::from_ne_bytes([b[at], b[at + 1]])
-}
-
-fn read_u32(b: &[u8], at: usize) -> u32 {
-    u32::from_ne_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
 
 impl PacketSocket {
@@ -505,123 +320,6 @@ impl PacketSocket {
     }
 }
 
-/// Frames waiting to leave by one `sendmmsg` call: the answers found in one pass over the
-/// receive ring go out together, after the pass (a pass takes microseconds, so no answer is
-/// held back for long).
-pub struct TxQueue {
-    frames: [[u8; ndp::MAX_EMIT_LEN]; TX_BATCH],
-    lens: [usize; TX_BATCH],
-    queued: usize,
-}
-
-/// The outcome of [`TxQueue::flush`].
-#[derive(Debug, Default)]
-pub struct Flushed {
-    pub sent: usize,
-    pub failed: usize,
-    /// The first error, if any frame could not be sent.
-    pub error: Option<io::Error>,
-}
-
-impl Default for TxQueue {
-    fn default() -> Self {
-        TxQueue {
-            frames: [[0; ndp::MAX_EMIT_LEN]; TX_BATCH],
-            lens: [0; TX_BATCH],
-            queued: 0,
-        }
-    }
-}
-
-impl TxQueue {
-    pub fn is_full(&self) -> bool {
-        self.queued == TX_BATCH
-    }
-
-    /// Drop the queued frames without sending them.
-    pub fn clear(&mut self) {
-        self.queued = 0;
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.queued == 0
-    }
-
-    /// Queue the frame that `emit` writes into the buffer it is given (returning its length).
-    /// False, and nothing queued, if the queue is full or `emit` fails.
-    pub fn push<E>(&mut self, emit: impl FnOnce(&mut [u8]) -> Result<usize, E>) -> bool {
-        if self.is_full() {
-            return false;
-        }
-        match emit(&mut self.frames[self.queued]) {
-            Ok(len) if len <= ndp::MAX_EMIT_LEN => {
-                self.lens[self.queued] = len;
-                self.queued += 1;
-                true
-            }
-            _ => false,
-        }
-    }
-
-    /// Send every queued frame out of `socket`'s interface, in order, and empty the queue. A
-    /// frame the kernel refuses is counted as failed and the rest are still sent.
-    pub fn flush(&mut self, socket: &PacketSocket) -> Flushed {
-        let mut out = Flushed::default();
-        let n = std::mem::take(&mut self.queued);
-        if n == 0 {
-            return out;
-        }
-        // SAFETY: iovec and mmsghdr are plain old data; zeroed is a valid value.
-        let mut iovs: [libc::iovec; TX_BATCH] = unsafe { mem::zeroed() };
-        let mut msgs: [libc::mmsghdr; TX_BATCH] = unsafe { mem::zeroed() };
-        for ((iov, frame), len) in iovs
-            .iter_mut()
-            .zip(&mut self.frames)
-            .zip(&self.lens)
-            .take(n)
-        {
-            *iov = libc::iovec {
-                iov_base: frame.as_mut_ptr().cast(),
-                iov_len: *len,
-            };
-        }
-        for (msg, iov) in msgs.iter_mut().zip(iovs.iter_mut()).take(n) {
-            // The socket is bound: no destination address.
-            msg.msg_hdr.msg_iov = iov;
-            msg.msg_hdr.msg_iovlen = 1;
-        }
-        let mut next = 0;
-        while next < n {
-            // SAFETY: msgs[next..n] point to iovecs over live frame buffers.
-            let rc = unsafe {
-                libc::sendmmsg(
-                    socket.fd.as_raw_fd(),
-                    msgs[next..].as_mut_ptr(),
-                    (n - next) as libc::c_uint,
-                    0,
-                )
-            };
-            if rc < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                // The first frame left is refused: count it and go on with the rest.
-                out.failed += 1;
-                out.error.get_or_insert(e);
-                next += 1;
-            } else {
-                out.sent += rc as usize;
-                next += (rc as usize).max(1).min(n - next);
-                if rc == 0 {
-                    out.failed += 1;
-                }
-            }
-        }
-        out
-    }
-}
-
 impl AsFd for PacketSocket {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
@@ -632,124 +330,6 @@ impl AsRawFd for PacketSocket {
     fn as_raw_fd(&self) -> std::os::fd::RawFd {
         self.fd.as_raw_fd()
     }
-}
-
-/// Offset of an NS's (or NA's) target address in the frame.
-const TARGET_OFFSET: usize = ndp::ICMPV6_TYPE_OFFSET + 8;
-/// Most prefixes the kernel matches targets against; beyond that (or with a rule that covers
-/// every address), every solicitation reaches user space.
-pub const MAX_FILTER_PREFIXES: usize = 32;
-
-/// The classic BPF program: accept only frames that are not sent by this host nor addressed
-/// to another station, carry IPv6 directly in Ethernet II, whose next header is ICMPv6, whose
-/// ICMPv6 type is `icmp_type` (135 for NS) and, when `targets` is not empty, whose target
-/// address lies in one of `targets`. Everything else is dropped in the kernel: a flood of
-/// solicitations for addresses that are not ours costs no wake-up, copy or parse.
-/// (NDP with extension headers or VLAN tags never reaches us: Linux sends neither.)
-pub fn ndp_filter(icmp_type: u8, targets: &[Ipv6Net]) -> Vec<libc::sock_filter> {
-    const LD_H_ABS: u16 = (libc::BPF_LD | libc::BPF_H | libc::BPF_ABS) as u16;
-    const LD_B_ABS: u16 = (libc::BPF_LD | libc::BPF_B | libc::BPF_ABS) as u16;
-    const LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
-    const AND_K: u16 = (libc::BPF_ALU | libc::BPF_AND | libc::BPF_K) as u16;
-    const JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
-    const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
-    // SKF_AD_OFF + SKF_AD_PKTTYPE: the skb's packet type, an ancillary "load".
-    const PKTTYPE: u32 = (libc::SKF_AD_OFF + libc::SKF_AD_PKTTYPE) as u32;
-    const ACCEPT: u32 = RECV_BUF_LEN as u32;
-    /// Where a jump goes, resolved once the program's length is known.
-    #[derive(Clone, Copy)]
-    enum To {
-        Next,
-        Drop,
-        Accept,
-        /// The first instruction of prefix block `n` (or Drop after the last).
-        Block(usize),
-    }
-    let filter_targets = !targets.is_empty()
-        && targets.len() <= MAX_FILTER_PREFIXES
-        && targets.iter().all(|t| t.prefix_len() > 0);
-    let targets = if filter_targets { targets } else { &[] };
-    let mut prog: Vec<(u16, To, To, u32)> = vec![
-        (LD_W_ABS, To::Next, To::Next, PKTTYPE),
-        (JEQ_K, To::Drop, To::Next, PACKET_OUTGOING as u32),
-        (JEQ_K, To::Drop, To::Next, PACKET_OTHERHOST as u32),
-        (LD_H_ABS, To::Next, To::Next, ndp::ETH_TYPE_OFFSET as u32),
-        (JEQ_K, To::Next, To::Drop, ndp::ETHERTYPE_IPV6 as u32),
-        (
-            LD_B_ABS,
-            To::Next,
-            To::Next,
-            ndp::IPV6_NEXT_HEADER_OFFSET as u32,
-        ),
-        (JEQ_K, To::Next, To::Drop, ndp::IPPROTO_ICMPV6 as u32),
-        (LD_B_ABS, To::Next, To::Next, ndp::ICMPV6_TYPE_OFFSET as u32),
-    ];
-    // Every jump must stay within 255 instructions: the header's failures go to the drop right
-    // after it, each prefix block ends with its own accept, and a block's mismatch jumps to the
-    // next block (or to the final drop).
-    let first = if targets.is_empty() {
-        To::Accept
-    } else {
-        To::Block(0)
-    };
-    prog.push((JEQ_K, first, To::Drop, icmp_type as u32));
-    let drop_at = prog.len();
-    prog.push((RET_K, To::Next, To::Next, 0));
-    let mut accept_at = prog.len();
-    if targets.is_empty() {
-        prog.push((RET_K, To::Next, To::Next, ACCEPT));
-    }
-    let mut block_starts = Vec::new();
-    for (n, net) in targets.iter().enumerate() {
-        block_starts.push(prog.len());
-        let addr = u128::from(net.network());
-        let len = u32::from(net.prefix_len());
-        let words = len.div_ceil(32);
-        for w in 0..words {
-            let bits = (len - 32 * w).min(32);
-            let mask = if bits == 32 {
-                u32::MAX
-            } else {
-                !(u32::MAX >> bits)
-            };
-            let value = (addr >> (96 - 32 * w)) as u32 & mask;
-            prog.push((
-                LD_W_ABS,
-                To::Next,
-                To::Next,
-                (TARGET_OFFSET + 4 * w as usize) as u32,
-            ));
-            if mask != u32::MAX {
-                prog.push((AND_K, To::Next, To::Next, mask));
-            }
-            prog.push((JEQ_K, To::Next, To::Block(n + 1), value));
-        }
-        accept_at = prog.len();
-        prog.push((RET_K, To::Next, To::Next, ACCEPT));
-    }
-    let final_drop = prog.len();
-    if !targets.is_empty() {
-        prog.push((RET_K, To::Next, To::Next, 0));
-    }
-    let resolve = |from: usize, to: To| -> u8 {
-        let target = match to {
-            To::Next => from + 1,
-            To::Drop => drop_at,
-            To::Accept => accept_at,
-            To::Block(n) => block_starts.get(n).copied().unwrap_or(final_drop),
-        };
-        // The farthest jump spans one block: at most 4 words of 3 instructions.
-        u8::try_from(target - from - 1).expect("BPF jump within 255 instructions")
-    };
-    prog.iter()
-        .enumerate()
-        .map(|(i, &(code, jt, jf, k))| libc::sock_filter {
-            code,
-            jt: if code == JEQ_K { resolve(i, jt) } else { 0 },
-            jf: if code == JEQ_K { resolve(i, jf) } else { 0 },
-            k,
-        })
-        .collect()
 }
 
 /// `setsockopt(2)` with `value` as the option's bytes.
@@ -773,16 +353,6 @@ pub fn setsockopt<T>(
         return Err(io::Error::last_os_error());
     }
     Ok(())
-}
-
-/// Attach (or atomically replace) the classic BPF program of a socket (SO_ATTACH_FILTER).
-pub fn attach_filter(fd: &OwnedFd, program: &[libc::sock_filter]) -> io::Result<()> {
-    let fprog = libc::sock_fprog {
-        len: program.len() as u16,
-        filter: program.as_ptr() as *mut libc::sock_filter,
-    };
-    // The kernel copies the program during the call; `program` outlives it.
-    setsockopt(fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog)
 }
 
 /// Linux >= 4.20 can skip our own transmitted frames before they are even queued; the BPF
@@ -825,6 +395,8 @@ fn add_allmulti(fd: &OwnedFd, ifindex: u32) -> io::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use super::bpf::TARGET_OFFSET;
+    use super::ring::Geometry;
     use super::*;
 
     /// Run the classic BPF program over a frame the way the kernel does (for the subset of
