@@ -16,7 +16,7 @@
 use std::net::Ipv6Addr;
 use std::time::{Duration, Instant};
 
-use crate::decide::policy::{self, AdvertRefused};
+use crate::decide::advert::{self, AdvertRefused};
 use crate::ndp::{MacAddr, NeighborAdvert};
 
 /// How long after our solicitation its answer is accepted: RFC 4861 10's RETRANS_TIMER (1 s)
@@ -54,7 +54,7 @@ impl Expected {
         pinned: bool,
         now: Instant,
     ) -> Result<MacAddr, AdvertRefused> {
-        policy::validate_advert(na)?;
+        advert::validate_advert(na)?;
         if !na.solicited {
             return Err(AdvertRefused::NotSolicited);
         }

@@ -1,69 +1,32 @@
-//! The two windows into a running daemon: the control socket and the metrics endpoint.
+//! The control socket: a unix socket, one line in (`status`), one JSON [`Status`] out.
 //!
-//! Owns: binding the unix control socket (mode 0600/0660 set by the umask at creation, never
-//! by chmod; replacing only a stale socket, refusing anything else at the path and a socket
-//! that another daemon answers on), its one-line protocol (`status\n` in, one JSON [`Status`]
-//! out), the client side used by `ndp-responder status`, the HTTP endpoint that serves the same
-//! figures in the Prometheus text format (hyper), and what bounds both: connections at once,
-//! timeouts, request size, one rendering of the metrics reused for a second, and their
-//! counters ([`Windows`](crate::status::Windows)).
+//! Owns: binding it (mode 0600/0660 set by the umask at creation, never by chmod; replacing
+//! only a stale socket, refusing anything else at the path and a socket that another daemon
+//! answers on), serving clients (8 at once, 5 s each), the client side used by
+//! `ndp-responder status`, and removing the socket at exit if it is still ours.
 //!
-//! Must not: gather the status itself; both ask the service through [`Ask`]. Must not let a
-//! client grow memory or ask the uplinks' loops for more than about one status a second
-//! through the metrics endpoint.
+//! Must not: gather the status itself (it asks through [`Ask`]).
 
-use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::os::unix::net::UnixStream as StdUnixStream;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use http_body_util::Full;
-use hyper::body::Bytes;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, UnixListener};
-use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
+use tokio::net::UnixListener;
 use tracing::{debug, warn};
 
-use crate::status::{Status, Windows};
+use crate::status::Status;
 
-/// How a window asks the service for the current status.
-pub type Ask = mpsc::Sender<oneshot::Sender<Status>>;
+use super::windows::{gather, Ask, Slots, CONTROL_SHED};
 
 /// How long a client may take to send its request, and we to answer.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Control socket clients served at once.
 const CONTROL_CLIENTS: usize = 8;
-/// Metrics connections served at once.
-const METRICS_CONNECTIONS: usize = 16;
-/// How long an HTTP client may take to send its request head.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
-/// The most a metrics connection lasts, whatever the client does.
-const CONNECTION_DEADLINE: Duration = Duration::from_secs(10);
-/// hyper's read buffer for a connection: its minimum; a longer request head is refused (431).
-const MAX_BUF: usize = 8192;
-/// How long one rendering of the metrics is served before the uplinks are asked again.
-const RENDER_REUSE: Duration = Duration::from_secs(1);
-/// Connections closed at a window's limit are logged (at debug) at most this often.
-const SHED_NOTE_EVERY: Duration = Duration::from_secs(60);
-
-static METRICS_RENDERS: AtomicU64 = AtomicU64::new(0);
-static METRICS_SHED: AtomicU64 = AtomicU64::new(0);
-static CONTROL_SHED: AtomicU64 = AtomicU64::new(0);
-
-/// The windows' own counters, as the status reports them.
-fn windows() -> Windows {
-    Windows {
-        metrics_renders: METRICS_RENDERS.load(Ordering::Relaxed),
-        metrics_connections_shed: METRICS_SHED.load(Ordering::Relaxed),
-        control_connections_shed: CONTROL_SHED.load(Ordering::Relaxed),
-    }
-}
-
 /// What is at `path` instead of a socket, for an error message.
 fn kind_of(meta: &std::fs::Metadata) -> &'static str {
     let t = meta.file_type();
@@ -138,72 +101,6 @@ pub fn bind(path: &Path, mode: u32) -> io::Result<std::os::unix::net::UnixListen
     Ok(listener)
 }
 
-/// The connections one window serves at once. When all are taken, a new connection takes the
-/// place of the oldest one that has not sent its request yet (a slow or idle client: held
-/// connections cannot lock everyone out), or is closed at once when every one is busy
-/// answering. Either way memory stays bounded.
-struct Slots {
-    window: &'static str,
-    cap: usize,
-    live: VecDeque<Slot>,
-    shed: &'static AtomicU64,
-    noted: Option<Instant>,
-    unnoted: u64,
-}
-
-struct Slot {
-    task: JoinHandle<()>,
-    /// Set once the client's request is in.
-    asked: Arc<AtomicBool>,
-}
-
-impl Slots {
-    fn new(window: &'static str, cap: usize, shed: &'static AtomicU64) -> Slots {
-        Slots {
-            window,
-            cap,
-            live: VecDeque::with_capacity(cap),
-            shed,
-            noted: None,
-            unnoted: 0,
-        }
-    }
-
-    /// Make room for a new connection; false when there is none (close the new one).
-    fn admit(&mut self) -> bool {
-        self.live.retain(|s| !s.task.is_finished());
-        if self.live.len() < self.cap {
-            return true;
-        }
-        let idle = self
-            .live
-            .iter()
-            .position(|s| !s.asked.load(Ordering::Relaxed));
-        let room = match idle.and_then(|i| self.live.remove(i)) {
-            Some(oldest) => {
-                oldest.task.abort();
-                true
-            }
-            None => false,
-        };
-        self.shed.fetch_add(1, Ordering::Relaxed);
-        self.unnoted += 1;
-        if self.noted.is_none_or(|t| t.elapsed() >= SHED_NOTE_EVERY) {
-            debug!(
-                "{}: {} connection(s) closed at the limit of {} at once since the last such note (all are counted in the status and metrics)",
-                self.window, self.unnoted, self.cap
-            );
-            self.noted = Some(Instant::now());
-            self.unnoted = 0;
-        }
-        room
-    }
-
-    fn add(&mut self, task: JoinHandle<()>, asked: Arc<AtomicBool>) {
-        self.live.push_back(Slot { task, asked });
-    }
-}
-
 /// Answer control connections forever.
 pub async fn serve(listener: std::os::unix::net::UnixListener, ask: Ask) {
     let listener = match UnixListener::from_std(listener) {
@@ -260,14 +157,6 @@ async fn client(stream: tokio::net::UnixStream, ask: Ask, asked: &AtomicBool) ->
     write.shutdown().await
 }
 
-async fn gather(ask: &Ask) -> Option<Status> {
-    let (tx, rx) = oneshot::channel();
-    ask.send(tx).await.ok()?;
-    let mut status = rx.await.ok()?;
-    status.windows = windows();
-    Some(status)
-}
-
 /// Ask the daemon listening on `path` for its status (the client side of `status`).
 pub fn query(path: &Path) -> Result<Status, String> {
     let hint = "is the daemon running, and is this its control socket (--control-socket / control_socket)? Reading it needs the socket's owner or group";
@@ -291,100 +180,6 @@ pub fn query(path: &Path) -> Result<Status, String> {
             path.display()
         )
     })
-}
-
-/// One rendering of the metrics, served again for [`RENDER_REUSE`].
-type Cache = Arc<tokio::sync::Mutex<Option<(Instant, Bytes)>>>;
-
-/// Serve `GET /metrics` forever.
-pub async fn serve_metrics(listener: std::net::TcpListener, ask: Ask) {
-    let listener = match TcpListener::from_std(listener) {
-        Ok(l) => l,
-        Err(e) => {
-            warn!("metrics: {e}; no metrics will be served");
-            return;
-        }
-    };
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(HEADER_TIMEOUT)
-        .max_buf_size(MAX_BUF)
-        .keep_alive(false);
-    let cache = Cache::default();
-    let mut slots = Slots::new("metrics", METRICS_CONNECTIONS, &METRICS_SHED);
-    loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
-            Err(e) => {
-                warn!("metrics: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        if !slots.admit() {
-            continue; // dropping it closes it
-        }
-        let asked = Arc::new(AtomicBool::new(false));
-        let (ask, cache, flag) = (ask.clone(), cache.clone(), asked.clone());
-        let service = hyper::service::service_fn(move |req| {
-            flag.store(true, Ordering::Relaxed);
-            let (ask, cache) = (ask.clone(), cache.clone());
-            async move { Ok::<_, std::convert::Infallible>(respond(req, &ask, &cache).await) }
-        });
-        let connection = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-        let task = tokio::spawn(async move {
-            let _ = tokio::time::timeout(CONNECTION_DEADLINE, connection).await;
-        });
-        slots.add(task, asked);
-    }
-}
-
-/// The metrics text: the cached rendering while it is fresh, else a new one (one at a time:
-/// the others wait for it). None when the daemon is stopping.
-async fn rendering(ask: &Ask, cache: &Cache) -> Option<Bytes> {
-    let mut cached = cache.lock().await;
-    if let Some((at, body)) = cached.as_ref() {
-        if at.elapsed() < RENDER_REUSE {
-            return Some(body.clone());
-        }
-    }
-    METRICS_RENDERS.fetch_add(1, Ordering::Relaxed);
-    let body = Bytes::from(gather(ask).await?.prometheus());
-    *cached = Some((Instant::now(), body.clone()));
-    Some(body)
-}
-
-async fn respond<B>(
-    req: hyper::Request<B>,
-    ask: &Ask,
-    cache: &Cache,
-) -> hyper::Response<Full<Bytes>> {
-    let reply = |code: u16, kind: &str, body: Bytes| {
-        hyper::Response::builder()
-            .status(code)
-            .header("content-type", kind)
-            .body(Full::new(body))
-            .unwrap_or_default()
-    };
-    if req.method() != hyper::Method::GET || req.uri().path() != "/metrics" {
-        return reply(
-            404,
-            "text/plain",
-            Bytes::from_static(b"ndp-responder serves GET /metrics\n"),
-        );
-    }
-    match rendering(ask, cache).await {
-        Some(body) => reply(
-            200,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            body,
-        ),
-        None => reply(
-            503,
-            "text/plain",
-            Bytes::from_static(b"the daemon is stopping\n"),
-        ),
-    }
 }
 
 /// Remove the control socket at exit, only if it is still ours: a socket (never what a

@@ -12,8 +12,10 @@
 pub mod commands;
 pub mod control;
 pub mod logging;
+pub mod metrics;
 pub mod privileges;
 pub mod setup;
+pub mod windows;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -420,7 +422,7 @@ async fn supervise(
     }
     if let Some((addr, listener)) = metrics {
         info!("serving metrics on http://{addr}/metrics");
-        windows.push(tokio::spawn(control::serve_metrics(listener, ask.clone())));
+        windows.push(tokio::spawn(metrics::serve(listener, ask.clone())));
     }
     drop(ask);
     let names = service.order.join(", ");

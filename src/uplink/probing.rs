@@ -3,7 +3,7 @@
 //!
 //! Owns: the probe sockets and their reader tasks ([`Prober`]), the bounded queue of
 //! advertisements from the readers to the loop, sending probes, and checking a downstream
-//! answer before it confirms a probe (RFC 4861 7.1.2, [`crate::decide::policy::probe_answer`]).
+//! answer before it confirms a probe (RFC 4861 7.1.2, [`crate::decide::advert::probe_answer`]).
 //!
 //! Must not: keep the probe cache's state itself (that is [`crate::decide::probe`]).
 
@@ -18,8 +18,11 @@ use tracing::{debug, warn};
 
 use super::answer::Why;
 use super::Responder;
-use crate::decide::policy::{self, AdvertRefused};
 use crate::decide::targets::Snapshot;
+use crate::decide::{
+    advert::{self, AdvertRefused},
+    policy,
+};
 use crate::link::{self, Capture, PacketSocket};
 use crate::ndp::{NeighborAdvert, NeighborSolicit};
 
@@ -160,7 +163,7 @@ impl Responder {
             return Err(AdvertRefused::Unexpected);
         }
         let probe_source = snap.downstream.get(&index).and_then(|d| d.link_local);
-        policy::probe_answer(na, probe_source)?;
+        advert::probe_answer(na, probe_source)?;
         self.now = Instant::now();
         let waiters = self
             .cache

@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
 use super::Responder;
-use crate::decide::policy::{self, AdvertRefused};
 use crate::decide::schedule;
 use crate::decide::targets::Snapshot;
+use crate::decide::{advert::AdvertRefused, policy};
 use crate::ndp::{NeighborAdvert, NeighborSolicit};
 use crate::sources::netlink::{self};
 use crate::status::Reason;
