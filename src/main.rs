@@ -12,12 +12,10 @@ use ndp_responder::tools::{doctor, lab};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let env = std::env::var("NDPRESPONDER_LOG").ok();
-    match values::log_level(env.as_deref(), cli.verbose, cli.quiet) {
-        Ok(level) => logging::init(level),
-        Err(e) => {
-            eprintln!("ndp-responder: {e}");
-            return ExitCode::from(2);
-        }
+    let (level, warning) = values::log_level(env.as_deref(), cli.verbose, cli.quiet);
+    logging::init(level, cli.log_format);
+    if let Some(warning) = warning {
+        tracing::warn!("{warning}");
     }
     match cli.command {
         Some(Command::Lab(args)) => {

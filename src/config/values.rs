@@ -205,8 +205,11 @@ pub fn parse_source(s: &str) -> Result<SourcePolicy, String> {
     s.parse()
 }
 
-/// The log level from `NDPRESPONDER_LOG` (if set) moved by `-v`/`-q`.
-pub fn log_level(env: Option<&str>, verbose: u8, quiet: u8) -> Result<LevelFilter, String> {
+/// The log level from `NDPRESPONDER_LOG` (if set) moved by `-v`/`-q`, and a warning when the
+/// variable names no level (the daemon then starts at INFO, as the Go ndpresponder does). The
+/// Go tool's names are accepted in any case: DEBUG, INFO, WARN, ERROR, and DPANIC, PANIC and
+/// FATAL (ERROR here), plus WARNING and TRACE.
+pub fn log_level(env: Option<&str>, verbose: u8, quiet: u8) -> (LevelFilter, Option<String>) {
     const LEVELS: [LevelFilter; 5] = [
         LevelFilter::ERROR,
         LevelFilter::WARN,
@@ -214,27 +217,39 @@ pub fn log_level(env: Option<&str>, verbose: u8, quiet: u8) -> Result<LevelFilte
         LevelFilter::DEBUG,
         LevelFilter::TRACE,
     ];
+    let mut warning = None;
     let base = match env.map(|v| v.trim().to_ascii_uppercase()) {
         None => 2,
         Some(v) if v.is_empty() => 2,
         Some(v) => match v.as_str() {
-            "ERROR" => 0,
+            "ERROR" | "DPANIC" | "PANIC" | "FATAL" => 0,
             "WARN" | "WARNING" => 1,
             "INFO" => 2,
             "DEBUG" => 3,
             "TRACE" => 4,
             _ => {
-                return Err(format!(
-                    "NDPRESPONDER_LOG='{}' is not a log level: use DEBUG, INFO, WARN or ERROR",
+                warning = Some(format!(
+                    "NDPRESPONDER_LOG='{}' is not a log level (DEBUG, INFO, WARN, ERROR): logging at INFO",
                     env.unwrap_or_default()
-                ))
+                ));
+                2
             }
         },
     };
     let level = (base + verbose as usize)
         .saturating_sub(quiet as usize)
         .min(4);
-    Ok(LEVELS[level])
+    (LEVELS[level], warning)
+}
+
+/// How log lines are written (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Lines for people (under systemd: a syslog priority prefix, no timestamp of our own).
+    #[default]
+    Text,
+    /// One JSON object per line: level, message and fields.
+    Json,
 }
 
 /// Parse a socket mode written in octal ("0660"); only owner and group bits make sense.
@@ -277,5 +292,30 @@ mod tests {
         );
         let e = parse_metrics_addr("localhost").unwrap_err();
         assert!(e.contains("'localhost'") && e.contains("[::1]:9417"), "{e}");
+    }
+
+    #[test]
+    fn log_levels_as_the_go_tool_takes_them() {
+        let level = |env: Option<&str>, v, q| log_level(env, v, q).0;
+        assert_eq!(level(None, 0, 0), LevelFilter::INFO);
+        assert_eq!(level(Some("debug"), 0, 0), LevelFilter::DEBUG);
+        assert_eq!(level(Some("WARN"), 0, 0), LevelFilter::WARN);
+        assert_eq!(level(Some("Warning"), 0, 0), LevelFilter::WARN);
+        for fatal in ["FATAL", "panic", "DPanic", "error"] {
+            assert_eq!(level(Some(fatal), 0, 0), LevelFilter::ERROR, "{fatal}");
+        }
+        assert_eq!(level(None, 1, 0), LevelFilter::DEBUG);
+        assert_eq!(level(None, 0, 1), LevelFilter::WARN);
+        assert_eq!(level(None, 0, 5), LevelFilter::ERROR);
+        assert_eq!(level(Some("ERROR"), 9, 0), LevelFilter::TRACE);
+        assert_eq!(log_level(Some("info"), 0, 0).1, None);
+        // An unknown value warns and falls back to INFO instead of refusing to start.
+        let (l, warning) = log_level(Some("loud"), 0, 0);
+        assert_eq!(l, LevelFilter::INFO);
+        let warning = warning.unwrap();
+        assert!(
+            warning.contains("'loud'") && warning.contains("INFO"),
+            "{warning}"
+        );
     }
 }
