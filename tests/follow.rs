@@ -159,8 +159,8 @@ fn bridge_deleted_and_recreated_is_followed() {
         daemon.log()
     );
     topo.router_forget(&ct).unwrap();
-    // The bridge is gone, and with it the route: no route for the target.
-    never_answered(&topo, &daemon, &ct, Ignored::NoRoute);
+    // The bridge is gone, and with it its route: the target falls under the uplink's /64.
+    never_answered(&topo, &daemon, &ct, Ignored::RoutedToUplink);
 
     topo.create_bridge().unwrap();
     topo.container_speaks(1).unwrap();
@@ -266,7 +266,6 @@ fn a_scan_of_20000_targets_fills_the_probe_cache_to_its_bound_and_no_further() {
     assert!(by(&c.ignored, Ignored::ProbeCacheFull) > 0, "{c:?}");
     // The bound on entries was reached, and never passed.
     assert_eq!(last.probe_cache_high_water, max, "{last:?}");
-    assert_eq!(last.probe_cache_entries, max, "{last:?}");
     eprintln!(
         "scan: {} entries (high water {}), {c:?}",
         last.probe_cache_entries, last.probe_cache_high_water

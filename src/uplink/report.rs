@@ -46,15 +46,13 @@ impl Responder {
         for addr in self.cache.positives() {
             add(addr, "probe", rule_of(&addr));
         }
+        // Addresses of static rules are listed once answered. One of another rule that was
+        // answered but is no longer known (the container left) is not answered any more:
+        // it is not listed.
         for addr in self.in_use.keys() {
-            let why = match snap.rule_for(addr).map(|r| &r.mode) {
-                Some(Mode::Static) => "static",
-                Some(Mode::Auto) => "auto",
-                Some(Mode::Probe { .. }) => "probe",
-                Some(Mode::Docker { .. }) => "docker",
-                None => "none",
-            };
-            add(*addr, why, rule_of(addr));
+            if let Some(Mode::Static) = snap.rule_for(addr).map(|r| &r.mode) {
+                add(*addr, "static", rule_of(addr));
+            }
         }
         let settings = &self.settings;
         UplinkStatus {
