@@ -194,6 +194,18 @@ pub struct Capture {
 /// Start `tcpdump -c count` on `iface` in namespace `ns` and return once it is capturing
 /// (it says "listening on" when its filter is attached).
 pub fn start_capture(ns: &str, iface: &str, count: usize, filter: &str) -> Capture {
+    start_capture_with(ns, iface, count, &[], filter)
+}
+
+/// The same with extra tcpdump flags (e.g. `-v`, which shows an advertisement's flags:
+/// "tgt is X, Flags [router, solicited, override]").
+pub fn start_capture_with(
+    ns: &str,
+    iface: &str,
+    count: usize,
+    extra: &[&str],
+    filter: &str,
+) -> Capture {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     let path = std::env::temp_dir().join(format!(
         "ndpt-capture-{}-{}.txt",
@@ -204,6 +216,7 @@ pub fn start_capture(ns: &str, iface: &str, count: usize, filter: &str) -> Captu
     let mut child = netns::command(ns, "tcpdump")
         .args(["-l", "-n", "-tt", "-c"])
         .arg(count.to_string())
+        .args(extra)
         .args(["-i", iface, filter])
         .stdout(out)
         .stderr(std::process::Stdio::piped())

@@ -38,6 +38,9 @@ pub struct Stopped {
     /// Its last status, read over the control socket just before SIGTERM (None when it had
     /// no control socket, or it did not answer).
     pub last_status: Option<Status>,
+    /// Every sd_notify message it sent, STOPPING=1 included (empty when the caller took
+    /// NOTIFY_SOCKET for itself).
+    pub notifications: Vec<String>,
 }
 
 /// The sd_notify messages a daemon sent, drained by a thread of ours (a datagram socket's
@@ -58,10 +61,15 @@ impl Notifications {
         let (r, d) = (received.clone(), done.clone());
         let reader = thread::spawn(move || {
             let mut buf = [0u8; 4096];
-            while !d.load(Ordering::Relaxed) {
-                if let Ok(n) = socket.recv(&mut buf) {
-                    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-                    r.lock().unwrap_or_else(|e| e.into_inner()).push(text);
+            // Once told to finish, what is still queued is read, up to the first wait.
+            loop {
+                match socket.recv(&mut buf) {
+                    Ok(n) => {
+                        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                        r.lock().unwrap_or_else(|e| e.into_inner()).push(text);
+                    }
+                    Err(_) if d.load(Ordering::Relaxed) => break,
+                    Err(_) => {}
                 }
             }
         });
@@ -70,6 +78,15 @@ impl Notifications {
             done,
             reader: Some(reader),
         })
+    }
+
+    /// Stop reading (after what is queued) and return everything received.
+    fn finish(mut self) -> Vec<String> {
+        self.done.store(true, Ordering::Relaxed);
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+        self.all()
     }
 
     fn all(&self) -> Vec<String> {
@@ -316,6 +333,11 @@ impl Daemon {
                     status,
                     log: self.log(),
                     last_status,
+                    notifications: self
+                        .notifications
+                        .take()
+                        .map(Notifications::finish)
+                        .unwrap_or_default(),
                 });
             }
             if Instant::now() >= deadline {
