@@ -6,7 +6,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{adverts, by, exe, never_answered, start_capture, status, topology, wait_counters, EXE};
+use common::{
+    adverts, by, exe, never_answered, start_capture, status, topology, wait_counters, EXE,
+};
 use ndp_responder::decide::policy::Ignored;
 use ndp_responder::tools::lab::{
     self, container_addr, Topology, CONTAINER_PREFIX, GATEWAY, HOST_ADDR, HOST_MAC, INTERNET_ADDR,
@@ -82,7 +84,12 @@ fn without_the_daemon_or_with_link_local_source_the_container_is_unreachable() {
     topo.router_forget(&ct).unwrap();
     let drops_before = topo.antispoof_drops().unwrap();
     // What the host sends into the hypervisor's bridge, before its filter.
-    let capture = start_capture(&topo.hypervisor(), "to-host", 1000, "icmp6 and ip6[40] == 136");
+    let capture = start_capture(
+        &topo.hypervisor(),
+        "to-host",
+        1000,
+        "icmp6 and ip6[40] == 136",
+    );
     assert!(
         !topo.ping_from_router(INTERNET_ADDR, &ct, 2).unwrap(),
         "link-local-sourced NAs got through: the anti-spoof filter is not real"
@@ -111,7 +118,12 @@ fn reachability_survives_the_routers_unicast_nud_reprobes() {
     assert!(topo.ping_from_router(INTERNET_ADDR, &ct, 3).unwrap());
     let before = daemon.counters();
     // Every solicitation and advertisement on the router's link from now on.
-    let capture = start_capture(&router, "r0", 10_000, "icmp6 and (ip6[40] == 135 or ip6[40] == 136)");
+    let capture = start_capture(
+        &router,
+        "r0",
+        10_000,
+        "icmp6 and (ip6[40] == 135 or ip6[40] == 136)",
+    );
 
     // Keep traffic flowing from the Internet stand-in while the router re-probes.
     let pinger = std::thread::scope(|scope| {
@@ -167,9 +179,15 @@ fn reachability_survives_the_routers_unicast_nud_reprobes() {
         .count();
     let answers = adverts(&text).iter().filter(|(_, _, t)| *t == ct).count();
     assert!(unicast >= 3, "fewer than three NUD probes:\n{text}");
-    assert!(answers >= unicast, "not every re-probe was answered:\n{text}");
+    assert!(
+        answers >= unicast,
+        "not every re-probe was answered:\n{text}"
+    );
     let answered = daemon.counters().answered - before.answered;
-    assert!(answered >= unicast as u64, "the daemon answered {answered} of {unicast} probes");
+    assert!(
+        answered >= unicast as u64,
+        "the daemon answered {answered} of {unicast} probes"
+    );
     // Answered NUD probes keep the entry: the router never fell back to multicast resolution.
     assert_eq!(multicast, 0, "router had to resolve again:\n{text}");
     daemon.stop().unwrap();
@@ -215,7 +233,8 @@ fn never_answers_for_the_uplinks_own_address_or_the_gateway() {
     )
     .unwrap();
     let router_ll: std::net::Ipv6Addr = "fe80::ff:fe00:101".parse().unwrap();
-    assert!(common::wait_status(&daemon, Duration::from_secs(3), |s| s.uplinks[0]
+    assert!(common::wait_status(&daemon, Duration::from_secs(3), |s| s
+        .uplinks[0]
         .gateways
         .contains(&router_ll)));
     never_answered(&topo, &daemon, GATEWAY, Ignored::RoutedToUplink);
@@ -332,7 +351,9 @@ fn frames_for_other_stations_never_reach_the_daemon() {
     let marker = common::router_ns(&ct);
     assert!(lab::wait_until(Duration::from_secs(5), || {
         common::send_frames_in(&topo.router(), "r0", std::slice::from_ref(&marker));
-        lab::wait_until(Duration::from_millis(300), || daemon.counters().answered > 0)
+        lab::wait_until(Duration::from_millis(300), || {
+            daemon.counters().answered > 0
+        })
     }));
     let c = daemon.counters();
     assert_eq!(by(&c.ignored, Ignored::NotAddressedToUs), 0, "{c:?}");
@@ -430,7 +451,9 @@ fn a_solicitation_longer_than_a_receive_ring_slot_is_answered() {
     assert!(
         lab::wait_until(Duration::from_secs(5), || {
             common::send_frames_in(&topo.router(), "r0", std::slice::from_ref(&frame));
-            lab::wait_until(Duration::from_millis(300), || daemon.counters().answered > 0)
+            lab::wait_until(Duration::from_millis(300), || {
+                daemon.counters().answered > 0
+            })
         }),
         "the long solicitation was not answered:\n{}",
         daemon.log()
@@ -438,7 +461,10 @@ fn a_solicitation_longer_than_a_receive_ring_slot_is_answered() {
     let eth0 = status(&daemon).uplinks.remove(0);
     assert!(eth0.counters.invalid.is_empty(), "{:?}", eth0.counters);
     let entry = eth0.answering.iter().find(|a| a.address.to_string() == ct);
-    assert!(entry.is_some_and(|a| a.last_answered_secs.is_some()), "{eth0:?}");
+    assert!(
+        entry.is_some_and(|a| a.last_answered_secs.is_some()),
+        "{eth0:?}"
+    );
     daemon.stop().unwrap();
 }
 

@@ -62,10 +62,7 @@ fn the_daemon_rides_out_link_bridge_signal_and_reload_faults() {
     let config = "[[uplink]]\ninterface = \"eth0\"\n\n[[uplink.rule]]\nprefix = \"2001:db8:1::d:0/112\"\nmode = \"static\"\n";
     std::fs::write(&file, config).unwrap();
     let daemon = topo
-        .start_daemon_args(
-            exe(),
-            &["-c", &file.display().to_string()],
-        )
+        .start_daemon_args(exe(), &["-c", &file.display().to_string()])
         .unwrap();
     let pid = daemon.pid();
     answering_resumes(&topo, "start");
@@ -85,7 +82,9 @@ fn the_daemon_rides_out_link_bridge_signal_and_reload_faults() {
     for round in 0..2 {
         topo.delete_uplink().unwrap();
         assert!(
-            wait_status(&daemon, Duration::from_secs(5), |s| s.uplinks[0].index.is_none()),
+            wait_status(&daemon, Duration::from_secs(5), |s| s.uplinks[0]
+                .index
+                .is_none()),
             "round {round}: the deletion was not seen: {:?}\n{}",
             daemon.status(),
             daemon.log()
@@ -111,7 +110,9 @@ fn the_daemon_rides_out_link_bridge_signal_and_reload_faults() {
     let after = wait_counters(&daemon, Duration::from_secs(10), |c| {
         c.answered >= before.answered + 200
     })
-    .unwrap_or_else(|c| panic!("the queued solicitations were not all answered: before {before:?}, after {c:?}"));
+    .unwrap_or_else(|c| {
+        panic!("the queued solicitations were not all answered: before {before:?}, after {c:?}")
+    });
     assert_eq!(after.ns_seen - before.ns_seen, 200, "{after:?}");
     assert_eq!(after.answered - before.answered, 200, "{after:?}");
     assert_eq!(after.dropped, before.dropped, "{after:?}");
@@ -137,9 +138,9 @@ fn the_daemon_rides_out_link_bridge_signal_and_reload_faults() {
         common::send_paced_in(&router, "r0", &flood, Duration::from_micros(350))
     });
     // The flood is reaching the daemon before the first reload.
-    assert!(
-        wait_counters(&daemon, Duration::from_secs(5), |c| c.ns_seen > before.ns_seen).is_ok()
-    );
+    assert!(wait_counters(&daemon, Duration::from_secs(5), |c| c.ns_seen
+        > before.ns_seen)
+    .is_ok());
     for n in 1..=5 {
         daemon.signal(libc::SIGHUP);
         assert!(
@@ -162,7 +163,10 @@ fn the_daemon_rides_out_link_bridge_signal_and_reload_faults() {
         c.ns_seen >= before.ns_seen + valid + broken
     })
     .unwrap_or_else(|c| panic!("the flood was not all seen: before {before:?}, after {c:?}"));
-    assert_eq!(after.dropped, before.dropped, "the ring overflowed: {after:?}");
+    assert_eq!(
+        after.dropped, before.dropped,
+        "the ring overflowed: {after:?}"
+    );
     assert_eq!(after.ns_seen - before.ns_seen, valid + broken, "{after:?}");
     assert_eq!(
         (after.answered - before.answered) + (after.rate_limited - before.rate_limited),

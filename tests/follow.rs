@@ -72,7 +72,12 @@ fn auto_never_answers_an_unknown_address_in_a_routed_prefix() {
         .start_daemon(exe(), &["--auto", CONTAINER_PREFIX])
         .unwrap();
     // ::d:99 is routed to br0, but nothing there has that address.
-    never_answered(&topo, &daemon, "2001:db8:1::d:99", Ignored::UnknownDownstream);
+    never_answered(
+        &topo,
+        &daemon,
+        "2001:db8:1::d:99",
+        Ignored::UnknownDownstream,
+    );
     daemon.stop().unwrap();
 }
 
@@ -101,14 +106,21 @@ fn probe_answers_only_after_the_container_answers_downstream() {
         daemon.log()
     );
     // Answered because the probe confirmed it.
-    assert!(listed(&daemon, &ct, Some("probe"), Duration::ZERO), "{:?}", daemon.status());
+    assert!(
+        listed(&daemon, &ct, Some("probe"), Duration::ZERO),
+        "{:?}",
+        daemon.status()
+    );
 
     // Nobody has ::d:99: probed, never answered, at any of three attempts over 2 s.
     let absent = "2001:db8:1::d:99";
     let before = daemon.counters();
     let start = Instant::now();
     for attempt in 1..=3 {
-        assert!(!answers(&topo, absent), "{absent} answered at attempt {attempt}");
+        assert!(
+            !answers(&topo, absent),
+            "{absent} answered at attempt {attempt}"
+        );
     }
     assert!(start.elapsed() >= Duration::from_secs(2));
     let after = common::wait_counters(&daemon, Duration::from_secs(3), |c| {
@@ -116,8 +128,15 @@ fn probe_answers_only_after_the_container_answers_downstream() {
     })
     .unwrap_or_else(|c| panic!("the solicitations for {absent} did not arrive: {c:?}"));
     assert_eq!(after.answered, before.answered, "{after:?}");
-    assert!(after.probes_sent > before.probes_sent, "{absent} was not probed: {after:?}");
-    assert!(listed(&daemon, absent, None, Duration::ZERO), "{:?}", daemon.status());
+    assert!(
+        after.probes_sent > before.probes_sent,
+        "{absent} was not probed: {after:?}"
+    );
+    assert!(
+        listed(&daemon, absent, None, Duration::ZERO),
+        "{:?}",
+        daemon.status()
+    );
 
     // Remove the container: once its entry expires (TTL 2 s) it is no longer answered.
     topo.remove_container(1).unwrap();
@@ -261,7 +280,10 @@ fn a_scan_of_20000_targets_fills_the_probe_cache_to_its_bound_and_no_further() {
         );
     }
     let c = &last.counters;
-    assert_eq!(c.dropped, 0, "bursts of 800 overflowed the receive ring: {c:?}");
+    assert_eq!(
+        c.dropped, 0,
+        "bursts of 800 overflowed the receive ring: {c:?}"
+    );
     // The cap on probes in flight bound: the rest of each burst found no free slot.
     assert!(by(&c.ignored, Ignored::ProbeCacheFull) > 0, "{c:?}");
     // The bound on entries was reached, and never passed.
@@ -284,7 +306,9 @@ fn uplink_deleted_and_recreated_answering_resumes() {
     assert!(index.is_some());
     topo.delete_uplink().unwrap();
     assert!(
-        wait_status(&daemon, Duration::from_secs(2), |s| s.uplinks[0].index.is_none()),
+        wait_status(&daemon, Duration::from_secs(2), |s| s.uplinks[0]
+            .index
+            .is_none()),
         "{:?}\n{}",
         daemon.status(),
         daemon.log()
@@ -399,7 +423,12 @@ fn an_address_added_to_the_uplink_at_runtime_is_left_to_the_kernel() {
     let after = common::wait_counters(&daemon, Duration::from_secs(2), |c| {
         by(&c.ignored, Ignored::UplinkAddress) > by(&before.ignored, Ignored::UplinkAddress)
     })
-    .unwrap_or_else(|c| panic!("not ignored as the uplink's own address: {c:?}\n{}", daemon.log()));
+    .unwrap_or_else(|c| {
+        panic!(
+            "not ignored as the uplink's own address: {c:?}\n{}",
+            daemon.log()
+        )
+    });
     assert_eq!(after.answered, before.answered, "{after:?}");
     daemon.stop().unwrap();
 }

@@ -488,7 +488,8 @@ fn malformed_solicitations_are_never_answered_and_each_is_counted_by_reason() {
             *expected.entry(reason.to_string()).or_default() += 1;
         }
     }
-    let invalid: BTreeMap<String, u64> = c.invalid.iter().map(|(k, v)| (k.to_string(), v)).collect();
+    let invalid: BTreeMap<String, u64> =
+        c.invalid.iter().map(|(k, v)| (k.to_string(), v)).collect();
     assert_eq!(invalid, expected, "{c:?}\n{}", stopped.log);
     assert!(c.ignored.is_empty(), "{c:?}");
     let seen = expected.values().sum::<u64>() + 1;

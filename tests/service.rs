@@ -290,7 +290,9 @@ fn reload_under_a_steady_stream_answers_every_retained_target() {
         found
     };
     // Before any reload: the router flag is set.
-    assert!(flags_of("2001:db8:1::d:a").split(", ").any(|f| f == "router"));
+    assert!(flags_of("2001:db8:1::d:a")
+        .split(", ")
+        .any(|f| f == "router"));
     // 1. Drop the e: rule, add f:, clear the router flag.
     std::fs::write(
         &file,
@@ -302,7 +304,10 @@ fn reload_under_a_steady_stream_answers_every_retained_target() {
     // The router flag is off in the answers now (the R bit, read on the wire).
     assert!(!status(&socket).uplinks[0].router_flag);
     let f = flags_of("2001:db8:1::d:b");
-    assert!(!f.split(", ").any(|f| f == "router"), "router flag still set: [{f}]");
+    assert!(
+        !f.split(", ").any(|f| f == "router"),
+        "router flag still set: [{f}]"
+    );
     // 2. An invalid file is refused; the running configuration stays.
     std::fs::write(&file, "[[uplink]]\ninterface = \"eth0\"\nrouters = true\n").unwrap();
     daemon.signal(libc::SIGHUP);
@@ -324,7 +329,10 @@ fn reload_under_a_steady_stream_answers_every_retained_target() {
     daemon.signal(libc::SIGHUP);
     reloaded(2);
     let f = flags_of("2001:db8:1::d:c");
-    assert!(f.split(", ").any(|f| f == "router"), "router flag not back: [{f}]");
+    assert!(
+        f.split(", ").any(|f| f == "router"),
+        "router flag not back: [{f}]"
+    );
 
     let sent = sender.join().unwrap();
     assert_eq!(sent, STREAM);
@@ -388,7 +396,11 @@ fn systemd_notifications_ready_watchdog_reloading_stopping() {
                 .map(|i| from + i);
             at.is_some()
         });
-        assert!(found, "no {want} after message {from} among {:?}", daemon.notifications());
+        assert!(
+            found,
+            "no {want} after message {from} among {:?}",
+            daemon.notifications()
+        );
         at.unwrap_or_default() + 1
     };
     let at = expect(0, "READY=1");
@@ -611,8 +623,9 @@ fn reloads_with_extreme_values_are_refused_and_the_daemon_keeps_answering() {
     let _ = common::solicit(&topo, &ct);
     let line = format!("tgt is {ct}, Flags [solicited]");
     assert!(
-        capture.wait_for(Duration::from_secs(3), |t| t.lines().any(|l| l.contains(&line)
-            && l.contains("2001:db8:1::2 > "))),
+        capture.wait_for(Duration::from_secs(3), |t| t
+            .lines()
+            .any(|l| l.contains(&line) && l.contains("2001:db8:1::2 > "))),
         "{}",
         capture.text()
     );

@@ -234,7 +234,11 @@ fn pinned_gateway_entries_are_left_alone() {
     let solicited = wait_until(Duration::from_millis(2500), || {
         daemon.counters().keepalives_sent > 0
     });
-    assert!(!solicited, "the pinned gateway was solicited: {:?}", daemon.counters());
+    assert!(
+        !solicited,
+        "the pinned gateway was solicited: {:?}",
+        daemon.counters()
+    );
     daemon.stop().unwrap();
     assert!(
         gateway_entry(&topo).contains("PERMANENT"),

@@ -183,7 +183,8 @@ pub fn privileged() -> bool {
 /// Everything created afterwards disappears with this process. Must be called while the
 /// process has a single thread.
 pub fn enter_user_namespace() -> Result<(), Error> {
-    let fail = |what: &str| Error::NoUserNamespace(format!("{what}: {}", io::Error::last_os_error()));
+    let fail =
+        |what: &str| Error::NoUserNamespace(format!("{what}: {}", io::Error::last_os_error()));
     // SAFETY: getuid/getgid have no preconditions.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
     // SAFETY: unshare only changes this (single-threaded) process's namespaces.

@@ -339,9 +339,12 @@ pub fn counters(socket: &Path) -> ndp_responder::status::Counters {
 
 /// The daemon's status over its control socket; panics (with its log) if it does not answer.
 pub fn status(daemon: &Daemon) -> Status {
-    daemon
-        .status()
-        .unwrap_or_else(|| panic!("the daemon's control socket does not answer:\n{}", daemon.log()))
+    daemon.status().unwrap_or_else(|| {
+        panic!(
+            "the daemon's control socket does not answer:\n{}",
+            daemon.log()
+        )
+    })
 }
 
 /// A count by reason, 0 when the reason was never counted.
@@ -354,7 +357,7 @@ pub fn wait_counters(
     daemon: &Daemon,
     within: Duration,
     mut cond: impl FnMut(&Counters) -> bool,
-) -> Result<Counters, Counters> {
+) -> Result<Counters, Box<Counters>> {
     let mut last = Counters::default();
     let ok = wait_until(within, || {
         last = daemon.counters();
@@ -363,12 +366,16 @@ pub fn wait_counters(
     if ok {
         Ok(last)
     } else {
-        Err(last)
+        Err(Box::new(last))
     }
 }
 
 /// Poll the daemon's status (up to `within`) until `cond` holds for it; whether it did.
-pub fn wait_status(daemon: &Daemon, within: Duration, mut cond: impl FnMut(&Status) -> bool) -> bool {
+pub fn wait_status(
+    daemon: &Daemon,
+    within: Duration,
+    mut cond: impl FnMut(&Status) -> bool,
+) -> bool {
     wait_until(within, || daemon.status().is_some_and(|s| cond(&s)))
 }
 
@@ -381,12 +388,18 @@ pub fn never_answered(topo: &Topology, daemon: &Daemon, target: &str, why: impl 
     for attempt in 1..=3 {
         let answer = solicit(topo, target);
         assert!(
-            !answer.as_deref().is_some_and(|l| l.contains(ndp_responder::tools::lab::HOST_MAC)),
+            !answer
+                .as_deref()
+                .is_some_and(|l| l.contains(ndp_responder::tools::lab::HOST_MAC)),
             "{target} answered at attempt {attempt}: {answer:?}\n{}",
             daemon.log()
         );
     }
-    assert!(start.elapsed() >= Duration::from_secs(2), "the attempts took {:?}", start.elapsed());
+    assert!(
+        start.elapsed() >= Duration::from_secs(2),
+        "the attempts took {:?}",
+        start.elapsed()
+    );
     // ndisc6 -r 2: two solicitations per attempt.
     let counted = wait_counters(daemon, Duration::from_secs(3), |c| {
         by(&c.ignored, why) >= by(&before.ignored, why) + 6
@@ -398,7 +411,10 @@ pub fn never_answered(topo: &Topology, daemon: &Daemon, target: &str, why: impl 
             daemon.log()
         )
     });
-    assert_eq!(after.answered, before.answered, "{target}: answered meanwhile: {after:?}");
+    assert_eq!(
+        after.answered, before.answered,
+        "{target}: answered meanwhile: {after:?}"
+    );
 }
 
 /// The neighbor advertisements in a capture's text, as (source, destination, target).

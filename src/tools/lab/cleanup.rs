@@ -104,4 +104,3 @@ pub(super) fn clean_up_on_interrupt(remove_namespaces: bool) {
         std::process::exit(130);
     });
 }
-

@@ -386,6 +386,9 @@ mod tests {
             control_socket_arg(&["--control-socket=/y.sock"]),
             Some(Some("/y.sock".into()))
         );
-        assert_eq!(control_socket_arg(&["--control-socket", "none"]), Some(None));
+        assert_eq!(
+            control_socket_arg(&["--control-socket", "none"]),
+            Some(None)
+        );
     }
 }

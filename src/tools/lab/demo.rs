@@ -15,8 +15,8 @@ use std::thread;
 
 use super::cleanup::{clean_up_on_interrupt, lock, remove_lab_namespaces, INTERRUPTED};
 use super::{
-    container_addr, preflight, Daemon, LabError, Topology, BRIDGE_ADDR, CONTAINER_PREFIX,
-    GATEWAY, HOST_ADDR, INTERNET_ADDR, LAB_TAG,
+    container_addr, preflight, Daemon, LabError, Topology, BRIDGE_ADDR, CONTAINER_PREFIX, GATEWAY,
+    HOST_ADDR, INTERNET_ADDR, LAB_TAG,
 };
 use crate::tools::netns;
 
