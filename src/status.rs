@@ -70,7 +70,32 @@ pub struct UplinkStatus {
     pub answering: Vec<Answering>,
     pub probe_cache_entries: usize,
     pub probe_cache_max: usize,
+    /// The most entries the probe cache ever held (never above `probe_cache_max`).
+    #[serde(default)]
+    pub probe_cache_high_water: usize,
+    /// Gateways whose keepalive answer was accepted, with the MAC they answered from.
+    #[serde(default)]
+    pub gateway_macs: BTreeMap<Ipv6Addr, String>,
+    /// Gateways whose neighbour entry someone pinned (PERMANENT/NOARP): the keepalive leaves
+    /// them alone.
+    #[serde(default)]
+    pub pinned_gateways: Vec<Ipv6Addr>,
+    /// The limits and intervals in force (they change in place on reload).
+    #[serde(default)]
+    pub limits: Limits,
     pub counters: Counters,
+}
+
+/// An uplink's limits and intervals in force, in milliseconds where they are durations.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Answers per second in all, and to one source (0: no limit).
+    pub rate_limit: u32,
+    pub rate_limit_per_source: u32,
+    pub gateway_keepalive_ms: Option<u64>,
+    pub announce_interval_ms: Option<u64>,
+    pub probe_ttl_ms: u64,
+    pub probe_negative_ttl_ms: u64,
 }
 
 /// An address we answer for, and how we know it is ours.
@@ -432,6 +457,10 @@ mod tests {
                 }],
                 probe_cache_entries: 0,
                 probe_cache_max: 0,
+                probe_cache_high_water: 0,
+                gateway_macs: BTreeMap::new(),
+                pinned_gateways: vec![],
+                limits: Limits::default(),
                 counters: {
                     #[derive(Clone, Copy)]
                     struct NotOurs;

@@ -6,7 +6,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{exe, topology, EXE};
+use common::{
+    adverts, by, exe, never_answered, start_capture, status, topology, wait_counters, EXE,
+};
+use ndp_responder::decide::policy::Ignored;
 use ndp_responder::tools::lab::{
     self, container_addr, Topology, CONTAINER_PREFIX, GATEWAY, HOST_ADDR, HOST_MAC, INTERNET_ADDR,
 };
@@ -16,6 +19,15 @@ fn container_is_reachable_through_the_antispoof_filter_for_both_solicitor_source
     let topo = topology(1);
     let ct = container_addr(1);
     let daemon = topo.start_daemon(exe(), &["-n", CONTAINER_PREFIX]).unwrap();
+    let capture = start_capture(&topo.router(), "r0", 1000, "icmp6 and ip6[40] == 136");
+    // An answer for the container from the container's address, to `dst` (a prefix of it).
+    let answered_to = |dst: &str| {
+        capture.wait_for(Duration::from_secs(3), |text| {
+            adverts(text)
+                .iter()
+                .any(|(s, d, t)| *s == ct && d.starts_with(dst) && *t == ct)
+        })
+    };
 
     // Traffic from the "Internet" is forwarded by the router: it solicits from link-local.
     topo.router_forget(&ct).unwrap();
@@ -24,16 +36,10 @@ fn container_is_reachable_through_the_antispoof_filter_for_both_solicitor_source
         "ping via link-local solicitation failed; daemon log:\n{}",
         daemon.log()
     );
-    let answered = daemon.log_lines(&["answered NS who-has", &ct, "from fe80::"]);
     assert!(
-        !answered.is_empty(),
-        "no link-local-solicited answer logged:\n{}",
-        daemon.log()
-    );
-    assert!(
-        answered[0].contains(&format!("NA src {ct} dst fe80::")),
-        "{}",
-        answered[0]
+        answered_to("fe80::"),
+        "no answer from {ct} to the router's link-local address:\n{}",
+        capture.text()
     );
 
     // The router's own global address as the source: it solicits from 2001:db8:1::1.
@@ -44,11 +50,9 @@ fn container_is_reachable_through_the_antispoof_filter_for_both_solicitor_source
         daemon.log()
     );
     assert!(
-        !daemon
-            .log_lines(&["answered NS who-has", &ct, &format!("from {GATEWAY} ")])
-            .is_empty(),
-        "no globally-solicited answer logged:\n{}",
-        daemon.log()
+        answered_to(GATEWAY),
+        "no answer from {ct} to the router's global address:\n{}",
+        capture.text()
     );
     let entry = topo.router_neighbour(&ct).unwrap().unwrap_or_default();
     assert!(entry.contains(HOST_MAC), "router's entry: {entry}");
@@ -59,7 +63,9 @@ fn container_is_reachable_through_the_antispoof_filter_for_both_solicitor_source
         "daemon exit after SIGTERM: {}",
         stopped.status
     );
-    assert!(stopped.summary().contains("answered 2"), "{}", stopped.log);
+    // One answer per resolution, no more.
+    let last = stopped.last_status.expect("the status before the stop");
+    assert_eq!(last.uplinks[0].counters.answered, 2, "{}", stopped.log);
 }
 
 #[test]
@@ -77,17 +83,27 @@ fn without_the_daemon_or_with_link_local_source_the_container_is_unreachable() {
         .unwrap();
     topo.router_forget(&ct).unwrap();
     let drops_before = topo.antispoof_drops().unwrap();
+    // What the host sends into the hypervisor's bridge, before its filter.
+    let capture = start_capture(
+        &topo.hypervisor(),
+        "to-host",
+        1000,
+        "icmp6 and ip6[40] == 136",
+    );
     assert!(
         !topo.ping_from_router(INTERNET_ADDR, &ct, 2).unwrap(),
         "link-local-sourced NAs got through: the anti-spoof filter is not real"
     );
     // The daemon did answer, from link-local, and the filter dropped it.
-    let answered = daemon.log_lines(&["answered NS who-has", &ct, "NA src fe80::"]);
     assert!(
-        !answered.is_empty(),
-        "daemon did not answer:\n{}",
+        capture.wait_for(Duration::from_secs(3), |text| adverts(text)
+            .iter()
+            .any(|(s, _, t)| s.starts_with("fe80::") && *t == ct)),
+        "no answer from link-local left the host:\n{}\n{}",
+        capture.text(),
         daemon.log()
     );
+    assert!(daemon.counters().answered > 0, "{}", daemon.log());
     assert!(topo.antispoof_drops().unwrap() > drops_before);
     daemon.stop().unwrap();
 }
@@ -100,6 +116,14 @@ fn reachability_survives_the_routers_unicast_nud_reprobes() {
     let daemon = topo.start_daemon(exe(), &["-n", CONTAINER_PREFIX]).unwrap();
     topo.router_forget(&ct).unwrap();
     assert!(topo.ping_from_router(INTERNET_ADDR, &ct, 3).unwrap());
+    let before = daemon.counters();
+    // Every solicitation and advertisement on the router's link from now on.
+    let capture = start_capture(
+        &router,
+        "r0",
+        10_000,
+        "icmp6 and (ip6[40] == 135 or ip6[40] == 136)",
+    );
 
     // Keep traffic flowing from the Internet stand-in while the router re-probes.
     let pinger = std::thread::scope(|scope| {
@@ -142,20 +166,30 @@ fn reachability_survives_the_routers_unicast_nud_reprobes() {
         daemon.log()
     );
 
-    let nud = daemon.log_lines(&["answered NS who-has", &ct, "unicast NUD probe"]);
+    // The router's unicast NUD probes for the container, each answered by the host.
+    let who_has = format!("neighbor solicitation, who has {ct},");
+    let text = capture.text();
+    let unicast = text
+        .lines()
+        .filter(|l| l.contains(&who_has) && l.contains(&format!(" > {ct}: ")))
+        .count();
+    let multicast = text
+        .lines()
+        .filter(|l| l.contains(&who_has) && l.contains(" > ff02::1:ff"))
+        .count();
+    let answers = adverts(&text).iter().filter(|(_, _, t)| *t == ct).count();
+    assert!(unicast >= 3, "fewer than three NUD probes:\n{text}");
     assert!(
-        nud.len() >= 3,
-        "not every re-probe was answered:\n{}",
-        daemon.log()
+        answers >= unicast,
+        "not every re-probe was answered:\n{text}"
+    );
+    let answered = daemon.counters().answered - before.answered;
+    assert!(
+        answered >= unicast as u64,
+        "the daemon answered {answered} of {unicast} probes"
     );
     // Answered NUD probes keep the entry: the router never fell back to multicast resolution.
-    let resolutions = daemon.log_lines(&["answered NS who-has", &ct, "(resolution"]);
-    assert_eq!(
-        resolutions.len(),
-        1,
-        "router had to resolve again:\n{}",
-        daemon.log()
-    );
+    assert_eq!(multicast, 0, "router had to resolve again:\n{text}");
     daemon.stop().unwrap();
 }
 
@@ -167,35 +201,19 @@ fn never_answers_for_the_uplinks_own_address_or_the_gateway() {
         .start_daemon(exe(), &["-n", "2001:db8:1::/64"])
         .unwrap();
 
-    // The host's own address: the kernel answers, the daemon must stay out.
+    // The host's own address: the kernel answers, the daemon must stay out. (The kernel
+    // answers from the same MAC, so only the daemon's own count can tell them apart.)
+    let before = daemon.counters();
     topo.router_forget(HOST_ADDR).unwrap();
     assert!(topo.ping_from_router(GATEWAY, HOST_ADDR, 2).unwrap());
-    assert!(
-        lab::wait_until(Duration::from_secs(3), || !daemon
-            .log_lines(&["ignored NS who-has", HOST_ADDR, "own address"])
-            .is_empty()),
-        "daemon did not see the NS for the host's address:\n{}",
-        daemon.log()
-    );
-    assert!(daemon
-        .log_lines(&["answered NS who-has", HOST_ADDR])
-        .is_empty());
+    let after = wait_counters(&daemon, Duration::from_secs(3), |c| {
+        by(&c.ignored, Ignored::UplinkAddress) > by(&before.ignored, Ignored::UplinkAddress)
+    })
+    .unwrap_or_else(|c| panic!("the NS for the host's address was not ignored as its own: {c:?}"));
+    assert_eq!(after.answered, before.answered, "{after:?}");
 
     // Someone on the link resolves the gateway: nobody but the router may answer.
-    assert!(
-        !common::host_answers(&topo, GATEWAY),
-        "the gateway was hijacked"
-    );
-    assert!(
-        lab::wait_until(Duration::from_secs(3), || !daemon
-            .log_lines(&["ignored NS who-has", GATEWAY, "gateway"])
-            .is_empty()),
-        "daemon did not see the NS for the gateway:\n{}",
-        daemon.log()
-    );
-    assert!(daemon
-        .log_lines(&["answered NS who-has", &format!("{GATEWAY} ")])
-        .is_empty());
+    never_answered(&topo, &daemon, GATEWAY, Ignored::Gateway);
 
     // With the usual router-advertisement setup the default route points at the router's
     // link-local address, so its global address is no gateway: still never answered.
@@ -214,16 +232,12 @@ fn never_answers_for_the_uplinks_own_address_or_the_gateway() {
         ],
     )
     .unwrap();
-    assert!(lab::wait_until(Duration::from_secs(3), || !daemon
-        .log_lines(&["gateways: fe80::ff:fe00:101"])
-        .is_empty()));
-    assert!(
-        !common::host_answers(&topo, GATEWAY),
-        "the router's global address was hijacked"
-    );
-    assert!(daemon
-        .log_lines(&["answered NS who-has", &format!("{GATEWAY} ")])
-        .is_empty());
+    let router_ll: std::net::Ipv6Addr = "fe80::ff:fe00:101".parse().unwrap();
+    assert!(common::wait_status(&daemon, Duration::from_secs(3), |s| s
+        .uplinks[0]
+        .gateways
+        .contains(&router_ll)));
+    never_answered(&topo, &daemon, GATEWAY, Ignored::RoutedToUplink);
 
     // Other addresses in the rule are answered, proving the rule was live.
     let ct = container_addr(1);
@@ -238,6 +252,7 @@ fn duplicate_address_detection_for_a_container_address_is_defended() {
     let ct = container_addr(1);
     let daemon = topo.start_daemon(exe(), &["-n", CONTAINER_PREFIX]).unwrap();
 
+    let capture = start_capture(&router, "r0", 1000, "icmp6 and ip6[40] == 136");
     // The router tries to take the container's address: its DAD probe comes from ::.
     topo.sysctl(&router, "net/ipv6/conf/r0/accept_dad", "1")
         .unwrap();
@@ -253,8 +268,14 @@ fn duplicate_address_detection_for_a_container_address_is_defended() {
         String::from_utf8_lossy(&out.stdout).contains("dadfailed")
     });
     assert!(failed, "DAD was not defended:\n{}", daemon.log());
-    let dad = daemon.log_lines(&["answered NS who-has", &ct, "DAD probe", "dst ff02::1 "]);
-    assert!(!dad.is_empty(), "{}", daemon.log());
+    // Answered to all nodes (RFC 4861 7.2.4: the prober has no address yet).
+    assert!(
+        capture.wait_for(Duration::from_secs(3), |text| adverts(text)
+            .iter()
+            .any(|(_, d, t)| d == "ff02::1" && *t == ct)),
+        "{}",
+        capture.text()
+    );
     daemon.stop().unwrap();
 }
 
@@ -330,30 +351,21 @@ fn frames_for_other_stations_never_reach_the_daemon() {
     let marker = common::router_ns(&ct);
     assert!(lab::wait_until(Duration::from_secs(5), || {
         common::send_frames_in(&topo.router(), "r0", std::slice::from_ref(&marker));
-        !daemon.log_lines(&["answered NS who-has", &ct]).is_empty()
+        lab::wait_until(Duration::from_millis(300), || {
+            daemon.counters().answered > 0
+        })
     }));
-    let stopped = daemon.stop().unwrap();
-    let summary = stopped.summary();
-    assert!(!summary.contains("not_addressed_to_us"), "{summary}");
-    assert!(
-        !summary.contains("outgoing_or_other_host"),
-        "the kernel filter let them through: {summary}"
+    let c = daemon.counters();
+    assert_eq!(by(&c.ignored, Ignored::NotAddressedToUs), 0, "{c:?}");
+    assert_eq!(
+        by(&c.ignored, Ignored::OutgoingOrOtherHost),
+        0,
+        "the kernel filter let them through: {c:?}"
     );
     // Every solicitation the daemon saw was a marker, and each was answered.
-    let seen: Vec<&str> = summary
-        .split("NS seen ")
-        .nth(1)
-        .unwrap()
-        .split(',')
-        .collect();
-    let answered = summary
-        .split("answered ")
-        .nth(1)
-        .unwrap()
-        .split(',')
-        .next()
-        .unwrap();
-    assert_eq!(seen[0], answered, "{summary}");
+    assert_eq!(c.ns_seen, c.answered, "{c:?}");
+    assert!(c.ignored.is_empty() && c.invalid.is_empty(), "{c:?}");
+    daemon.stop().unwrap();
 }
 
 #[test]
@@ -379,14 +391,19 @@ fn a_configuration_file_runs_the_same_daemon() {
         "{}",
         daemon.log()
     );
+    // The keepalive runs: the gateway answered it and its answer was accepted.
+    let gateway: std::net::Ipv6Addr = GATEWAY.parse().unwrap();
     assert!(
-        daemon.wait_for_log(
-            &["gateway", "keeping its entry fresh"],
-            Duration::from_secs(3)
-        ),
-        "{}",
+        common::wait_status(&daemon, Duration::from_secs(3), |s| {
+            let u = &s.uplinks[0];
+            u.counters.keepalives_sent > 0
+                && u.gateway_macs.get(&gateway).map(String::as_str) == Some(lab::ROUTER_MAC)
+        }),
+        "{:?}\n{}",
+        daemon.status(),
         daemon.log()
     );
+    assert!(daemon.status().unwrap().config.is_some_and(|c| c == file));
     daemon.stop().unwrap();
 
     // A broken file is refused with its line, by check-config and by the daemon alike.
@@ -413,16 +430,13 @@ fn solicitations_for_targets_outside_every_rule_are_dropped_in_the_kernel() {
         .collect();
     frames.push(common::router_ns(&container_addr(1)));
     assert_eq!(common::send_frames_in(&topo.router(), "r0", &frames), 501);
-    assert!(daemon.wait_for_log(
-        &["answered NS who-has", &container_addr(1)],
-        Duration::from_secs(5)
-    ));
-    let stopped = daemon.stop().unwrap();
-    assert!(stopped.status.success(), "{}", stopped.log);
+    let c = wait_counters(&daemon, Duration::from_secs(5), |c| c.answered >= 1)
+        .unwrap_or_else(|c| panic!("the one inside was not answered: {c:?}"));
     // Only the one inside reached user space: the BPF program compared the target with the
     // rule's prefix in the kernel.
-    let summary = stopped.summary();
-    assert!(summary.contains("NS seen 1, answered 1"), "{summary}");
+    assert_eq!((c.ns_seen, c.answered), (1, 1), "{c:?}");
+    let stopped = daemon.stop().unwrap();
+    assert!(stopped.status.success(), "{}", stopped.log);
 }
 
 #[test]
@@ -437,15 +451,21 @@ fn a_solicitation_longer_than_a_receive_ring_slot_is_answered() {
     assert!(
         lab::wait_until(Duration::from_secs(5), || {
             common::send_frames_in(&topo.router(), "r0", std::slice::from_ref(&frame));
-            daemon.wait_for_log(&["answered NS who-has", &ct], Duration::from_millis(300))
+            lab::wait_until(Duration::from_millis(300), || {
+                daemon.counters().answered > 0
+            })
         }),
         "the long solicitation was not answered:\n{}",
         daemon.log()
     );
-    let stopped = daemon.stop().unwrap();
-    let summary = stopped.summary();
-    assert!(!summary.contains("invalid"), "{summary}");
-    assert!(!summary.contains("answered 0,"), "{summary}");
+    let eth0 = status(&daemon).uplinks.remove(0);
+    assert!(eth0.counters.invalid.is_empty(), "{:?}", eth0.counters);
+    let entry = eth0.answering.iter().find(|a| a.address.to_string() == ct);
+    assert!(
+        entry.is_some_and(|a| a.last_answered_secs.is_some()),
+        "{eth0:?}"
+    );
+    daemon.stop().unwrap();
 }
 
 /// The router's solicitation for `target`, padded with unknown options (type 250, skipped per
@@ -468,14 +488,17 @@ fn long_solicitations_stay_paired_with_their_copies_after_the_uplink_flaps() {
     let topo = topology(1);
     let daemon = topo.start_daemon(exe(), &["-n", CONTAINER_PREFIX]).unwrap();
     let (a, b) = ("2001:db8:1::d:7", "2001:db8:1::d:8");
+    // The answers reaching the router, by target.
+    let capture = start_capture(&topo.router(), "r0", 100_000, "icmp6 and ip6[40] == 136");
     let answers = |t: &str| {
-        daemon
-            .log_lines(&["answered NS who-has", &format!("{t} ")])
-            .len()
+        adverts(&capture.text())
+            .iter()
+            .filter(|(_, _, target)| target == t)
+            .count()
     };
     assert!(lab::wait_until(Duration::from_secs(5), || {
         common::send_frames_in(&topo.router(), "r0", &[long_ns(a)]);
-        daemon.wait_for_log(&["answered NS who-has", a], Duration::from_millis(300))
+        lab::wait_until(Duration::from_millis(300), || answers(a) > 0)
     }));
     // Down and up: the kernel leaves an error (ENETDOWN) pending on the packet socket, which
     // the next receive of a queued copy reports first.
@@ -517,7 +540,8 @@ fn long_solicitations_stay_paired_with_their_copies_after_the_uplink_flaps() {
     assert_eq!(
         answers(a),
         a_answers,
-        "{a} answered again: a stale copy\n{}",
+        "{a} answered again: a stale copy\n{}\n{}",
+        capture.text(),
         daemon.log()
     );
 }

@@ -6,13 +6,27 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{exe, router_ns, send_frames_in, topology};
+use common::{by, exe, never_answered, router_ns, send_frames_in, status, topology, wait_status};
+use ndp_responder::decide::policy::Ignored;
 use ndp_responder::tools::lab::{
-    container_addr, wait_until, Topology, CONTAINER_PREFIX, INTERNET_ADDR,
+    container_addr, wait_until, Daemon, Topology, CONTAINER_PREFIX, INTERNET_ADDR,
 };
 
 fn answers(topo: &Topology, target: &str) -> bool {
     common::host_answers(topo, target)
+}
+
+/// Poll (up to `within`) until the daemon lists `target` as answered for `why` (`Some`) or
+/// does not list it at all (`None`).
+fn listed(daemon: &Daemon, target: &str, why: Option<&str>, within: Duration) -> bool {
+    wait_status(daemon, within, |s| {
+        let found = s.uplinks[0]
+            .answering
+            .iter()
+            .find(|a| a.address.to_string() == target)
+            .map(|a| a.why.clone());
+        found.as_deref() == why
+    })
 }
 
 #[test]
@@ -26,8 +40,9 @@ fn auto_follows_containers_as_they_come_and_go() {
     let ct = container_addr(n);
     topo.container_speaks(n).unwrap();
     assert!(
-        daemon.wait_for_log(&["auto:", &ct, "is now known"], Duration::from_secs(1)),
-        "not known within 1 s of its address being configured:\n{}",
+        listed(&daemon, &ct, Some("auto"), Duration::from_secs(1)),
+        "not known within 1 s of its address being configured: {:?}\n{}",
+        daemon.status(),
         daemon.log()
     );
     let known_after = configured.elapsed();
@@ -39,20 +54,13 @@ fn auto_follows_containers_as_they_come_and_go() {
 
     topo.remove_container(n).unwrap();
     assert!(
-        daemon.wait_for_log(&["auto:", &ct, "no longer known"], Duration::from_secs(1)),
-        "a removed container is still known:\n{}",
+        listed(&daemon, &ct, None, Duration::from_secs(1)),
+        "a removed container is still known: {:?}\n{}",
+        daemon.status(),
         daemon.log()
     );
     topo.router_forget(&ct).unwrap();
-    assert!(!answers(&topo, &ct), "{}", daemon.log());
-    assert!(
-        daemon.wait_for_log(
-            &["ignored NS who-has", &ct, "no such address known"],
-            Duration::from_secs(2)
-        ),
-        "{}",
-        daemon.log()
-    );
+    never_answered(&topo, &daemon, &ct, Ignored::UnknownDownstream);
     eprintln!("auto: known {known_after:?} after the address was configured");
     daemon.stop().unwrap();
 }
@@ -64,14 +72,12 @@ fn auto_never_answers_an_unknown_address_in_a_routed_prefix() {
         .start_daemon(exe(), &["--auto", CONTAINER_PREFIX])
         .unwrap();
     // ::d:99 is routed to br0, but nothing there has that address.
-    assert!(!answers(&topo, "2001:db8:1::d:99"));
-    assert!(daemon.wait_for_log(
-        &[
-            "ignored NS who-has 2001:db8:1::d:99",
-            "no such address known"
-        ],
-        Duration::from_secs(2)
-    ));
+    never_answered(
+        &topo,
+        &daemon,
+        "2001:db8:1::d:99",
+        Ignored::UnknownDownstream,
+    );
     daemon.stop().unwrap();
 }
 
@@ -99,21 +105,37 @@ fn probe_answers_only_after_the_container_answers_downstream() {
         "{}",
         daemon.log()
     );
-    assert!(!daemon
-        .log_lines(&["answered NS who-has", &ct, "confirmed by probe"])
-        .is_empty());
-
-    // Nobody has ::d:99: probed, never answered.
-    assert!(!answers(&topo, "2001:db8:1::d:99"));
-    assert!(daemon
-        .log_lines(&["answered NS who-has 2001:db8:1::d:99"])
-        .is_empty());
+    // Answered because the probe confirmed it.
     assert!(
-        !daemon
-            .log_lines(&["probing 2001:db8:1::d:99 on br0"])
-            .is_empty(),
-        "{}",
-        daemon.log()
+        listed(&daemon, &ct, Some("probe"), Duration::ZERO),
+        "{:?}",
+        daemon.status()
+    );
+
+    // Nobody has ::d:99: probed, never answered, at any of three attempts over 2 s.
+    let absent = "2001:db8:1::d:99";
+    let before = daemon.counters();
+    let start = Instant::now();
+    for attempt in 1..=3 {
+        assert!(
+            !answers(&topo, absent),
+            "{absent} answered at attempt {attempt}"
+        );
+    }
+    assert!(start.elapsed() >= Duration::from_secs(2));
+    let after = common::wait_counters(&daemon, Duration::from_secs(3), |c| {
+        c.ns_seen >= before.ns_seen + 6
+    })
+    .unwrap_or_else(|c| panic!("the solicitations for {absent} did not arrive: {c:?}"));
+    assert_eq!(after.answered, before.answered, "{after:?}");
+    assert!(
+        after.probes_sent > before.probes_sent,
+        "{absent} was not probed: {after:?}"
+    );
+    assert!(
+        listed(&daemon, absent, None, Duration::ZERO),
+        "{:?}",
+        daemon.status()
     );
 
     // Remove the container: once its entry expires (TTL 2 s) it is no longer answered.
@@ -146,16 +168,18 @@ fn bridge_deleted_and_recreated_is_followed() {
         )
         .unwrap();
     topo.container_speaks(1).unwrap();
-    assert!(daemon.wait_for_log(&["auto:", &ct, "is now known"], Duration::from_secs(2)));
+    assert!(listed(&daemon, &ct, Some("auto"), Duration::from_secs(2)));
 
     topo.delete_bridge().unwrap();
     assert!(
-        daemon.wait_for_log(&["auto:", &ct, "no longer known"], Duration::from_secs(2)),
-        "{}",
+        listed(&daemon, &ct, None, Duration::from_secs(2)),
+        "{:?}\n{}",
+        daemon.status(),
         daemon.log()
     );
     topo.router_forget(&ct).unwrap();
-    assert!(!answers(&topo, &ct));
+    // The bridge is gone, and with it its route: the target falls under the uplink's /64.
+    never_answered(&topo, &daemon, &ct, Ignored::RoutedToUplink);
 
     topo.create_bridge().unwrap();
     topo.container_speaks(1).unwrap();
@@ -189,38 +213,19 @@ fn targets_not_behind_a_downstream_interface_are_never_answered() {
             ],
         )
         .unwrap();
-    assert!(
-        daemon.wait_for_log(
-            &["rule 2001:db8:1::c:0/112 (static)", "routed out of eth0"],
-            Duration::from_secs(2)
-        ),
-        "{}",
-        daemon.log()
-    );
     for target in ["2001:db8:1::c:5", "2001:db8:1::e:5", "2001:db8:1::f:5"] {
-        assert!(!answers(&topo, target), "{target} answered");
-        assert!(
-            daemon.wait_for_log(
-                &["ignored NS who-has", target, "routed out of the uplink"],
-                Duration::from_secs(2)
-            ),
-            "{target}:\n{}",
-            daemon.log()
-        );
+        never_answered(&topo, &daemon, target, Ignored::RoutedToUplink);
     }
-    let stopped = daemon.stop().unwrap();
-    assert!(
-        stopped.summary().contains("probes sent 0"),
-        "{}",
-        stopped.log
-    );
+    let c = daemon.counters();
+    assert_eq!(c.probes_sent, 0, "{c:?}");
+    daemon.stop().unwrap();
 }
 
 #[test]
-fn a_scan_of_10000_targets_leaves_the_probe_cache_within_its_bound() {
+fn a_scan_of_20000_targets_fills_the_probe_cache_to_its_bound_and_no_further() {
     let topo = topology(1);
-    let socket = std::env::temp_dir().join(format!("ndp-follow-scan-{}.sock", std::process::id()));
-    let socket_arg = socket.display().to_string();
+    // Negatives are remembered for an hour: nothing leaves the cache by itself, so only its
+    // bound keeps it from growing with the scan.
     let daemon = topo
         .start_daemon(
             exe(),
@@ -229,13 +234,15 @@ fn a_scan_of_10000_targets_leaves_the_probe_cache_within_its_bound() {
                 CONTAINER_PREFIX,
                 "-n",
                 "2001:db8:1::d:2/128",
-                "--control-socket",
-                &socket_arg,
+                "--probe-negative-ttl",
+                "1h",
             ],
         )
         .unwrap();
+    let max = status(&daemon).uplinks[0].probe_cache_max;
+    assert_eq!(max, 4096);
     let mut state: u64 = 0x9e3779b97f4a7c15;
-    let frames: Vec<Vec<u8>> = (0..10_000)
+    let frames: Vec<Vec<u8>> = (0..20_000)
         .map(|_| {
             state ^= state << 13;
             state ^= state >> 7;
@@ -244,48 +251,48 @@ fn a_scan_of_10000_targets_leaves_the_probe_cache_within_its_bound() {
         })
         .collect();
     // In bursts of 800, fewer than the receive ring holds (even a debug build must not drop
-    // any), each sent only once the daemon has counted every frame sent before it. A frame
-    // the ring dropped would never be counted, so the wait would run out and say so.
+    // any), each sent only once the daemon has counted every frame sent before it (a frame
+    // the ring dropped would never be counted, so the wait would run out and say so) and its
+    // probes are older than the grace after which a new target may take an unanswered
+    // probe's slot. Each burst thus probes 256 new targets (the cap on probes in flight) and
+    // finds the cache full for the rest; the targets given up stay as negatives.
     let mut sent: u64 = 0;
+    let mut last = status(&daemon).uplinks.remove(0);
     for (n, burst) in frames.chunks(800).enumerate() {
+        let at = Instant::now();
         assert_eq!(send_frames_in(&topo.router(), "r0", burst), burst.len());
         sent += burst.len() as u64;
-        let mut seen = 0;
         let through = wait_until(Duration::from_secs(20), || {
-            seen = common::ns_seen(&socket);
-            seen >= sent
+            last = status(&daemon).uplinks.remove(0);
+            last.counters.ns_seen >= sent
+                && at.elapsed() > ndp_responder::decide::probe::PROBE_GRACE
         });
         assert!(
             through,
-            "burst {n}: the daemon counted {seen} of the {sent} solicitations sent:\n{}",
+            "burst {n}: the daemon counted {} of the {sent} solicitations sent:\n{}",
+            last.counters.ns_seen,
             daemon.log()
         );
+        assert!(
+            last.probe_cache_entries <= max,
+            "burst {n}: {} entries: {last:?}",
+            last.probe_cache_entries
+        );
     }
-    let stopped = daemon.stop().unwrap();
-    let summary = stopped.summary().to_string();
-    // "NS seen N, ...; probe cache E entries (at most M)"
-    let number_after = |word: &str| -> usize {
-        summary
-            .split(word)
-            .nth(1)
-            .and_then(|rest| {
-                rest.trim_start()
-                    .split(|c: char| !c.is_ascii_digit())
-                    .next()
-            })
-            .and_then(|n| n.parse().ok())
-            .unwrap_or_else(|| panic!("no '{word}' in: {summary}"))
-    };
-    let seen = number_after("NS seen");
-    let high_water = number_after("(at most");
-    assert!(seen > 4096, "the scan did not reach the daemon: {summary}");
-    assert!(
-        summary.contains("dropped (ring full) 0,"),
-        "bursts of 800 overflowed the receive ring: {summary}"
+    let c = &last.counters;
+    assert_eq!(
+        c.dropped, 0,
+        "bursts of 800 overflowed the receive ring: {c:?}"
     );
-    assert!(high_water <= 4096, "the cache outgrew its bound: {summary}");
-    assert!(summary.contains("probe_cache_full="), "{summary}");
-    eprintln!("scan: {summary}");
+    // The cap on probes in flight bound: the rest of each burst found no free slot.
+    assert!(by(&c.ignored, Ignored::ProbeCacheFull) > 0, "{c:?}");
+    // The bound on entries was reached, and never passed.
+    assert_eq!(last.probe_cache_high_water, max, "{last:?}");
+    eprintln!(
+        "scan: {} entries (high water {}), {c:?}",
+        last.probe_cache_entries, last.probe_cache_high_water
+    );
+    daemon.stop().unwrap();
 }
 
 #[test]
@@ -295,16 +302,25 @@ fn uplink_deleted_and_recreated_answering_resumes() {
     let daemon = topo.start_daemon(exe(), &["-n", CONTAINER_PREFIX]).unwrap();
     assert!(topo.ping_from_router(INTERNET_ADDR, &ct, 3).unwrap());
 
+    let index = status(&daemon).uplinks[0].index;
+    assert!(index.is_some());
     topo.delete_uplink().unwrap();
     assert!(
-        daemon.wait_for_log(&["eth0 is gone"], Duration::from_secs(2)),
-        "{}",
+        wait_status(&daemon, Duration::from_secs(2), |s| s.uplinks[0]
+            .index
+            .is_none()),
+        "{:?}\n{}",
+        daemon.status(),
         daemon.log()
     );
     topo.connect_uplink().unwrap();
     assert!(
-        daemon.wait_for_log(&["eth0 is back"], Duration::from_secs(2)),
-        "{}",
+        wait_status(&daemon, Duration::from_secs(2), |s| {
+            let u = &s.uplinks[0];
+            u.index.is_some() && u.index != index && u.up
+        }),
+        "{:?}\n{}",
+        daemon.status(),
         daemon.log()
     );
     topo.router_forget(&ct).unwrap();
@@ -328,8 +344,9 @@ fn uplink_down_and_up_answering_resumes() {
     topo.exec(&topo.host(), &["ip", "link", "set", "eth0", "down"])
         .unwrap();
     assert!(
-        daemon.wait_for_log(&["eth0 changed", "down"], Duration::from_secs(2)),
-        "{}",
+        wait_status(&daemon, Duration::from_secs(2), |s| !s.uplinks[0].up),
+        "{:?}\n{}",
+        daemon.status(),
         daemon.log()
     );
     topo.exec(&topo.host(), &["ip", "link", "set", "eth0", "up"])
@@ -388,23 +405,30 @@ fn an_address_added_to_the_uplink_at_runtime_is_left_to_the_kernel() {
         ],
     )
     .unwrap();
+    let own: std::net::Ipv6Addr = addr.parse().unwrap();
     assert!(
-        daemon.wait_for_log(&["eth0 changed", addr], Duration::from_secs(2)),
-        "{}",
+        wait_status(&daemon, Duration::from_secs(2), |s| s.uplinks[0]
+            .addresses
+            .contains(&own)),
+        "{:?}\n{}",
+        daemon.status(),
         daemon.log()
     );
+    // The kernel answers from the same MAC; the daemon's count shows it stayed out.
+    let before = daemon.counters();
     assert!(
         answers(&topo, addr),
         "the kernel answers for its own address"
     );
-    assert!(
-        daemon.wait_for_log(
-            &["ignored NS who-has", addr, "own address"],
-            Duration::from_secs(2)
-        ),
-        "{}",
-        daemon.log()
-    );
-    assert!(daemon.log_lines(&["answered NS who-has", addr]).is_empty());
+    let after = common::wait_counters(&daemon, Duration::from_secs(2), |c| {
+        by(&c.ignored, Ignored::UplinkAddress) > by(&before.ignored, Ignored::UplinkAddress)
+    })
+    .unwrap_or_else(|c| {
+        panic!(
+            "not ignored as the uplink's own address: {c:?}\n{}",
+            daemon.log()
+        )
+    });
+    assert_eq!(after.answered, before.answered, "{after:?}");
     daemon.stop().unwrap();
 }

@@ -374,29 +374,6 @@ fn read_pcap(path: &Path) -> Vec<Vec<u8>> {
     frames
 }
 
-/// The counters "reason=count" after `label` in the daemon's stop summary.
-fn counted(summary: &str, label: &str) -> BTreeMap<String, u64> {
-    summary
-        .split(&format!("; {label}: "))
-        .nth(1)
-        .map(|rest| rest.split(';').next().unwrap_or_default())
-        .unwrap_or_default()
-        .split_whitespace()
-        .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.parse().expect("a count")))
-        .collect()
-}
-
-/// The number after `label ` in the summary ("NS seen 12, answered 1, ...").
-fn number(summary: &str, label: &str) -> u64 {
-    summary
-        .split(&format!("{label} "))
-        .nth(1)
-        .and_then(|rest| rest.split([',', ';']).next())
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no '{label} N' in: {summary}"))
-}
-
 /// The advertisements the host sent for `target`.
 fn answers_for(frames: &[Vec<u8>], target: Ipv6Addr) -> Vec<NeighborAdvert> {
     let host_mac: MacAddr = HOST_MAC.parse().unwrap();
@@ -470,6 +447,7 @@ fn malformed_solicitations_are_never_answered_and_each_is_counted_by_reason() {
     });
     assert!(answered, "the valid NS was not answered:\n{}", daemon.log());
     let captured = capture.stop();
+    let c = common::status(&daemon).uplinks.remove(0).counters;
     let stopped = daemon.stop().unwrap();
     assert!(
         stopped.status.success(),
@@ -477,7 +455,6 @@ fn malformed_solicitations_are_never_answered_and_each_is_counted_by_reason() {
         stopped.status,
         stopped.log
     );
-    let summary = stopped.summary().to_string();
 
     // Each sent frame reached the uplink unchanged (so a frame not seen by the daemon was
     // dropped by its filter, not lost on the way), in order, and the valid one after them.
@@ -501,7 +478,7 @@ fn malformed_solicitations_are_never_answered_and_each_is_counted_by_reason() {
     assert_eq!(na.ip_dst, parsed.ip_src);
     assert_eq!(na.eth_dst, parsed.source_lladdr.unwrap());
     assert!(na.solicited && na.override_flag);
-    assert_eq!(number(&summary, "answered"), 1, "{summary}");
+    assert_eq!(c.answered, 1, "{c:?}");
 
     // Each malformation that reached user space is counted by its reason, and nothing else
     // was: the kernel-filtered ones were not even seen.
@@ -511,19 +488,13 @@ fn malformed_solicitations_are_never_answered_and_each_is_counted_by_reason() {
             *expected.entry(reason.to_string()).or_default() += 1;
         }
     }
-    let invalid = counted(&summary, "invalid");
-    if invalid != expected {
-        let log = stopped.log.lines().filter(|l| l.contains("dropped"));
-        panic!(
-            "counted {invalid:?}\nexpected {expected:?}\n{summary}\n{}",
-            log.collect::<Vec<_>>().join("\n")
-        );
-    }
-    assert_eq!(counted(&summary, "ignored"), BTreeMap::new(), "{summary}");
+    let invalid: BTreeMap<String, u64> =
+        c.invalid.iter().map(|(k, v)| (k.to_string(), v)).collect();
+    assert_eq!(invalid, expected, "{c:?}\n{}", stopped.log);
+    assert!(c.ignored.is_empty(), "{c:?}");
     let seen = expected.values().sum::<u64>() + 1;
     assert_eq!(
-        number(&summary, "NS seen"),
-        seen,
-        "kernel-filtered frames reached user space: {summary}"
+        c.ns_seen, seen,
+        "kernel-filtered frames reached user space: {c:?}"
     );
 }

@@ -7,7 +7,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{exe, nft, topology};
+use common::{exe, nft, topology, wait_status};
 use ndp_responder::tools::lab::{
     container_addr, wait_until, Topology, CONTAINER_PREFIX, GATEWAY, INTERNET_ADDR,
 };
@@ -87,12 +87,15 @@ fn router_mac_change_is_followed_within_one_keepalive_interval() {
         "{}",
         gateway_entry(&topo)
     );
+    // The daemon followed it too: the keepalive's answer came from the new MAC.
+    let gateway: std::net::Ipv6Addr = GATEWAY.parse().unwrap();
     assert!(
-        !daemon
-            .log_lines(&["gateway", "02:00:00:00:01:99"])
-            .is_empty(),
-        "{}",
-        daemon.log()
+        wait_status(&daemon, Duration::from_secs(3), |s| s.uplinks[0]
+            .gateway_macs
+            .get(&gateway)
+            .is_some_and(|m| m == "02:00:00:00:01:99")),
+        "{:?}",
+        daemon.status()
     );
     let stopped = daemon.stop().unwrap();
     assert!(stopped.status.success());
@@ -176,12 +179,16 @@ fn gateway_entry_stays_reachable_when_the_provider_ignores_link_local_solicitati
     let with = states(4);
     let _ = ping.wait();
     assert_eq!(with, ["REACHABLE".to_string()].into(), "{}", daemon.log());
-    let stopped = daemon.stop().unwrap();
+    // It was the keepalive that kept it so: it sent solicitations, and the gateway's answer
+    // was accepted.
+    let eth0 = common::status(&daemon).uplinks.remove(0);
+    assert!(eth0.counters.keepalives_sent > 0, "{:?}", eth0.counters);
     assert!(
-        stopped.summary().contains("keepalives sent"),
-        "{}",
-        stopped.log
+        eth0.gateway_macs.contains_key(&GATEWAY.parse().unwrap()),
+        "{eth0:?}"
     );
+    let stopped = daemon.stop().unwrap();
+    assert!(stopped.status.success(), "{}", stopped.log);
     let entry = gateway_entry(&topo);
     assert!(
         !entry.contains("PERMANENT") && !entry.contains("NOARP"),
@@ -213,12 +220,24 @@ fn pinned_gateway_entries_are_left_alone() {
     let daemon = topo
         .start_daemon(exe(), &["-n", CONTAINER_PREFIX, "--gateway-keepalive=1s"])
         .unwrap();
+    let gateway: std::net::Ipv6Addr = GATEWAY.parse().unwrap();
     assert!(
-        wait_until(Duration::from_secs(3), || !daemon
-            .log_lines(&["is pinned", "left alone"])
-            .is_empty()),
-        "{}",
+        wait_status(&daemon, Duration::from_secs(3), |s| s.uplinks[0]
+            .pinned_gateways
+            .contains(&gateway)),
+        "{:?}\n{}",
+        daemon.status(),
         daemon.log()
+    );
+    // Over more than two keepalive intervals (1 s, jittered up to 1.1 s), not one
+    // solicitation for it is sent.
+    let solicited = wait_until(Duration::from_millis(2500), || {
+        daemon.counters().keepalives_sent > 0
+    });
+    assert!(
+        !solicited,
+        "the pinned gateway was solicited: {:?}",
+        daemon.counters()
     );
     daemon.stop().unwrap();
     assert!(
@@ -237,32 +256,37 @@ fn announcements_reach_the_router_at_the_configured_spacing() {
             &["--auto", CONTAINER_PREFIX, "--announce-interval", "1s"],
         )
         .unwrap();
-    topo.container_speaks(1).unwrap();
-    // A new address is first announced three times; measure the periodic ones after that.
-    assert!(
-        wait_until(Duration::from_secs(6), || !daemon
-            .log_lines(&["announced", &ct, "new address, 3 of 3"])
-            .is_empty()),
-        "{}",
-        daemon.log()
-    );
-    // Capture unsolicited NAs for the container's address arriving at the router.
+    // Capture unsolicited NAs for the container's address arriving at the router, and its
+    // NS to the gateway, from before it is known.
     let capture = common::start_capture(
         &topo.router(),
         "r0",
-        8,
+        1000,
         &format!(
             "icmp6 and ((ip6[40] == 136 and ip6 dst ff02::1) or (ip6[40] == 135 and ip6 src {ct}))"
         ),
     );
-    let text = common::capture_output(capture, Duration::from_secs(8));
+    topo.container_speaks(1).unwrap();
+    // A new address is first announced three times; then three periodic ones, measured.
+    let advert = format!("neighbor advertisement, tgt is {ct}");
+    assert!(
+        capture.wait_for(Duration::from_secs(10), |t| t
+            .lines()
+            .filter(|l| l.contains(&advert))
+            .count()
+            >= 6),
+        "{}\n{}",
+        capture.text(),
+        daemon.log()
+    );
+    let text = capture.text();
     let times = |what: &str| -> Vec<f64> {
         text.lines()
             .filter(|l| l.contains(what))
             .filter_map(|l| l.split_whitespace().next()?.parse().ok())
             .collect()
     };
-    let adverts = times(&format!("neighbor advertisement, tgt is {ct}"));
+    let adverts = times(&advert)[3..].to_vec();
     let solicits = times(&format!(
         "{ct} > ff02::1:ff00:1: ICMP6, neighbor solicitation, who has {GATEWAY}"
     ));

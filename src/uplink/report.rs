@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use super::Responder;
 use crate::decide::targets::Mode;
-use crate::status::{Answering, UplinkStatus};
+use crate::status::{Answering, Limits, UplinkStatus};
 
 impl Responder {
     /// What `ndp-responder status` shows for this uplink.
@@ -46,15 +46,13 @@ impl Responder {
         for addr in self.cache.positives() {
             add(addr, "probe", rule_of(&addr));
         }
+        // Addresses of static rules are listed once answered. One of another rule that was
+        // answered but is no longer known (the container left) is not answered any more:
+        // it is not listed.
         for addr in self.in_use.keys() {
-            let why = match snap.rule_for(addr).map(|r| &r.mode) {
-                Some(Mode::Static) => "static",
-                Some(Mode::Auto) => "auto",
-                Some(Mode::Probe { .. }) => "probe",
-                Some(Mode::Docker { .. }) => "docker",
-                None => "none",
-            };
-            add(*addr, why, rule_of(addr));
+            if let Some(Mode::Static) = snap.rule_for(addr).map(|r| &r.mode) {
+                add(*addr, "static", rule_of(addr));
+            }
         }
         let settings = &self.settings;
         UplinkStatus {
@@ -71,6 +69,26 @@ impl Responder {
             answering: answering.into_values().collect(),
             probe_cache_entries: self.cache.len(),
             probe_cache_max: self.opts.probe.max_entries,
+            probe_cache_high_water: self.cache.high_water,
+            gateway_macs: self
+                .gateway_macs
+                .iter()
+                .map(|(a, m)| (*a, m.to_string()))
+                .collect(),
+            pinned_gateways: snap
+                .default_gateways
+                .iter()
+                .filter(|g| snap.pinned.contains(g))
+                .copied()
+                .collect(),
+            limits: Limits {
+                rate_limit: self.opts.rate_limit.total,
+                rate_limit_per_source: self.opts.rate_limit.per_source,
+                gateway_keepalive_ms: self.opts.keepalive.map(|d| d.as_millis() as u64),
+                announce_interval_ms: self.opts.announce.map(|d| d.as_millis() as u64),
+                probe_ttl_ms: self.opts.probe.ttl.as_millis() as u64,
+                probe_negative_ttl_ms: self.opts.probe.negative_ttl.as_millis() as u64,
+            },
             counters: self.counters.clone(),
         }
     }

@@ -4,7 +4,11 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use ndp_responder::tools::lab::Topology;
+use std::time::Duration;
+
+use ndp_responder::status::{Counters, Reason, Status};
+use ndp_responder::tools::lab::{wait_until, Daemon, Topology};
+use ndp_responder::tools::netns;
 
 pub const EXE: &str = env!("CARGO_BIN_EXE_ndp-responder");
 
@@ -30,14 +34,7 @@ pub fn require_tools() {
 
 /// Remove namespaces left by earlier test runs that were killed (their process is gone).
 fn remove_stale_namespaces() {
-    let Ok(out) = std::process::Command::new("ip")
-        .args(["netns", "list"])
-        .output()
-    else {
-        return;
-    };
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let name = line.split_whitespace().next().unwrap_or_default();
+    for name in netns::list().unwrap_or_default() {
         let Some(pid) = name
             .strip_prefix("ndpt")
             .and_then(|rest| rest.split('x').next())
@@ -46,9 +43,7 @@ fn remove_stale_namespaces() {
             continue;
         };
         if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = std::process::Command::new("ip")
-                .args(["netns", "del", name])
-                .status();
+            let _ = netns::delete(&name);
         }
     }
 }
@@ -96,64 +91,52 @@ pub fn send_each_in(
     frames: &[&[u8]],
     gap: std::time::Duration,
 ) -> Vec<std::io::Result<()>> {
-    use std::os::fd::AsRawFd;
-    let path = format!("/run/netns/{ns}");
     let ifname = std::ffi::CString::new(ifname).unwrap();
-    std::thread::scope(|scope| {
-        scope
-            .spawn(|| {
-                let netns = std::fs::File::open(&path).unwrap();
-                // SAFETY: setns on a namespace file descriptor; affects this thread only.
-                assert_eq!(
-                    unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) },
-                    0
-                );
-                // SAFETY: plain socket calls with valid arguments.
-                let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
-                assert!(
-                    fd >= 0,
-                    "packet socket: {}",
-                    std::io::Error::last_os_error()
-                );
-                // SAFETY: ifname is a valid NUL-terminated string.
-                let index = unsafe { libc::if_nametoindex(ifname.as_ptr()) };
-                assert_ne!(index, 0);
-                let results = frames
-                    .iter()
-                    .map(|frame| {
-                        if !gap.is_zero() {
-                            std::thread::sleep(gap);
-                        }
-                        // SAFETY: sockaddr_ll is plain data; frame is valid for its length. A
-                        // raw packet socket sends the frame as it is (its address only names
-                        // the interface).
-                        let n = unsafe {
-                            let mut addr: libc::sockaddr_ll = std::mem::zeroed();
-                            addr.sll_family = libc::AF_PACKET as u16;
-                            addr.sll_ifindex = index as i32;
-                            libc::sendto(
-                                fd,
-                                frame.as_ptr().cast(),
-                                frame.len(),
-                                0,
-                                (&addr as *const libc::sockaddr_ll).cast(),
-                                std::mem::size_of::<libc::sockaddr_ll>() as u32,
-                            )
-                        };
-                        match n {
-                            n if n == frame.len() as isize => Ok(()),
-                            n if n < 0 => Err(std::io::Error::last_os_error()),
-                            n => Err(std::io::Error::other(format!("sent {n} octets"))),
-                        }
-                    })
-                    .collect();
-                // SAFETY: closing our own descriptor.
-                unsafe { libc::close(fd) };
-                results
+    netns::run_in(ns, || {
+        // SAFETY: plain socket calls with valid arguments.
+        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
+        assert!(
+            fd >= 0,
+            "packet socket: {}",
+            std::io::Error::last_os_error()
+        );
+        // SAFETY: ifname is a valid NUL-terminated string.
+        let index = unsafe { libc::if_nametoindex(ifname.as_ptr()) };
+        assert_ne!(index, 0);
+        let results = frames
+            .iter()
+            .map(|frame| {
+                if !gap.is_zero() {
+                    std::thread::sleep(gap);
+                }
+                // SAFETY: sockaddr_ll is plain data; frame is valid for its length. A raw
+                // packet socket sends the frame as it is (its address only names the
+                // interface).
+                let n = unsafe {
+                    let mut addr: libc::sockaddr_ll = std::mem::zeroed();
+                    addr.sll_family = libc::AF_PACKET as u16;
+                    addr.sll_ifindex = index as i32;
+                    libc::sendto(
+                        fd,
+                        frame.as_ptr().cast(),
+                        frame.len(),
+                        0,
+                        (&addr as *const libc::sockaddr_ll).cast(),
+                        std::mem::size_of::<libc::sockaddr_ll>() as u32,
+                    )
+                };
+                match n {
+                    n if n == frame.len() as isize => Ok(()),
+                    n if n < 0 => Err(std::io::Error::last_os_error()),
+                    n => Err(std::io::Error::other(format!("sent {n} octets"))),
+                }
             })
-            .join()
-            .unwrap()
+            .collect();
+        // SAFETY: closing our own descriptor.
+        unsafe { libc::close(fd) };
+        results
     })
+    .unwrap()
 }
 
 /// Recompute the ICMPv6 checksum of an untagged Ethernet/IPv6/ICMPv6 frame over the message
@@ -198,19 +181,7 @@ pub fn host_answers(topo: &Topology, target: &str) -> bool {
 
 /// Load an nftables ruleset into namespace `ns`.
 pub fn nft(ns: &str, rules: &str) {
-    use std::io::Write;
-    let mut child = std::process::Command::new("ip")
-        .args(["netns", "exec", ns, "nft", "-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(rules.as_bytes())
-        .unwrap();
-    assert!(child.wait().unwrap().success(), "nft rejected: {rules}");
+    netns::nft(ns, rules).unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// A running tcpdump whose output goes to a file (a pipe nobody reads would fill after 64 KiB
@@ -223,6 +194,18 @@ pub struct Capture {
 /// Start `tcpdump -c count` on `iface` in namespace `ns` and return once it is capturing
 /// (it says "listening on" when its filter is attached).
 pub fn start_capture(ns: &str, iface: &str, count: usize, filter: &str) -> Capture {
+    start_capture_with(ns, iface, count, &[], filter)
+}
+
+/// The same with extra tcpdump flags (e.g. `-v`, which shows an advertisement's flags:
+/// "tgt is X, Flags [router, solicited, override]").
+pub fn start_capture_with(
+    ns: &str,
+    iface: &str,
+    count: usize,
+    extra: &[&str],
+    filter: &str,
+) -> Capture {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     let path = std::env::temp_dir().join(format!(
         "ndpt-capture-{}-{}.txt",
@@ -230,9 +213,10 @@ pub fn start_capture(ns: &str, iface: &str, count: usize, filter: &str) -> Captu
         NEXT.fetch_add(1, Ordering::Relaxed)
     ));
     let out = std::fs::File::create(&path).unwrap();
-    let mut child = std::process::Command::new("ip")
-        .args(["netns", "exec", ns, "tcpdump", "-l", "-n", "-tt", "-c"])
+    let mut child = netns::command(ns, "tcpdump")
+        .args(["-l", "-n", "-tt", "-c"])
         .arg(count.to_string())
+        .args(extra)
         .args(["-i", iface, filter])
         .stdout(out)
         .stderr(std::process::Stdio::piped())
@@ -257,10 +241,38 @@ pub fn wait_until_listening(child: &mut std::process::Child) {
     );
 }
 
+impl Capture {
+    /// What it printed so far (one line per packet).
+    pub fn text(&self) -> String {
+        std::fs::read_to_string(&self.path).unwrap_or_default()
+    }
+
+    /// Poll (up to `within`) until `cond` holds for what it printed; whether it did.
+    pub fn wait_for(&self, within: Duration, mut cond: impl FnMut(&str) -> bool) -> bool {
+        wait_until(within, || cond(&self.text()))
+    }
+
+    /// Lines that contain every one of `needles`.
+    pub fn lines(&self, needles: &[&str]) -> Vec<String> {
+        self.text()
+            .lines()
+            .filter(|l| needles.iter().all(|n| l.contains(n)))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
 /// Wait for a capture to finish (or stop it after `within`); what it printed.
-pub fn capture_output(capture: Capture, within: std::time::Duration) -> String {
-    let Capture { mut child, path } = capture;
-    let pid = child.id();
+pub fn capture_output(mut capture: Capture, within: std::time::Duration) -> String {
+    let pid = capture.child.id();
     let done = ndp_responder::tools::lab::wait_until(within, || {
         std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| s.contains(") Z "))
     });
@@ -268,10 +280,8 @@ pub fn capture_output(capture: Capture, within: std::time::Duration) -> String {
         // SAFETY: kill has no memory-safety preconditions.
         unsafe { libc::kill(pid as i32, libc::SIGTERM) };
     }
-    let _ = child.wait();
-    let text = std::fs::read_to_string(&path).unwrap_or_default();
-    let _ = std::fs::remove_file(&path);
-    text
+    let _ = capture.child.wait();
+    capture.text()
 }
 
 /// `ndp-responder status --socket SOCKET [--json]`: (succeeded, stdout, stderr).
@@ -325,4 +335,98 @@ pub fn counters(socket: &Path) -> ndp_responder::status::Counters {
         .and_then(|s| s.uplinks.into_iter().next())
         .map(|u| u.counters)
         .unwrap_or_default()
+}
+
+/// The daemon's status over its control socket; panics (with its log) if it does not answer.
+pub fn status(daemon: &Daemon) -> Status {
+    daemon.status().unwrap_or_else(|| {
+        panic!(
+            "the daemon's control socket does not answer:\n{}",
+            daemon.log()
+        )
+    })
+}
+
+/// A count by reason, 0 when the reason was never counted.
+pub fn by(reasons: &ndp_responder::status::Reasons, why: impl Reason) -> u64 {
+    reasons.get(why.reason()).copied().unwrap_or(0)
+}
+
+/// Poll the first uplink's counters (up to `within`) until `cond` holds; the last ones read.
+pub fn wait_counters(
+    daemon: &Daemon,
+    within: Duration,
+    mut cond: impl FnMut(&Counters) -> bool,
+) -> Result<Counters, Box<Counters>> {
+    let mut last = Counters::default();
+    let ok = wait_until(within, || {
+        last = daemon.counters();
+        cond(&last)
+    });
+    if ok {
+        Ok(last)
+    } else {
+        Err(Box::new(last))
+    }
+}
+
+/// Poll the daemon's status (up to `within`) until `cond` holds for it; whether it did.
+pub fn wait_status(
+    daemon: &Daemon,
+    within: Duration,
+    mut cond: impl FnMut(&Status) -> bool,
+) -> bool {
+    wait_until(within, || daemon.status().is_some_and(|s| cond(&s)))
+}
+
+/// `target` is not answered, at each of three attempts over at least two seconds (each a
+/// solicitation from the router with ndisc6, two tries 400 ms apart), and the daemon counts
+/// every one of those solicitations as ignored for `why`, answering none of them.
+pub fn never_answered(topo: &Topology, daemon: &Daemon, target: &str, why: impl Reason) {
+    let before = daemon.counters();
+    let start = std::time::Instant::now();
+    for attempt in 1..=3 {
+        let answer = solicit(topo, target);
+        assert!(
+            !answer
+                .as_deref()
+                .is_some_and(|l| l.contains(ndp_responder::tools::lab::HOST_MAC)),
+            "{target} answered at attempt {attempt}: {answer:?}\n{}",
+            daemon.log()
+        );
+    }
+    assert!(
+        start.elapsed() >= Duration::from_secs(2),
+        "the attempts took {:?}",
+        start.elapsed()
+    );
+    // ndisc6 -r 2: two solicitations per attempt.
+    let counted = wait_counters(daemon, Duration::from_secs(3), |c| {
+        by(&c.ignored, why) >= by(&before.ignored, why) + 6
+    });
+    let after = counted.unwrap_or_else(|c| {
+        panic!(
+            "{target}: the daemon did not count 6 solicitations as ignored for {}: before {before:?}, after {c:?}\n{}",
+            why.reason(),
+            daemon.log()
+        )
+    });
+    assert_eq!(
+        after.answered, before.answered,
+        "{target}: answered meanwhile: {after:?}"
+    );
+}
+
+/// The neighbor advertisements in a capture's text, as (source, destination, target).
+pub fn adverts(text: &str) -> Vec<(String, String, String)> {
+    text.lines()
+        .filter(|l| l.contains("neighbor advertisement, tgt is "))
+        .filter_map(|l| {
+            let after = l.split("IP6 ").nth(1)?;
+            let (src, rest) = after.split_once(" > ")?;
+            let (dst, _) = rest.split_once(": ICMP6")?;
+            let tgt = l.split("tgt is ").nth(1)?.split(',').next()?.to_string();
+            Some((src.to_string(), dst.to_string(), tgt))
+        })
+        .collect()
 }
