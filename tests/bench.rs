@@ -3,7 +3,7 @@
 //! report has every section, that each responder answered valid solicitations at a low rate,
 //! and that nothing is left behind (also after Ctrl-C).
 //!
-//! Needs root and ndppd (CI runs as root; `.ci/run` installs ndppd). Without them it fails and
+//! Needs root and ndppd (CI runs as root; `./test` installs ndppd). Without them it fails and
 //! says so; it never skips.
 //!
 //! ndp-bench is its own workspace member (`bench/`), and cargo only hands a test the binaries
@@ -79,7 +79,7 @@ fn require_root_and_ndppd() {
         .any(|d| d.join("ndppd").is_file());
     assert!(
         found,
-        "the benchmark compares against ndppd, which is not installed: apt-get install ndppd (or run .ci/run)"
+        "the benchmark compares against ndppd, which is not installed: apt-get install ndppd (or run ./test)"
     );
 }
 

@@ -46,7 +46,7 @@ fn require_cargo_fuzz() {
     assert!(
         ok,
         "cargo-fuzz is not installed (`cargo fuzz --version` failed: {}): \
-         cargo install cargo-fuzz --locked (or run .ci/run)",
+         cargo install cargo-fuzz --locked (or run ./test)",
         match &out {
             Ok(o) => String::from_utf8_lossy(&o.stderr).trim().to_string(),
             Err(e) => e.to_string(),

@@ -322,7 +322,7 @@ impl Pcap {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("tcpdump (apt-get install tcpdump, or run .ci/run)");
+            .expect("tcpdump (apt-get install tcpdump, or run ./test)");
         common::wait_until_listening(&mut child);
         Pcap { child, path }
     }

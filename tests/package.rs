@@ -6,7 +6,7 @@
 //! and the unit (`systemd-analyze verify` offline, its hardening and exposure score).
 //!
 //! Needs cargo-deb (`cargo install cargo-deb --locked`), dpkg-deb, gzip and systemd-analyze;
-//! without them it fails and says so (`.ci/run` installs them). About 3 minutes from a clean
+//! without them it fails and says so (`./test` installs them). About 3 minutes from a clean
 //! `target/package-test` (a static release build), 15 s once that is built.
 
 use std::collections::BTreeSet;
@@ -164,7 +164,7 @@ fn the_debian_package_holds_a_static_binary_unit_config_man_page_and_completions
     ] {
         assert!(
             on_path(tool),
-            "the package test needs {tool}, which is not installed: {how} (or run .ci/run)"
+            "the package test needs {tool}, which is not installed: {how} (or run ./test)"
         );
     }
 

@@ -27,7 +27,7 @@ pub fn require_tools() {
             .unwrap_or(false);
         assert!(
             found,
-            "the tests need '{tool}': apt-get install {package} (or run .ci/run)"
+            "the tests need '{tool}': apt-get install {package} (or run ./test)"
         );
     }
 }
