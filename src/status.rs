@@ -288,7 +288,7 @@ impl Status {
         }
         for u in &self.uplinks {
             let state = match u.index {
-                None => "missing".to_string(),
+                None => "waiting for it to appear".to_string(),
                 Some(i) => format!("index {i}, {}", if u.up { "up" } else { "DOWN" }),
             };
             let _ = writeln!(s, "\nuplink {} ({state}, MAC {})", u.interface, u.mac);

@@ -185,7 +185,7 @@ fuzz_target!(|data: &[u8]| {
     match &decision {
         Decision::Answer { kind, rule, advert } => {
             never_for_what_is_not_ours(&ns, snap, &decision);
-            assert_eq!(snap.rule_for(&ns.target), Some(rule), "{decision:?}");
+            assert_eq!(snap.rule_for(&ns.target), Some(*rule), "{decision:?}");
             check_answer(&ns, *kind, advert, snap, settings);
         }
         Decision::Probe { via, .. } => {

@@ -81,8 +81,6 @@ pub enum Request {
 /// Why the daemon could not start, phrased for the operator.
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
-    #[error("no interface named '{0}': check the name with `ip link` (-i/--ifname)")]
-    NoSuchInterface(String),
     #[error("interface '{0}' has no Ethernet MAC address: ndp-responder needs an Ethernet-like uplink (-i/--ifname)")]
     NoMac(String),
     #[error("{0}: {1}")]
@@ -213,11 +211,13 @@ pub async fn run(opts: Options, mut control: Control) -> Result<Counters, Daemon
         .await
         .map_err(|e| netlink_err(&e))?;
     let snap = Snapshot::build(&view, &ifname, &opts.rules, &DockerTargets::new());
-    let Some(index) = snap.uplink else {
-        return Err(DaemonError::NoSuchInterface(ifname));
-    };
-    if view.links[&index].mac.is_none() {
-        return Err(DaemonError::NoMac(ifname));
+    // An uplink that is not there yet (a VLAN, bond, WireGuard link or renamed NIC that
+    // appears after the daemon starts) is waited for: the refresh task follows the kernel's
+    // link events, and the loop opens the socket as soon as it is there (`reconcile`).
+    if let Some(index) = snap.uplink {
+        if view.links[&index].mac.is_none() {
+            return Err(DaemonError::NoMac(ifname));
+        }
     }
     if let Some(conflict) = gateway_conflict(&opts, &snap.gateways) {
         // A configuration file is held to it; the command line (a quick start) is warned.
@@ -227,7 +227,10 @@ pub async fn run(opts: Options, mut control: Control) -> Result<Counters, Daemon
             return Err(DaemonError::Config(conflict));
         }
     }
-    let uplink = open_uplink(&ifname, index)?;
+    let uplink = match snap.uplink {
+        Some(index) => Some((index, Arc::new(open_uplink(&ifname, index)?))),
+        None => None,
+    };
 
     let table = Arc::new(TargetTable::new(snap));
     let changed = Arc::new(Notify::new());
@@ -248,7 +251,7 @@ pub async fn run(opts: Options, mut control: Control) -> Result<Counters, Daemon
     let mut responder = Responder {
         ifname: ifname.clone(),
         opts: opts.clone(),
-        uplink: Some((index, Arc::new(uplink))),
+        uplink,
         tx: Box::default(),
         now: Instant::now(),
         drops_read: None,
@@ -389,6 +392,13 @@ pub async fn run(opts: Options, mut control: Control) -> Result<Counters, Daemon
 /// The start-up lines: what is answered and what is known.
 fn log_start(ifname: &str, opts: &Options, snap: &Snapshot) {
     let rules: Vec<String> = snap.rules.iter().map(|r| r.to_string()).collect();
+    if snap.uplink.is_none() {
+        warn!(
+            "{ifname} does not exist yet: waiting for it (created, or renamed into place; check the name with `ip link`); it will answer for {} as soon as it appears",
+            rules.join(", ")
+        );
+        return;
+    }
     info!(
         "answering on {ifname} for {} (source {}, router flag {}); {}",
         rules.join(", "),

@@ -266,11 +266,16 @@ impl Responder {
             }
             match snap.uplink {
                 None => warn!("{} is gone; answering resumes when it is back", self.ifname),
+                Some(_) if snap.mac.is_zero() => {
+                    let message = format!(
+                        "{} has no Ethernet MAC address: ndp-responder needs an Ethernet-like uplink",
+                        self.ifname
+                    );
+                    self.warn_once(format!("no-mac-{}", self.ifname), &message);
+                }
                 Some(index) => match open_uplink(&self.ifname, index) {
                     Ok(fd) => {
-                        if current.is_some() || self.counters.ns_seen > 0 {
-                            info!("{} is back (index {index}); answering again", self.ifname);
-                        }
+                        info!("{} is here (index {index}): answering on it", self.ifname);
                         self.uplink = Some((index, Arc::new(fd)));
                         self.filtered.clear();
                     }
