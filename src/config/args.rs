@@ -224,7 +224,7 @@ pub struct StatusArgs {
 
 #[derive(Debug, Args)]
 pub struct ImportArgs {
-    /// The ndppd configuration to translate
+    /// The ndppd configuration to translate ("-": standard input)
     #[arg(value_name = "NDPPD_CONF", default_value = "/etc/ndppd.conf")]
     pub path: std::path::PathBuf,
 }

@@ -5,6 +5,7 @@
 //!
 //! Must not: run the daemon (that is [`super::run`]) or parse the command line.
 
+use std::io::Read;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -36,13 +37,25 @@ pub fn status(socket: &Path, json: bool) -> ExitCode {
     }
 }
 
-/// `import-ndppd FILE`: print the equivalent configuration file.
+/// `import-ndppd FILE`: print the equivalent configuration file (`-`: read standard input).
+/// Exit status 1, and nothing on standard output, when it cannot be imported faithfully.
 pub fn import_ndppd(path: &Path) -> ExitCode {
-    let source = path.display().to_string();
-    let imported = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {source}: {e}"))
-        .and_then(|text| ndppd::import(&source, &text).map_err(|e| format!("{source}: {e}")));
-    match imported {
+    let stdin = path.as_os_str() == "-";
+    let source = if stdin {
+        "stdin".to_string()
+    } else {
+        path.display().to_string()
+    };
+    let text = if stdin {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map(|_| text)
+            .map_err(|e| format!("cannot read standard input: {e}"))
+    } else {
+        std::fs::read_to_string(path).map_err(|e| format!("cannot read {source}: {e}"))
+    };
+    match text.and_then(|text| ndppd::import(&source, &text)) {
         Ok(toml) => {
             print!("{toml}");
             ExitCode::SUCCESS
