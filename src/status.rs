@@ -83,7 +83,29 @@ pub struct UplinkStatus {
     /// The limits and intervals in force (they change in place on reload).
     #[serde(default)]
     pub limits: Limits,
+    /// The Docker/Podman networks its docker rules follow, and the engine's state.
+    #[serde(default)]
+    pub docker: Vec<DockerNetwork>,
     pub counters: Counters,
+}
+
+/// A Docker (or Podman) network an uplink's docker rule follows, as the engine last said.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DockerNetwork {
+    pub name: String,
+    /// The engine answered in full and its events are being followed.
+    pub engine_connected: bool,
+    /// Why the engine is unreachable, while it is.
+    #[serde(default)]
+    pub engine_error: Option<String>,
+    /// Engine outages since the network is followed (one however many retries it took).
+    #[serde(default)]
+    pub engine_outages: u64,
+    /// The network exists on the engine (as of its last answer: false before the first).
+    pub exists: bool,
+    /// Container addresses on the network as the engine last reported them (those a rule's
+    /// prefix holds are answered: see `answering`, why "docker").
+    pub addresses: usize,
 }
 
 /// An uplink's limits and intervals in force, in milliseconds where they are durations.
@@ -302,6 +324,21 @@ impl Status {
                 if u.override_flag { "on" } else { "off" }
             );
             let _ = writeln!(s, "  rules: {}", u.rules.join("; "));
+            for d in &u.docker {
+                let engine = match (&d.engine_error, d.engine_connected) {
+                    (_, true) => "engine connected".to_string(),
+                    (Some(e), false) => format!("engine NOT reachable: {e}"),
+                    (None, false) => "engine not connected yet".to_string(),
+                };
+                let _ = writeln!(
+                    s,
+                    "  docker network {}: {}, {} container address(es); {engine} ({} outage(s))",
+                    d.name,
+                    if d.exists { "exists" } else { "does NOT exist" },
+                    d.addresses,
+                    d.engine_outages
+                );
+            }
             let _ = writeln!(s, "  answering for {} address(es):", u.answering.len());
             for a in &u.answering {
                 let when = a
@@ -363,6 +400,26 @@ impl Status {
             "Addresses answered for now, by how they are known",
         );
         let cache = gauge(&mut registry, "probe_cache_entries", "Probe cache entries");
+        let engine_connected = gauge(
+            &mut registry,
+            "docker_engine_connected",
+            "1 while the container engine is answering and its events are followed, per followed network",
+        );
+        let network_exists = gauge(
+            &mut registry,
+            "docker_network_exists",
+            "1 when the followed network exists on the engine (as of its last answer)",
+        );
+        let network_addresses = gauge(
+            &mut registry,
+            "docker_addresses",
+            "Container addresses on the followed network, as the engine last reported them",
+        );
+        let engine_outages = counter(
+            &mut registry,
+            "docker_engine_outages",
+            "Outages of the container engine (one however many retries it took), per followed network",
+        );
         let reloads = Counter::<u64>::default();
         registry.register("reloads", "Configuration reloads applied", reloads.clone());
         reloads.inc_by(self.reloads);
@@ -410,6 +467,22 @@ impl Status {
             cache
                 .get_or_create(&l)
                 .set(i64::try_from(u.probe_cache_entries).unwrap_or(i64::MAX));
+            for d in &u.docker {
+                let mut labels = l.clone();
+                labels.push(("network", d.name.clone()));
+                engine_connected
+                    .get_or_create(&labels)
+                    .set(i64::from(d.engine_connected));
+                network_exists
+                    .get_or_create(&labels)
+                    .set(i64::from(d.exists));
+                network_addresses
+                    .get_or_create(&labels)
+                    .set(i64::try_from(d.addresses).unwrap_or(i64::MAX));
+                engine_outages
+                    .get_or_create(&labels)
+                    .inc_by(d.engine_outages);
+            }
             for why in ["static", "auto", "probe", "docker"] {
                 let n = u.answering.iter().filter(|a| a.why == why).count();
                 let mut labels = l.clone();
@@ -461,6 +534,14 @@ mod tests {
                 gateway_macs: BTreeMap::new(),
                 pinned_gateways: vec![],
                 limits: Limits::default(),
+                docker: vec![DockerNetwork {
+                    name: "ipv6exposed".into(),
+                    engine_connected: false,
+                    engine_error: Some("connecting to /run/docker.sock: refused".into()),
+                    engine_outages: 2,
+                    exists: true,
+                    addresses: 3,
+                }],
                 counters: {
                     #[derive(Clone, Copy)]
                     struct NotOurs;
@@ -493,6 +574,14 @@ mod tests {
     }
 
     #[test]
+    fn json_without_docker_networks_is_still_read() {
+        let mut json = serde_json::to_value(sample()).unwrap();
+        json["uplinks"][0].as_object_mut().unwrap().remove("docker");
+        let status: Status = serde_json::from_value(json).unwrap();
+        assert!(status.uplinks[0].docker.is_empty());
+    }
+
+    #[test]
     fn text_names_uplink_addresses_and_counters() {
         let text = sample().render();
         assert!(text.contains("uplink eth0 (index 2, up, MAC 02:00:00:00:02:01)"));
@@ -501,6 +590,9 @@ mod tests {
         assert!(text.contains("NS seen 10, answered 7"));
         assert!(text.contains("ignored: not_ours=3"));
         assert!(text.contains("reloaded 2 times"));
+        assert!(text.contains(
+            "docker network ipv6exposed: exists, 3 container address(es); engine NOT reachable: connecting to /run/docker.sock: refused (2 outage(s))"
+        ));
     }
 
     #[test]
@@ -511,6 +603,13 @@ mod tests {
         assert!(text.contains("ndp_responder_ignored_total{uplink=\"eth0\",reason=\"not_ours\"} 3"));
         assert!(text.contains("ndp_responder_targets{uplink=\"eth0\",source=\"static\"} 1"));
         assert!(text.contains("ndp_responder_uplink_up{uplink=\"eth0\"} 1"));
+        let docker = "{uplink=\"eth0\",network=\"ipv6exposed\"}";
+        assert!(text.contains(&format!("ndp_responder_docker_engine_connected{docker} 0")));
+        assert!(text.contains(&format!("ndp_responder_docker_network_exists{docker} 1")));
+        assert!(text.contains(&format!("ndp_responder_docker_addresses{docker} 3")));
+        assert!(text.contains(&format!(
+            "ndp_responder_docker_engine_outages_total{docker} 2"
+        )));
         assert!(text.contains("ndp_responder_reloads_total 2"));
         assert!(text.contains("ndp_responder_metrics_renders_total 4"));
         assert!(text.contains("ndp_responder_connections_shed_total{window=\"control\"} 0"));

@@ -2,17 +2,27 @@
 //! network namespace, with its own data root and socket; the image is imported from Debian's
 //! busybox-static, nothing is pulled. Containers connected to the network become reachable from
 //! the router through the anti-spoof filter and are announced; disconnecting makes them
-//! unreachable; an engine restart is survived and a container connected meanwhile is picked up.
+//! unreachable; an engine restart is survived and a container connected meanwhile is picked up;
+//! the shipped image runs the daemon, which answers for the network's containers.
+//!
+//! Everything is read through the daemon's interfaces (`status`: its `docker` entry, the
+//! answering list, counters by reason), packet captures in the router's namespace, and the
+//! engine's own view (`docker network inspect`); the daemon's log only goes into failure
+//! messages.
 
 mod common;
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use common::{exe, host_answers, topology};
+use ndp_responder::decide::policy::Ignored;
+use ndp_responder::status::{DockerNetwork, Status, UplinkStatus};
 use ndp_responder::tools::lab::{
-    container_addr, wait_until, Topology, BRIDGE_ADDR, CONTAINER_PREFIX, GATEWAY, INTERNET_ADDR,
+    container_addr, wait_until, Daemon, Topology, BRIDGE_ADDR, CONTAINER_PREFIX, GATEWAY, HOST_MAC,
+    INTERNET_ADDR,
 };
 
 const IMAGE: &str = "ndpt-busybox";
@@ -31,7 +41,7 @@ impl Engine {
         for tool in ["dockerd", "docker", "nsenter", "busybox"] {
             assert!(
                 Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().unwrap().status.success(),
-                "the Docker tests need '{tool}': apt-get install docker.io busybox-static (or run .ci/run)"
+                "the Docker tests need '{tool}': apt-get install docker.io busybox-static (or run ./test)"
             );
         }
         std::fs::create_dir_all(dir).unwrap();
@@ -115,6 +125,33 @@ impl Engine {
         String::from_utf8_lossy(&out.stdout).to_string()
     }
 
+    /// The IPv6 addresses of the containers on the network, as the engine itself reports them.
+    fn addresses(&self) -> BTreeSet<String> {
+        let format = "{{range .Containers}}{{.IPv6Address}} {{end}}";
+        self.docker(&["network", "inspect", "-f", format, NETWORK])
+            .split_whitespace()
+            .filter_map(|a| a.split('/').next())
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Start container `name` on the network with address `addr`, sleeping.
+    fn run_on_network(&self, name: &str, addr: &str) {
+        self.docker(&[
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--network",
+            NETWORK,
+            "--ip6",
+            addr,
+            IMAGE,
+            "sleep",
+            "600",
+        ]);
+    }
+
     /// An image with busybox only, built from Debian's busybox-static.
     fn import_busybox(&self) {
         let root = self.dir.join("rootfs");
@@ -169,7 +206,75 @@ impl Drop for Engine {
             }
         }
         self.stop();
+        // dockerd may leave mounts in its directories (the host network's namespace under
+        // exec/netns once a container used --network host): unmount them, deepest first.
+        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+        let mut ours: Vec<&str> = mounts
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(1))
+            .filter(|m| Path::new(m).starts_with(&self.dir))
+            .collect();
+        ours.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for mount in ours {
+            let _ = Command::new("umount").args(["-l", mount]).status();
+        }
         let _ = Command::new("rm").arg("-rf").arg(&self.dir).status();
+    }
+}
+
+/// The entry of the followed network in an uplink's status.
+fn followed(u: &UplinkStatus) -> Option<&DockerNetwork> {
+    u.docker.iter().find(|d| d.name == NETWORK)
+}
+
+/// The addresses an uplink answers for because a container on a docker network has them.
+fn docker_answered(u: &UplinkStatus) -> BTreeSet<String> {
+    u.answering
+        .iter()
+        .filter(|a| a.why == "docker")
+        .map(|a| a.address.to_string())
+        .collect()
+}
+
+/// Poll the daemon's first uplink (up to `within`) until `cond` holds for it and its entry of
+/// the followed network; that uplink's status. Panics saying `what` was awaited, with the last
+/// status read and the log.
+fn wait_docker(
+    daemon: &Daemon,
+    what: &str,
+    within: Duration,
+    mut cond: impl FnMut(&UplinkStatus, &DockerNetwork) -> bool,
+) -> UplinkStatus {
+    let mut last = None;
+    let ok = wait_until(within, || {
+        last = daemon.uplink();
+        last.as_ref()
+            .is_some_and(|u| followed(u).is_some_and(|d| cond(u, d)))
+    });
+    assert!(
+        ok,
+        "{what}: not within {within:?}; last status {last:#?}\n{}",
+        daemon.log()
+    );
+    last.unwrap()
+}
+
+/// The timestamps (`tcpdump -tt`) of capture lines.
+fn times(lines: &[String]) -> Vec<f64> {
+    lines
+        .iter()
+        .map(|l| l.split_whitespace().next().unwrap().parse().unwrap())
+        .collect()
+}
+
+/// Consecutive timestamps are 0.6-1.4 s apart (announcements are 1 s apart).
+fn spaced_a_second_apart(what: &str, times: &[f64], capture: &str) {
+    for pair in times.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(
+            (0.6..=1.4).contains(&gap),
+            "{what} {gap:.3} s apart, not 1 s:\n{capture}"
+        );
     }
 }
 
@@ -184,33 +289,20 @@ fn docker_network_containers_are_answered_followed_announced_and_survive_an_engi
     let docker_host = engine.host();
     let env = [("DOCKER_HOST", docker_host.as_str())];
 
-    // The network does not exist yet: one clear warning, then it is picked up when created.
-    let sock = dir.join("control.sock");
+    // The network does not exist yet: the engine is followed, the network reported missing,
+    // then found when it is created.
     let daemon = topo
-        .start_daemon_env(
-            exe(),
-            &["-N", NETWORK, "--control-socket", sock.to_str().unwrap()],
-            &env,
-        )
+        .start_daemon_env(exe(), &["-N", NETWORK], &env)
         .unwrap();
-    assert!(
-        wait_for_log(
-            &daemon,
-            &["docker: connected to the engine"],
-            Duration::from_secs(10)
-        ),
-        "{}",
-        daemon.log()
+    let u = wait_docker(
+        &daemon,
+        "connected to the engine, the network missing",
+        Duration::from_secs(10),
+        |_, d| d.engine_connected && !d.exists,
     );
-    assert!(
-        wait_for_log(
-            &daemon,
-            &["network ipv6exposed does not exist"],
-            Duration::from_secs(5)
-        ),
-        "{}",
-        daemon.log()
-    );
+    let d = followed(&u).unwrap();
+    assert_eq!((d.addresses, d.engine_outages), (0, 0), "{d:?}");
+    assert_eq!(d.engine_error, None);
     engine.docker(&[
         "network",
         "create",
@@ -223,64 +315,57 @@ fn docker_network_containers_are_answered_followed_announced_and_survive_an_engi
         BRIDGE_ADDR,
         NETWORK,
     ]);
-    assert!(
-        wait_for_log(
-            &daemon,
-            &["network ipv6exposed exists now"],
-            Duration::from_secs(5)
-        ),
-        "{}",
-        daemon.log()
-    );
-    assert_eq!(
-        daemon.log_lines(&["does not exist"]).len(),
-        1,
-        "warned more than once"
+    wait_docker(
+        &daemon,
+        "the created network found",
+        Duration::from_secs(5),
+        |_, d| d.exists && d.engine_connected,
     );
 
-    // A container connects: announced to the router, then reachable through the filter.
+    // A container connects: announced to the router three times, 1 s apart (an unsolicited
+    // NA to all nodes and an NS from its address to the gateway each time), then reachable
+    // through the filter.
     let ct = container_addr(1);
     let capture = common::start_capture(
         &topo.router(),
         "r0",
-        2,
+        100,
         &format!(
             "icmp6 and ((ip6[40] == 136 and ip6 dst ff02::1) or (ip6[40] == 135 and ip6 src {ct}))"
         ),
     );
-    engine.docker(&[
-        "run",
-        "-d",
-        "--name",
-        "c1",
-        "--network",
-        NETWORK,
-        "--ip6",
-        &ct,
-        IMAGE,
-        "sleep",
-        "600",
-    ]);
+    engine.run_on_network("c1", &ct);
+    let u = wait_docker(
+        &daemon,
+        "c1 answered for",
+        Duration::from_secs(5),
+        |u, d| d.addresses == 1 && docker_answered(u).contains(&ct),
+    );
+    assert_eq!(docker_answered(&u), BTreeSet::from([ct.clone()]));
+    let nas = |c: &common::Capture| -> Vec<String> {
+        c.lines(&["neighbor advertisement", &format!("tgt is {ct},")])
+    };
+    let nss = |c: &common::Capture| -> Vec<String> {
+        c.lines(&[&format!("IP6 {ct} > "), &format!("who has {GATEWAY},")])
+    };
     assert!(
-        wait_for_log(
-            &daemon,
-            &["docker:", &ct, "(c1) connected to ipv6exposed"],
-            Duration::from_secs(5)
-        ),
-        "{}",
+        capture.wait_for(Duration::from_secs(8), |_| nas(&capture).len() >= 3
+            && nss(&capture).len() >= 3),
+        "not three announcements of {ct}:\n{}\n{}",
+        capture.text(),
         daemon.log()
     );
-    let seen = common::capture_output(capture, Duration::from_secs(5));
+    let text = capture.text();
+    let adverts = common::adverts(&text);
     assert!(
-        seen.contains(&format!("neighbor advertisement, tgt is {ct}")),
-        "no unsolicited NA:\n{seen}\n{}",
-        daemon.log()
+        adverts
+            .iter()
+            .filter(|(_, _, tgt)| *tgt == ct)
+            .all(|(src, dst, _)| *src == ct && dst == "ff02::1"),
+        "the unsolicited NA goes from the address to all nodes:\n{text}"
     );
-    assert!(
-        seen.contains(&format!("{ct} > ")) && seen.contains(&format!("who has {GATEWAY}")),
-        "no NS from the address:\n{seen}\n{}",
-        daemon.log()
-    );
+    spaced_a_second_apart("the NAs", &times(&nas(&capture)), &text);
+    spaced_a_second_apart("the NSs to the gateway", &times(&nss(&capture)), &text);
     topo.router_forget(&ct).unwrap();
     assert!(
         topo.ping_from_router(INTERNET_ADDR, &ct, 3).unwrap(),
@@ -291,19 +376,16 @@ fn docker_network_containers_are_answered_followed_announced_and_survive_an_engi
     // The rule has no prefix, yet the kernel filter stays narrow (the network's addresses):
     // solicitations for other targets never reach the daemon. Twenty of them, then one for
     // the container, whose answer shows that everything before it was handled.
-    let before = common::counters(&sock);
+    let before = daemon.counters();
     let mut frames: Vec<Vec<u8>> = (0..20)
         .map(|i| common::router_ns(&format!("2001:db8:1::e:{i:x}")))
         .collect();
     frames.push(common::router_ns(&ct));
     common::send_frames_in(&topo.router(), "r0", &frames);
-    assert!(
-        wait_until(Duration::from_secs(5), || common::counters(&sock).answered
-            > before.answered),
-        "{:?}",
-        common::counters(&sock)
-    );
-    let after = common::counters(&sock);
+    let after = common::wait_counters(&daemon, Duration::from_secs(5), |c| {
+        c.answered > before.answered
+    })
+    .unwrap_or_else(|c| panic!("the solicitation for {ct} was not answered: {c:?}"));
     let ignored = |c: &ndp_responder::status::Counters| c.ignored.values().sum::<u64>();
     assert_eq!(
         ignored(&after),
@@ -311,96 +393,108 @@ fn docker_network_containers_are_answered_followed_announced_and_survive_an_engi
         "solicitations for other targets reached the daemon: {after:?}"
     );
 
-    // Disconnect: no longer answered, at once.
-    engine.docker(&["network", "disconnect", NETWORK, "c1"]);
-    assert!(
-        wait_for_log(
-            &daemon,
-            &["docker:", &ct, "left ipv6exposed"],
-            Duration::from_secs(5)
-        ),
-        "{}",
-        daemon.log()
+    // Two more containers; the middle one disconnects: no longer answered, at once. (The
+    // kernel filter still spans the remaining two addresses, so its solicitations reach the
+    // daemon, which counts them as not connected.)
+    let mid = container_addr(2);
+    let hi = container_addr(3);
+    engine.run_on_network("c2", &mid);
+    engine.run_on_network("c3", &hi);
+    wait_docker(
+        &daemon,
+        "c2 and c3 answered for",
+        Duration::from_secs(5),
+        |u, d| d.addresses == 3 && docker_answered(u) == engine.addresses(),
     );
-    // The watcher logs the change, then hands it to the responder's table: allow that hand-over.
-    topo.router_forget(&ct).unwrap();
-    assert!(
-        wait_until(Duration::from_secs(3), || !host_answers(&topo, &ct)),
-        "a disconnected container is still answered"
+    engine.docker(&["network", "disconnect", NETWORK, "c2"]);
+    let u = wait_docker(
+        &daemon,
+        "c2 no longer answered for",
+        Duration::from_secs(5),
+        |u, d| d.addresses == 2 && !docker_answered(u).contains(&mid),
     );
+    assert_eq!(docker_answered(&u), engine.addresses());
+    common::never_answered(&topo, &daemon, &mid, Ignored::NotConnected);
 
     // Reconnect, then restart the engine: what is known is answered meanwhile, and a
     // container connected right after the engine is back is picked up by the resync.
-    engine.docker(&["network", "connect", "--ip6", &ct, NETWORK, "c1"]);
-    // The second "connected" line: the first is from before the disconnect.
-    assert!(
-        wait_until(Duration::from_secs(5), || {
-            daemon.log_lines(&["docker:", &ct, "(c1) connected"]).len() >= 2
-        }),
-        "the reconnect was not seen:\n{}",
-        daemon.log()
+    engine.docker(&["network", "connect", "--ip6", &mid, NETWORK, "c2"]);
+    wait_docker(
+        &daemon,
+        "c2 answered for again",
+        Duration::from_secs(5),
+        |u, d| d.addresses == 3 && docker_answered(u).contains(&mid),
     );
+    // By now (seconds after the first announcements) c1 was announced exactly three times.
+    assert_eq!(
+        (nas(&capture).len(), nss(&capture).len()),
+        (3, 3),
+        "c1 announced other than three times:\n{}",
+        capture.text()
+    );
+    drop(capture);
     engine.stop();
-    assert!(
-        wait_for_log(
-            &daemon,
-            &["docker: the engine", "is not reachable"],
-            Duration::from_secs(10)
-        ),
-        "{}",
-        daemon.log()
+    let u = wait_docker(
+        &daemon,
+        "the engine's outage noticed",
+        Duration::from_secs(10),
+        |_, d| !d.engine_connected,
     );
-    topo.router_forget(&ct).unwrap();
+    let d = followed(&u).unwrap();
+    assert!(d.engine_error.is_some(), "{d:?}");
+    assert_eq!(d.engine_outages, 1, "{d:?}");
+    assert!(d.exists, "what is known is kept: {d:?}");
+    assert_eq!(d.addresses, 3, "what is known is kept: {d:?}");
+    topo.router_forget(&mid).unwrap();
     assert!(
-        host_answers(&topo, &ct),
-        "known addresses must be answered while the engine is down"
+        host_answers(&topo, &mid),
+        "known addresses must be answered while the engine is down:\n{}",
+        daemon.log()
     );
     engine.launch();
-    let ct2 = container_addr(2);
-    engine.docker(&[
-        "run",
-        "-d",
-        "--name",
-        "c2",
-        "--network",
-        NETWORK,
-        "--ip6",
-        &ct2,
-        IMAGE,
-        "sleep",
-        "600",
-    ]);
-    assert!(
-        wait_for_log(
-            &daemon,
-            &["docker:", &ct2, "(c2) connected"],
-            Duration::from_secs(40)
-        ),
-        "{}",
-        daemon.log()
+    let ct4 = container_addr(4);
+    engine.run_on_network("c4", &ct4);
+    // The resync: the daemon's addresses are the engine's again (the new container in; the
+    // ones the engine's restart stopped out), after one outage, however many retries.
+    let u = wait_docker(
+        &daemon,
+        "the engine's containers after its restart",
+        Duration::from_secs(40),
+        |u, d| {
+            d.engine_connected
+                && docker_answered(u).contains(&ct4)
+                && docker_answered(u) == engine.addresses()
+        },
     );
+    let d = followed(&u).unwrap();
+    assert_eq!(d.engine_outages, 1, "one outage: {d:?}");
+    assert_eq!((d.engine_error.as_deref(), d.exists), (None, true), "{d:?}");
     assert!(
-        topo.ping_from_router(INTERNET_ADDR, &ct2, 3).unwrap(),
+        topo.ping_from_router(INTERNET_ADDR, &ct4, 3).unwrap(),
         "{}",
-        daemon.log()
-    );
-    assert_eq!(
-        daemon.log_lines(&["is not reachable"]).len(),
-        1,
-        "one warning per outage:\n{}",
         daemon.log()
     );
 
     let stopped = daemon.stop().unwrap();
     assert!(stopped.status.success(), "{}", stopped.log);
 
-    // The shipped image: packaging/build-image builds it FROM scratch (no registry) around
-    // the static binary; it runs. (Its own target directory, shared with the package test:
-    // this test's cargo holds the lock of the default one.)
+    image_runs_the_daemon(&topo, &engine, &dir, &ct4);
+}
+
+/// The shipped image: packaging/build-image builds it FROM scratch (no registry) around the
+/// static binary. It passes `check-config` on a mounted configuration, and runs the daemon as
+/// packaging/Dockerfile says to (host network, two capabilities, read-only, the engine's
+/// socket mounted), which follows the network and answers the router for `ct` (the test's own
+/// daemon is stopped: nothing else here answers). Its own target directory, shared with the
+/// package test: this test's cargo holds the lock of its own.
+fn image_runs_the_daemon(topo: &Topology, engine: &Engine, dir: &Path, ct: &str) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(|t| root.join(t))
+        .unwrap_or_else(|| root.join("target"));
     let built = Command::new(root.join("packaging/build-image"))
         .env("DOCKER_HOST", engine.host())
-        .env("CARGO_TARGET_DIR", root.join("target/package-test"))
+        .env("CARGO_TARGET_DIR", target.join("package-test"))
         .output()
         .unwrap();
     assert!(
@@ -424,14 +518,94 @@ fn docker_network_containers_are_answered_followed_announced_and_survive_an_engi
         size < 8 << 20,
         "the image is {size} bytes: only the binary belongs in it"
     );
-}
 
-/// Poll the daemon's log for a line with every one of `needles` (still to be replaced by
-/// status: see the report of the tests-status branch).
-fn wait_for_log(
-    daemon: &ndp_responder::tools::lab::Daemon,
-    needles: &[&str],
-    within: Duration,
-) -> bool {
-    wait_until(within, || !daemon.log_lines(needles).is_empty())
+    // "Host" is the test's host namespace: the engine runs there.
+    let config = dir.join("image.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[uplink]]\ninterface = \"eth0\"\n\n[[uplink.rule]]\nmode = \"docker\"\nnetwork = \"{NETWORK}\"\n"
+        ),
+    )
+    .unwrap();
+    let config_mount = format!("{}:/etc/ndp-responder.toml:ro", config.display());
+    let checked = engine.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        "-v",
+        &config_mount,
+        &tag,
+        "check-config",
+        "-c",
+        "/etc/ndp-responder.toml",
+    ]);
+    assert_eq!(
+        checked.trim(),
+        "/etc/ndp-responder.toml: OK, 1 uplink(s), 1 rule(s)"
+    );
+
+    let socket_mount = format!("{}:/var/run/docker.sock", dir.join("docker.sock").display());
+    engine.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "ndp-responder",
+        "--network",
+        "host",
+        "--cap-drop",
+        "ALL",
+        "--cap-add",
+        "NET_RAW",
+        "--cap-add",
+        "NET_ADMIN",
+        "--security-opt",
+        "no-new-privileges",
+        "--read-only",
+        "--tmpfs",
+        "/run",
+        "-v",
+        &config_mount,
+        "-v",
+        &socket_mount,
+        &tag,
+    ]);
+    let status = || -> Option<Status> {
+        let out = engine.try_docker(&[
+            "exec",
+            "ndp-responder",
+            "/ndp-responder",
+            "status",
+            "--json",
+        ]);
+        serde_json::from_slice(&out.stdout).ok()
+    };
+    let logs = || {
+        let out = engine.try_docker(&["logs", "ndp-responder"]);
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    let following = |s: &Status| {
+        s.uplinks.first().is_some_and(|u| {
+            followed(u).is_some_and(|d| d.engine_connected && d.exists)
+                && docker_answered(u).contains(ct)
+        })
+    };
+    assert!(
+        wait_until(Duration::from_secs(20), || status()
+            .is_some_and(|s| following(&s))),
+        "the daemon in the image does not follow {NETWORK}: {:#?}\n{}",
+        status(),
+        logs()
+    );
+    topo.router_forget(ct).unwrap();
+    let answer = common::solicit(topo, ct);
+    assert!(
+        answer.as_deref().is_some_and(|l| l.contains(HOST_MAC)),
+        "the daemon in the image did not answer for {ct}: {answer:?}\n{}",
+        logs()
+    );
+    let answered = status().map_or(0, |s| s.uplinks[0].counters.answered);
+    assert!(answered >= 1, "answered {answered}:\n{}", logs());
+    engine.docker(&["rm", "-f", "ndp-responder"]);
 }

@@ -7,7 +7,8 @@
 //!
 //! Needs cargo-deb (`cargo install cargo-deb --locked`), dpkg-deb, gzip and systemd-analyze;
 //! without them it fails and says so (`./test` installs them). About 3 minutes from a clean
-//! `target/package-test` (a static release build), 15 s once that is built.
+//! `target/package-test` (a static release build; under `$CARGO_TARGET_DIR` when set), 15 s
+//! once that is built.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -168,9 +169,13 @@ fn the_debian_package_holds_a_static_binary_unit_config_man_page_and_completions
         );
     }
 
-    // Its own target directory: the outer cargo holds the lock of the test's.
-    // tests/docker.rs builds the image in the same one, so the static binary is built once.
-    let target = root().join("target/package-test");
+    // Its own target directory (under $CARGO_TARGET_DIR when set): the outer cargo holds the
+    // lock of the test's. tests/docker.rs builds the image in the same one, so the static
+    // binary is built once.
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(|t| root().join(t))
+        .unwrap_or_else(|| root().join("target"))
+        .join("package-test");
     let started = Instant::now();
     let out = run(Command::new(root().join("packaging/build-deb"))
         .env("CARGO_TARGET_DIR", &target)

@@ -7,10 +7,12 @@
 //! with serde_json into just the fields used; the initial inspection of each network, following
 //! `network connect/disconnect/create/destroy` events, reconnecting with capped backoff when
 //! the engine is down or restarts (keeping what is known meanwhile, logging once per change of
-//! state), and publishing the resulting address set.
+//! state), and publishing the resulting address set and, beside it, what is known of the
+//! engine and the networks ([`EngineState`]: connected, which networks exist, outages).
 //!
-//! Must not: decide answers or send packets; the daemon turns the published set into the
-//! snapshot's `docker` targets and announces new addresses.
+//! Must not: decide answers or send packets, or know the status report's types; the daemon
+//! turns the published set into the snapshot's `docker` targets and announces new addresses,
+//! and its report reads the [`EngineState`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::Ipv6Addr;
@@ -29,6 +31,22 @@ use tracing::{info, warn};
 
 /// Container addresses by address: (network, container name).
 pub type DockerTargets = BTreeMap<Ipv6Addr, (String, String)>;
+
+/// What the watcher knows of the engine and of the followed networks, published beside the
+/// targets (for the status report and the metrics: nothing on the packet path reads it).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EngineState {
+    /// The engine answered in full (every network inspected) and its events are followed.
+    pub connected: bool,
+    /// The followed networks that exist on the engine, as of its last answer (kept while the
+    /// engine is unreachable; empty before its first answer).
+    pub existing: BTreeSet<String>,
+    /// Why the engine is unreachable, while it is.
+    pub error: Option<String>,
+    /// Outages since the watcher started: sessions lost or never made, each counted once
+    /// however many retries it takes (as it is logged).
+    pub outages: u64,
+}
 
 /// Backoff between reconnection attempts: doubles from the first to the last.
 const BACKOFF_FIRST: Duration = Duration::from_millis(250);
@@ -263,23 +281,43 @@ async fn inspect_all(
     Ok(targets)
 }
 
+/// One container address: (address, (network, container)).
+type Entry<'a> = (&'a Ipv6Addr, &'a (String, String));
+
+/// What changed between two sets, address by address: the entries that connected (in `new`
+/// only, or held by another container or network than in `old`) and those that left (the
+/// converse), each in address order.
+fn changes<'a>(old: &'a DockerTargets, new: &'a DockerTargets) -> (Vec<Entry<'a>>, Vec<Entry<'a>>) {
+    let connected = new
+        .iter()
+        .filter(|(addr, held)| old.get(*addr) != Some(*held))
+        .collect();
+    let left = old
+        .iter()
+        .filter(|(addr, held)| new.get(*addr) != Some(*held))
+        .collect();
+    (connected, left)
+}
+
 /// Log what changed between two sets, as an operator wants to read it.
 fn log_changes(old: &DockerTargets, new: &DockerTargets) {
-    for (addr, (net, name)) in new {
-        if !old.contains_key(addr) {
-            info!("docker: {addr} ({name}) connected to {net}");
-        }
+    let (connected, left) = changes(old, new);
+    for (addr, (net, name)) in connected {
+        info!("docker: {addr} ({name}) connected to {net}");
     }
-    for (addr, (net, name)) in old {
-        if !new.contains_key(addr) {
-            info!("docker: {addr} ({name}) left {net}");
-        }
+    for (addr, (net, name)) in left {
+        info!("docker: {addr} ({name}) left {net}");
     }
 }
 
-/// Follow `networks` forever, publishing the targets on `tx`.
-pub async fn watch(networks: Vec<String>, tx: watch::Sender<Arc<DockerTargets>>) {
-    follow(socket_path, engine_address(), networks, tx).await
+/// Follow `networks` forever, publishing the targets on `tx` and the engine's state on
+/// `state`.
+pub async fn watch(
+    networks: Vec<String>,
+    tx: watch::Sender<Arc<DockerTargets>>,
+    state: watch::Sender<EngineState>,
+) {
+    follow(socket_path, engine_address(), networks, tx, state).await
 }
 
 /// [`watch`] with the engine's socket found by `locate` (each time it connects) and named
@@ -289,6 +327,7 @@ async fn follow(
     address: String,
     networks: Vec<String>,
     tx: watch::Sender<Arc<DockerTargets>>,
+    state: watch::Sender<EngineState>,
 ) {
     let mut backoff = BACKOFF_FIRST;
     // Whether the current outage was reported: one warning per outage, not per retry.
@@ -300,6 +339,21 @@ async fn follow(
             log_changes(&old, &new);
             let _ = tx.send(Arc::new(new));
         }
+    };
+    // The engine answered in full: connected, and these networks exist.
+    let answered = |missing: &BTreeSet<String>| {
+        let existing: BTreeSet<String> = networks
+            .iter()
+            .filter(|n| !missing.contains(*n))
+            .cloned()
+            .collect();
+        state.send_if_modified(|s| {
+            let changed = !s.connected || s.error.is_some() || s.existing != existing;
+            s.connected = true;
+            s.error = None;
+            s.existing = existing;
+            changed
+        });
     };
     loop {
         let mut connected = false;
@@ -331,6 +385,7 @@ async fn follow(
                 networks.join(", ")
             );
             publish(inspect_all(&socket, &networks, &mut missing).await?);
+            answered(&missing);
             // The engine answered in full: a later failure starts the backoff afresh.
             connected = true;
             let events = match early {
@@ -351,6 +406,7 @@ async fn follow(
                     .any(|e| e.network().is_some_and(|n| networks.iter().any(|w| w == n)))
                 {
                     publish(inspect_all(&socket, &networks, &mut missing).await?);
+                    answered(&missing);
                 }
                 if buffer.len() > MAX_BODY {
                     return Err(Error::TooLarge("/events".into()));
@@ -365,6 +421,13 @@ async fn follow(
             reported_down = false;
         }
         let reason = outcome.to_string();
+        state.send_modify(|s| {
+            s.connected = false;
+            s.error = Some(reason.clone());
+            if !reported_down {
+                s.outages += 1;
+            }
+        });
         // Log once per outage, not per retry; keep answering what is known.
         if !reported_down {
             let known = tx.borrow().len();
@@ -433,15 +496,21 @@ mod tests {
         assert!(take_events(&mut garbage).is_err());
     }
 
-    /// A fake engine on a unix socket: `/version` and `/networks/ipv6exposed` are answered, the
-    /// event stream's headers are never sent (as some Podman versions do until the first
-    /// event), and every request path is recorded.
-    async fn fake_engine(path: PathBuf, seen: Arc<std::sync::Mutex<Vec<String>>>) {
+    /// A fake engine on a unix socket: `/version` and `/networks/ipv6exposed` are answered
+    /// (other networks do not exist), the event stream's headers are never sent (as some
+    /// Podman versions do until the first event) and its connection is closed when `hang_up`
+    /// says so, and every request path is recorded.
+    async fn fake_engine(
+        path: PathBuf,
+        seen: Arc<std::sync::Mutex<Vec<String>>>,
+        hang_up: watch::Receiver<bool>,
+    ) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::UnixListener::bind(&path).unwrap();
         loop {
             let (mut stream, _) = listener.accept().await.unwrap();
             let seen = seen.clone();
+            let mut hang_up = hang_up.clone();
             tokio::spawn(async move {
                 let mut request = Vec::new();
                 let mut buf = [0u8; 1024];
@@ -460,8 +529,8 @@ mod tests {
                         r#"{"Name":"ipv6exposed","Containers":{"0123456789abcdef":{"Name":"c1","IPv6Address":"2001:db8:1::d:2/112","IPv4Address":""}}}"#
                     }
                     p if p.starts_with("/events") => {
-                        // Hold the connection open without an answer.
-                        std::future::pending::<()>().await;
+                        // Hold the connection open without an answer, until told to hang up.
+                        let _ = hang_up.wait_for(|h| *h).await;
                         return;
                     }
                     _ => {
@@ -480,32 +549,65 @@ mod tests {
         }
     }
 
-    #[test]
-    fn an_engine_that_holds_the_event_streams_headers_is_still_read() {
-        let dir = std::env::temp_dir().join(format!("ndp-docker-test-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("engine.sock");
-        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let runtime = tokio::runtime::Builder::new_current_thread()
+    /// A temporary directory for a fake engine's socket, removed when dropped.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(name: &str) -> TempDir {
+            let dir =
+                std::env::temp_dir().join(format!("ndp-docker-test-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            TempDir(dir)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .unwrap();
-        let published = runtime.block_on(async {
-            tokio::spawn(fake_engine(path.clone(), seen.clone()));
+            .unwrap()
+    }
+
+    /// Wait (up to 10 s) until the published state satisfies `cond`; the state then.
+    async fn state_when(
+        rx: &mut watch::Receiver<EngineState>,
+        cond: impl FnMut(&EngineState) -> bool,
+    ) -> EngineState {
+        let reached = tokio::time::timeout(Duration::from_secs(10), rx.wait_for(cond))
+            .await
+            .map(|state| state.expect("the watcher is gone").clone());
+        reached.unwrap_or_else(|_| panic!("the state never got there: {:?}", rx.borrow()))
+    }
+
+    #[test]
+    fn an_engine_that_holds_the_event_streams_headers_is_still_read() {
+        let dir = TempDir::new("headers");
+        let path = dir.0.join("engine.sock");
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let published = runtime().block_on(async {
+            let (_hang_up, hang_up_rx) = watch::channel(false);
+            tokio::spawn(fake_engine(path.clone(), seen.clone(), hang_up_rx));
             let (tx, mut rx) = watch::channel(Arc::new(DockerTargets::new()));
+            let (state, _) = watch::channel(EngineState::default());
             let socket = path.clone();
             tokio::spawn(follow(
                 move || Ok(socket.clone()),
                 "fake".into(),
                 vec!["ipv6exposed".into()],
                 tx,
+                state,
             ));
             tokio::time::timeout(Duration::from_secs(10), rx.changed())
                 .await
                 .map(|_| rx.borrow().clone())
         });
-        let _ = std::fs::remove_dir_all(&dir);
         let targets = published.expect("the networks were never read");
         let addr: Ipv6Addr = "2001:db8:1::d:2".parse().unwrap();
         assert_eq!(
@@ -516,6 +618,50 @@ mod tests {
         // The subscription went first; no path names an API version.
         assert!(seen[0].starts_with("/events?filters=%7B"), "{seen:?}");
         assert!(seen.iter().all(|p| !p.starts_with("/v1")), "{seen:?}");
+    }
+
+    #[test]
+    fn the_engines_state_is_published_connected_existing_and_through_an_outage() {
+        let dir = TempDir::new("state");
+        let path = dir.0.join("engine.sock");
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        runtime().block_on(async {
+            let (tx, targets) = watch::channel(Arc::new(DockerTargets::new()));
+            let (state_tx, mut state) = watch::channel(EngineState::default());
+            let socket = path.clone();
+            tokio::spawn(follow(
+                move || Ok(socket.clone()),
+                "fake".into(),
+                vec!["ipv6exposed".into(), "absent".into()],
+                tx,
+                state_tx,
+            ));
+            // No engine yet: one outage, however many retries, with its reason.
+            let down = state_when(&mut state, |s| s.error.is_some()).await;
+            assert!(!down.connected, "{down:?}");
+            assert!(down.existing.is_empty(), "{down:?}");
+            assert!(
+                down.error.as_deref().unwrap().starts_with("connecting to"),
+                "{down:?}"
+            );
+            let (hang_up, hang_up_rx) = watch::channel(false);
+            let engine = tokio::spawn(fake_engine(path.clone(), seen.clone(), hang_up_rx));
+            // It comes up: connected, one network exists and the other does not.
+            let up = state_when(&mut state, |s| s.connected).await;
+            assert_eq!(up.existing, BTreeSet::from(["ipv6exposed".to_string()]));
+            assert_eq!(up.error, None);
+            assert_eq!(up.outages, 1, "retries are not outages: {up:?}");
+            assert_eq!(targets.borrow().len(), 1);
+            // It goes away: not connected, a second outage; what is known is kept.
+            engine.abort();
+            let _ = std::fs::remove_file(&path);
+            hang_up.send_replace(true);
+            let gone = state_when(&mut state, |s| !s.connected).await;
+            assert_eq!(gone.outages, 2, "{gone:?}");
+            assert!(gone.error.is_some(), "{gone:?}");
+            assert_eq!(gone.existing, up.existing);
+            assert_eq!(targets.borrow().len(), 1);
+        });
     }
 
     #[test]
@@ -530,12 +676,47 @@ mod tests {
 
     #[test]
     fn changes_are_computed_per_address() {
-        let a: Ipv6Addr = "2001:db8:1::d:2".parse().unwrap();
-        let b: Ipv6Addr = "2001:db8:1::d:3".parse().unwrap();
-        let old = DockerTargets::from([(a, ("net".into(), "c1".into()))]);
-        let new = DockerTargets::from([(b, ("net".into(), "c2".into()))]);
-        // Logging only; it must not panic on any combination.
-        log_changes(&old, &new);
-        log_changes(&new, &DockerTargets::new());
+        let ip = |s: &str| s.parse::<Ipv6Addr>().unwrap();
+        let held = |net: &str, name: &str| (net.to_string(), name.to_string());
+        let old = DockerTargets::from([
+            (ip("2001:db8:1::d:2"), held("net", "stays")),
+            (ip("2001:db8:1::d:3"), held("net", "leaves")),
+            (ip("2001:db8:1::d:4"), held("net", "before")),
+            (ip("2001:db8:1::d:5"), held("net", "moves")),
+        ]);
+        let new = DockerTargets::from([
+            (ip("2001:db8:1::d:2"), held("net", "stays")),
+            (ip("2001:db8:1::d:4"), held("net", "after")),
+            (ip("2001:db8:1::d:5"), held("other", "moves")),
+            (ip("2001:db8:1::d:6"), held("net", "arrives")),
+        ]);
+        let owned = |entries: Vec<Entry<'_>>| -> Vec<(Ipv6Addr, (String, String))> {
+            entries.into_iter().map(|(a, h)| (*a, h.clone())).collect()
+        };
+        let (connected, left) = changes(&old, &new);
+        // An address taken over by another container, or seen on another network, left and
+        // connected again; an unchanged one did neither.
+        assert_eq!(
+            owned(connected),
+            [
+                (ip("2001:db8:1::d:4"), held("net", "after")),
+                (ip("2001:db8:1::d:5"), held("other", "moves")),
+                (ip("2001:db8:1::d:6"), held("net", "arrives")),
+            ]
+        );
+        assert_eq!(
+            owned(left),
+            [
+                (ip("2001:db8:1::d:3"), held("net", "leaves")),
+                (ip("2001:db8:1::d:4"), held("net", "before")),
+                (ip("2001:db8:1::d:5"), held("net", "moves")),
+            ]
+        );
+        let (connected, left) = changes(&new, &new);
+        assert!(connected.is_empty() && left.is_empty());
+        let none = DockerTargets::new();
+        let (connected, left) = changes(&none, &old);
+        assert_eq!(owned(connected).len(), 4);
+        assert!(left.is_empty());
     }
 }

@@ -36,7 +36,7 @@ use crate::decide::schedule;
 use crate::decide::targets::{Mode, Rule, Snapshot, TargetTable};
 use crate::link::{self, Capture, PacketSocket};
 use crate::ndp::{self, NeighborAdvert, NeighborSolicit};
-use crate::sources::docker::DockerTargets;
+use crate::sources::docker::{DockerTargets, EngineState};
 use crate::sources::netlink::{self};
 use crate::status::{list, Counters, UplinkStatus};
 use answer::LogBudget;
@@ -234,7 +234,11 @@ pub async fn run(opts: Options, mut control: Control) -> Result<Counters, Daemon
 
     let table = Arc::new(TargetTable::new(snap));
     let changed = Arc::new(Notify::new());
-    let mut docker = DockerFeed::start(docker_networks(&opts.rules), &DockerTargets::new());
+    let mut docker = DockerFeed::start(
+        docker_networks(&opts.rules),
+        &DockerTargets::new(),
+        &EngineState::default(),
+    );
     let (sources_tx, sources_rx) = watch::channel(Sources {
         rules: opts.rules.clone(),
         docker: docker.rx.clone(),
@@ -347,7 +351,7 @@ pub async fn run(opts: Options, mut control: Control) -> Result<Counters, Daemon
                 Some(Request::Status(reply)) => {
                     responder.count_drops();
                     responder.count_advert_drops();
-                    let _ = reply.send(responder.status());
+                    let _ = reply.send(responder.status(&docker));
                 }
                 None => requests_open = false,
             },
@@ -360,7 +364,8 @@ pub async fn run(opts: Options, mut control: Control) -> Result<Counters, Daemon
                 let networks = docker_networks(&new.rules);
                 if networks != docker.networks {
                     let known = docker.rx.borrow().clone();
-                    docker = DockerFeed::start(networks, &known);
+                    let engine = docker.state.borrow().clone();
+                    docker = DockerFeed::start(networks, &known, &engine);
                 }
                 info!(
                     "{ifname}: configuration reloaded: {}",

@@ -2,7 +2,8 @@
 //! say, and the uplink loop in step with it.
 //!
 //! Owns: the refresh task (netlink change events, coalesced; container changes; reloaded
-//! rules) that publishes each new [`Snapshot`], the Docker feed of an uplink, following the
+//! rules) that publishes each new [`Snapshot`], the Docker feed of an uplink (its targets and
+//! its engine's state, as [`crate::sources::docker`] publishes them), following the
 //! uplink and downstream interfaces as they come and go ([`Responder::reconcile`]), the
 //! kernel filter's prefixes, applying a reloaded configuration in place, and the log lines
 //! about what changed.
@@ -19,7 +20,7 @@ use tracing::{debug, error, info, warn};
 use super::upstream::{announcer_every, keepalive_every};
 use super::{open_uplink, Options, Responder};
 use crate::decide::targets::{Mode, Rule, Snapshot, TargetTable};
-use crate::sources::docker::{self, DockerTargets};
+use crate::sources::docker::{self, DockerTargets, EngineState};
 use crate::sources::netlink::{self, KernelView};
 use crate::status::list;
 
@@ -129,26 +130,47 @@ pub(super) fn docker_networks(rules: &[Rule]) -> Vec<String> {
         .collect()
 }
 
-/// The Docker watcher of one uplink, replaced when a reload changes its networks.
+/// The Docker watcher of one uplink, replaced when a reload changes its networks: the targets
+/// it publishes (for the refresh task) and the engine's state (for the report).
 pub(super) struct DockerFeed {
     pub(super) networks: Vec<String>,
     pub(super) rx: watch::Receiver<Arc<DockerTargets>>,
+    pub(super) state: watch::Receiver<EngineState>,
     pub(super) task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl DockerFeed {
     /// Follow `networks`, starting from what is already known of them (so that a reload does
-    /// not forget the containers of the networks it keeps).
-    pub(super) fn start(networks: Vec<String>, known: &DockerTargets) -> DockerFeed {
+    /// not forget the containers of the networks it keeps, nor that they exist; the new
+    /// watcher is connected once the engine has answered it).
+    pub(super) fn start(
+        networks: Vec<String>,
+        known: &DockerTargets,
+        engine: &EngineState,
+    ) -> DockerFeed {
         let kept: DockerTargets = known
             .iter()
             .filter(|(_, (net, _))| networks.contains(net))
             .map(|(a, v)| (*a, v.clone()))
             .collect();
         let (tx, rx) = watch::channel(Arc::new(kept));
-        let task =
-            (!networks.is_empty()).then(|| tokio::spawn(docker::watch(networks.clone(), tx)));
-        DockerFeed { networks, rx, task }
+        let (state_tx, state) = watch::channel(EngineState {
+            existing: engine
+                .existing
+                .iter()
+                .filter(|n| networks.contains(n))
+                .cloned()
+                .collect(),
+            ..EngineState::default()
+        });
+        let task = (!networks.is_empty())
+            .then(|| tokio::spawn(docker::watch(networks.clone(), tx, state_tx)));
+        DockerFeed {
+            networks,
+            rx,
+            state,
+            task,
+        }
     }
 }
 

@@ -1,7 +1,8 @@
 //! Report: what `ndp-responder status` and the metrics show of one uplink.
 //!
 //! Owns: building the uplink's [`UplinkStatus`] from the snapshot, the probe cache, the
-//! addresses in use and the counters.
+//! addresses in use, the counters, and the state its Docker feed publishes (the entries of
+//! [`DockerNetwork`]).
 //!
 //! Must not: render it (that is [`crate::status`]) or change any state.
 
@@ -9,13 +10,37 @@ use std::collections::BTreeMap;
 use std::net::Ipv6Addr;
 use std::time::Instant;
 
+use super::refresh::DockerFeed;
 use super::Responder;
 use crate::decide::targets::Mode;
-use crate::status::{Answering, Limits, UplinkStatus};
+use crate::sources::docker::{DockerTargets, EngineState};
+use crate::status::{Answering, DockerNetwork, Limits, UplinkStatus};
+
+/// One entry per followed network (once, however many rules name it), from what the Docker
+/// feed's watcher published.
+fn docker_networks(
+    networks: &[String],
+    targets: &DockerTargets,
+    engine: &EngineState,
+) -> Vec<DockerNetwork> {
+    let mut seen = std::collections::HashSet::new();
+    networks
+        .iter()
+        .filter(|name| seen.insert(name.as_str()))
+        .map(|name| DockerNetwork {
+            name: name.clone(),
+            engine_connected: engine.connected,
+            engine_error: engine.error.clone(),
+            engine_outages: engine.outages,
+            exists: engine.existing.contains(name),
+            addresses: targets.values().filter(|(net, _)| net == name).count(),
+        })
+        .collect()
+}
 
 impl Responder {
-    /// What `ndp-responder status` shows for this uplink.
-    pub(super) fn status(&self) -> UplinkStatus {
+    /// What `ndp-responder status` shows for this uplink, with what `docker` (its feed) knows.
+    pub(super) fn status(&self, docker: &DockerFeed) -> UplinkStatus {
         let snap = self.table.load();
         let now = Instant::now();
         let rule_of = |a: &Ipv6Addr| {
@@ -89,7 +114,44 @@ impl Responder {
                 probe_ttl_ms: self.opts.probe.ttl.as_millis() as u64,
                 probe_negative_ttl_ms: self.opts.probe.negative_ttl.as_millis() as u64,
             },
+            docker: docker_networks(
+                &docker.networks,
+                &docker.rx.borrow(),
+                &docker.state.borrow(),
+            ),
             counters: self.counters.clone(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_followed_network_is_reported_once_with_its_engines_state() {
+        let held = |net: &str| (net.to_string(), "c".to_string());
+        let targets = DockerTargets::from([
+            ("2001:db8:1::d:2".parse().unwrap(), held("a")),
+            ("2001:db8:1::d:3".parse().unwrap(), held("a")),
+            ("2001:db8:2::d:2".parse().unwrap(), held("other")),
+        ]);
+        let engine = EngineState {
+            connected: false,
+            existing: ["a".to_string()].into(),
+            error: Some("the event stream ended".into()),
+            outages: 1,
+        };
+        let networks = ["a", "b", "a"].map(String::from);
+        let report = docker_networks(&networks, &targets, &engine);
+        let entry = |name: &str, exists: bool, addresses: usize| DockerNetwork {
+            name: name.into(),
+            engine_connected: false,
+            engine_error: Some("the event stream ended".into()),
+            engine_outages: 1,
+            exists,
+            addresses,
+        };
+        assert_eq!(report, [entry("a", true, 2), entry("b", false, 0)]);
     }
 }
