@@ -412,6 +412,7 @@ fn the_debian_package_holds_a_static_binary_unit_config_man_page_and_completions
     for line in [
         "Type=notify",
         "ExecStart=/usr/sbin/ndp-responder -c /etc/ndp-responder.toml",
+        "ExecReload=/usr/sbin/ndp-responder check-config -c /etc/ndp-responder.toml",
         "ExecReload=/bin/kill -HUP $MAINPID",
         "WatchdogSec=30s",
         "Restart=on-failure",
@@ -431,6 +432,17 @@ fn the_debian_package_holds_a_static_binary_unit_config_man_page_and_completions
             format!("the unit lacks {line}")
         });
     }
+    // A refused file makes `systemctl reload` fail: the check runs before the signal.
+    let reload_lines: Vec<&str> = unit
+        .lines()
+        .filter(|l| l.starts_with("ExecReload="))
+        .collect();
+    problems.check(
+        reload_lines
+            .first()
+            .is_some_and(|l| l.contains("check-config")),
+        || format!("ExecReload must run check-config before the signal: {reload_lines:?}"),
+    );
     // The host's network namespace and its capabilities there are the point.
     for key in [
         "PrivateNetwork=",

@@ -404,10 +404,7 @@ impl<'a> NdFrame<'a> {
             return Err(TooShort);
         }
         let icmp = Icmpv6Slice::from_slice(message).map_err(|_| TooShort)?;
-        let written = u16::from_be_bytes([icmp.slice()[2], icmp.slice()[3]]);
-        if packet::icmpv6_checksum(ip.source_addr(), ip.destination_addr(), message)
-            != Some(written)
-        {
+        if !packet::checksum_verifies(ip.source_addr(), ip.destination_addr(), message) {
             return Err(BadChecksum);
         }
         let target: [u8; 16] = message

@@ -122,7 +122,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
 
     /// Does the ICMPv6 checksum verify over the message [`Packet::message`] holds?
     pub fn verify_checksum(&self) -> bool {
-        icmpv6_checksum(self.ip_src(), self.ip_dst(), self.message()) == Some(self.checksum())
+        checksum_verifies(self.ip_src(), self.ip_dst(), self.message())
     }
 }
 
@@ -180,6 +180,18 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         if let Some(sum) = icmpv6_checksum(src, dst, message) {
             message[2..4].copy_from_slice(&sum.to_be_bytes());
         }
+    }
+}
+
+/// Does the checksum written in `message` verify between `src` and `dst`? In one's
+/// complement 0x0000 and 0xffff are the same number (RFC 1071): a sender may write either.
+pub fn checksum_verifies(src: Ipv6Addr, dst: Ipv6Addr, message: &[u8]) -> bool {
+    let Some(written) = message.get(2..4).map(|b| u16::from_be_bytes([b[0], b[1]])) else {
+        return false;
+    };
+    match icmpv6_checksum(src, dst, message) {
+        Some(sum) => sum == written || (sum | written == 0xffff && (sum == 0 || written == 0)),
+        None => false,
     }
 }
 
@@ -280,6 +292,16 @@ mod tests {
             p.set_target(Ipv6Addr::LOCALHOST);
             p.fill_checksum();
             let _ = (p.verify_checksum(), p.message().len(), p.target());
+        }
+        // 0x0000 and 0xffff are the same checksum in one's complement.
+        let mut frame = na();
+        let mut p = Packet::new_unchecked(&mut frame[..]);
+        let sum = p.checksum();
+        for (written, other) in [(0x0000u16, 0xffffu16), (0xffff, 0x0000)] {
+            if sum == written {
+                p.put(field::ICMP_CHECKSUM, &other.to_be_bytes());
+                assert!(p.verify_checksum());
+            }
         }
         // A solicitation's checksum, filled by the view, verifies in the codec too.
         let ns = NeighborSolicit::resolution(

@@ -273,6 +273,20 @@ impl Responder {
             return;
         }
         self.note_in_use(advert.target);
+        // A target's first answer, and an answer to a new solicitor, at INFO (within the log
+        // budget); the repeats (every re-probe of every router) only at DEBUG: at scale they
+        // are noise, and formatting them costs CPU.
+        if !self.new_solicitor(advert.target, ns.ip_src) {
+            debug!(
+                "answered NS who-has {} from {} ({why}) again: NA src {} dst {} flags {}",
+                ns.target,
+                ns.ip_src,
+                advert.ip_src,
+                advert.ip_dst,
+                flags(advert)
+            );
+            return;
+        }
         if let Some(suppressed) = self.log_budget.take(now) {
             let more = if suppressed > 0 {
                 format!(" ({suppressed} earlier answers not logged)")
@@ -288,6 +302,19 @@ impl Responder {
                 flags(advert)
             );
         }
+    }
+
+    /// Is `solicitor` new for `target` (its first answer, or another solicitor than last
+    /// time)? Remembers it; at most [`MAX_IN_USE`] targets (then it starts over).
+    fn new_solicitor(&mut self, target: Ipv6Addr, solicitor: Ipv6Addr) -> bool {
+        if self.solicitors.get(&target) == Some(&solicitor) {
+            return false;
+        }
+        if self.solicitors.len() >= MAX_IN_USE && !self.solicitors.contains_key(&target) {
+            self.solicitors.clear();
+        }
+        self.solicitors.insert(target, solicitor);
+        true
     }
 
     pub(super) fn note_in_use(&mut self, addr: Ipv6Addr) {

@@ -128,6 +128,8 @@ pub struct Responder {
     announcer: Option<schedule::Announcer>,
     /// Addresses answered recently: reported by `status`, and announced while in use.
     in_use: HashMap<Ipv6Addr, Instant>,
+    /// The last solicitor of each target answered (its first answer is logged at INFO).
+    solicitors: HashMap<Ipv6Addr, Ipv6Addr>,
     in_use_window: Duration,
     warned: std::collections::HashSet<String>,
     /// First announcements still to send: (when, address, how many left), earliest first.
@@ -277,6 +279,7 @@ pub async fn run(opts: Options, mut control: Control) -> Result<Counters, Daemon
         gateway_macs: HashMap::new(),
         announcer: opts.announce.map(upstream::announcer_every),
         in_use: HashMap::new(),
+        solicitors: HashMap::new(),
         in_use_window: opts.announce.unwrap_or_default().saturating_mul(2),
         warned: Default::default(),
         bursts: Default::default(),

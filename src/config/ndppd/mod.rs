@@ -9,16 +9,14 @@
 //! Must not: touch the system; the output is printed for the operator to review. Never return
 //! a file that means something other than the ndppd.conf did: refuse instead.
 
-use std::time::Duration;
-
 use ipnet::Ipv6Net;
 use serde::Serialize;
 
-use crate::config::values::{self, DurationRange};
+use crate::config::values::{self};
 
 mod read;
 
-use read::{read, Item, Refusal};
+use read::{boolean, millis, no_block, once, read, Item, Refusal};
 
 /// An `[[uplink]]` table's keys, in the order they are written.
 #[derive(Serialize)]
@@ -87,86 +85,6 @@ enum Level {
     Top,
     Proxy,
     Rule,
-}
-
-/// `yes`, `no`, `true`, `false` (any case). ndppd takes anything but yes and true as no:
-/// other words are refused, since they may not mean what ndppd made of them.
-fn boolean(item: &Item) -> Result<bool, Refusal> {
-    match item.value.to_ascii_lowercase().as_str() {
-        "yes" | "true" => Ok(true),
-        "no" | "false" => Ok(false),
-        "" => Err((
-            item.line,
-            format!(
-                "{} has no value, which ndppd reads as no: write {} yes or {} no",
-                item.name, item.name, item.name
-            ),
-        )),
-        other => Err((
-            item.line,
-            format!(
-                "{} '{other}' is not yes, no, true or false (ndppd reads it as no): write {} yes or {} no",
-                item.name, item.name, item.name
-            ),
-        )),
-    }
-}
-
-/// A number of milliseconds within `range`, as a duration string for our file.
-fn millis(item: &Item, range: &DurationRange, key: &str) -> Result<(Duration, String), Refusal> {
-    let example = range.example;
-    if item.value.is_empty() {
-        return Err((
-            item.line,
-            format!(
-                "{} has no value, which ndppd reads as 0 ms: give the milliseconds, e.g. {} {}",
-                item.name,
-                item.name,
-                ms_of(example)
-            ),
-        ));
-    }
-    let ms: u64 = item
-        .value
-        .parse()
-        .ok()
-        .filter(|_| item.value.bytes().all(|b| b.is_ascii_digit()))
-        .ok_or_else(|| {
-            (
-                item.line,
-                format!(
-                    "{} '{}' is not a whole number of milliseconds: write e.g. {} {}",
-                    item.name,
-                    item.value,
-                    item.name,
-                    ms_of(example)
-                ),
-            )
-        })?;
-    let d = Duration::from_millis(ms);
-    if d < range.min || d > range.max {
-        return Err((
-            item.line,
-            format!(
-                "{} {ms} ms is outside what ndp-responder allows for {key} ({}): give {} to {} ms",
-                item.name,
-                range.what,
-                range.min.as_millis(),
-                range.max.as_millis()
-            ),
-        ));
-    }
-    let text = humantime::format_duration(d).to_string();
-    // The same parser as the file's, so what is written is what is read back.
-    values::parse_duration_in(&text, range).map_err(|e| (item.line, format!("{key}: {e}")))?;
-    Ok((d, text))
-}
-
-/// "30s" → "30000" (for examples in messages).
-fn ms_of(example: &str) -> String {
-    humantime::parse_duration(example)
-        .map(|d| d.as_millis().to_string())
-        .unwrap_or_else(|_| example.into())
 }
 
 /// ndppd's rule address: `ADDR` (one address: /128) or `ADDR/LEN`; host bits are ignored by
@@ -270,41 +188,6 @@ fn unmapped(item: &Item, lines: &[&str], level: Level) -> Result<String, Refusal
         item.line,
         shown(lines, item.line)
     ))
-}
-
-/// Refuse a block where ndppd would ignore it (a nameless block: a '{' on a line of its own;
-/// or the block of a setting that takes none).
-fn no_block(item: &Item) -> Result<(), Refusal> {
-    match &item.children {
-        None => Ok(()),
-        Some(_) if item.name.is_empty() => Err((
-            item.line,
-            "a '{' block without a name: ndppd ignores everything in it (its '{' must be on the same line as the proxy or rule it belongs to): move the '{' up and import again".into(),
-        )),
-        Some(_) => Err((
-            item.line,
-            format!(
-                "'{}' takes no '{{ }}' block here (ndppd ignores what is in it): remove the block, or move it where it belongs",
-                item.name
-            ),
-        )),
-    }
-}
-
-/// Each setting once: ndppd would use one of several and ignore the others.
-fn once<'a>(items: &'a [Item], name: &str) -> Result<Option<&'a Item>, Refusal> {
-    let mut found = items.iter().filter(|i| i.name == name);
-    let first = found.next();
-    if let (Some(first), Some(again)) = (first, found.next()) {
-        return Err((
-            again.line,
-            format!(
-                "{name} is given again (first at line {}): ndppd uses only one of them; keep one",
-                first.line
-            ),
-        ));
-    }
-    Ok(first)
 }
 
 fn rule(item: &Item, lines: &[&str]) -> Result<RuleIn, Refusal> {
@@ -606,6 +489,7 @@ fn table(value: &impl Serialize) -> Result<String, Refusal> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
     use crate::config;
     use crate::decide::targets::Mode;
 

@@ -2,7 +2,9 @@
 //! included (one value per item, an optional `=`, quoted values, `#`, `//` and `/* */`
 //! comments, a block that opens on the next line or after a quoted value is not the item's).
 //!
-//! Owns: [`read`] (text to [`Item`]s with their line numbers).
+//! Owns: [`read`] (text to [`Item`]s with their line numbers) and reading the values of
+//! items as ndppd does (yes/no words, milliseconds, one item of a name, no block where none
+//! belongs), refusing what is unclear.
 //!
 //! Must not: map anything to our schema (that is [`super`]).
 
@@ -20,6 +22,10 @@ struct Reader<'a> {
     text: &'a [u8],
     pos: usize,
 }
+
+use std::time::Duration;
+
+use crate::config::values::{self, DurationRange};
 
 pub(super) type Refusal = (usize, String);
 
@@ -181,4 +187,123 @@ pub(super) fn read(text: &str) -> Result<Vec<Item>, Refusal> {
         pos: 0,
     }
     .block(None)
+}
+
+/// `yes`, `no`, `true`, `false` (any case). ndppd takes anything but yes and true as no:
+/// other words are refused, since they may not mean what ndppd made of them.
+pub(super) fn boolean(item: &Item) -> Result<bool, Refusal> {
+    match item.value.to_ascii_lowercase().as_str() {
+        "yes" | "true" => Ok(true),
+        "no" | "false" => Ok(false),
+        "" => Err((
+            item.line,
+            format!(
+                "{} has no value, which ndppd reads as no: write {} yes or {} no",
+                item.name, item.name, item.name
+            ),
+        )),
+        other => Err((
+            item.line,
+            format!(
+                "{} '{other}' is not yes, no, true or false (ndppd reads it as no): write {} yes or {} no",
+                item.name, item.name, item.name
+            ),
+        )),
+    }
+}
+
+/// A number of milliseconds within `range`, as a duration string for our file.
+pub(super) fn millis(
+    item: &Item,
+    range: &DurationRange,
+    key: &str,
+) -> Result<(Duration, String), Refusal> {
+    let example = range.example;
+    if item.value.is_empty() {
+        return Err((
+            item.line,
+            format!(
+                "{} has no value, which ndppd reads as 0 ms: give the milliseconds, e.g. {} {}",
+                item.name,
+                item.name,
+                ms_of(example)
+            ),
+        ));
+    }
+    let ms: u64 = item
+        .value
+        .parse()
+        .ok()
+        .filter(|_| item.value.bytes().all(|b| b.is_ascii_digit()))
+        .ok_or_else(|| {
+            (
+                item.line,
+                format!(
+                    "{} '{}' is not a whole number of milliseconds: write e.g. {} {}",
+                    item.name,
+                    item.value,
+                    item.name,
+                    ms_of(example)
+                ),
+            )
+        })?;
+    let d = Duration::from_millis(ms);
+    if d < range.min || d > range.max {
+        return Err((
+            item.line,
+            format!(
+                "{} {ms} ms is outside what ndp-responder allows for {key} ({}): give {} to {} ms",
+                item.name,
+                range.what,
+                range.min.as_millis(),
+                range.max.as_millis()
+            ),
+        ));
+    }
+    let text = humantime::format_duration(d).to_string();
+    // The same parser as the file's, so what is written is what is read back.
+    values::parse_duration_in(&text, range).map_err(|e| (item.line, format!("{key}: {e}")))?;
+    Ok((d, text))
+}
+
+/// "30s" → "30000" (for examples in messages).
+pub(super) fn ms_of(example: &str) -> String {
+    humantime::parse_duration(example)
+        .map(|d| d.as_millis().to_string())
+        .unwrap_or_else(|_| example.into())
+}
+
+/// Refuse a block where ndppd would ignore it (a nameless block: a '{' on a line of its own;
+/// or the block of a setting that takes none).
+pub(super) fn no_block(item: &Item) -> Result<(), Refusal> {
+    match &item.children {
+        None => Ok(()),
+        Some(_) if item.name.is_empty() => Err((
+            item.line,
+            "a '{' block without a name: ndppd ignores everything in it (its '{' must be on the same line as the proxy or rule it belongs to): move the '{' up and import again".into(),
+        )),
+        Some(_) => Err((
+            item.line,
+            format!(
+                "'{}' takes no '{{ }}' block here (ndppd ignores what is in it): remove the block, or move it where it belongs",
+                item.name
+            ),
+        )),
+    }
+}
+
+/// Each setting once: ndppd would use one of several and ignore the others.
+pub(super) fn once<'a>(items: &'a [Item], name: &str) -> Result<Option<&'a Item>, Refusal> {
+    let mut found = items.iter().filter(|i| i.name == name);
+    let first = found.next();
+    if let (Some(first), Some(again)) = (first, found.next()) {
+        return Err((
+            again.line,
+            format!(
+                "{name} is given again (first at line {}): ndppd uses only one of them; keep one",
+                first.line
+            ),
+        ));
+    }
+    Ok(first)
 }
