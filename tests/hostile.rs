@@ -453,3 +453,67 @@ fn cap_net_admin_is_kept_only_for_the_keepalive() {
         daemon.stop().unwrap();
     }
 }
+
+#[test]
+fn a_scan_relayed_by_the_gateway_cannot_crowd_out_live_containers() {
+    // A remote scan of a static prefix reaches the host as the router's own solicitations, at
+    // the scan's rate; the live container under the auto rule must stay answered.
+    let topo = topology(1);
+    let sock = socket("relayed-scan");
+    let daemon = topo
+        .start_daemon(
+            exe(),
+            &[
+                "-n",
+                CONTAINER_PREFIX,
+                "--auto",
+                "2001:db8:1::d:0/120",
+                "--rate-limit-per-source",
+                "50",
+                "--control-socket",
+                sock.to_str().unwrap(),
+            ],
+        )
+        .unwrap();
+    topo.exec(&topo.host(), &["ping", "-6", "-c", "1", "-W", "2", GATEWAY])
+        .unwrap();
+    assert!(gateway_entry(&topo).contains(ROUTER_MAC));
+    topo.container_speaks(1).unwrap();
+    let ct = container_addr(1);
+    assert!(wait_until(Duration::from_secs(5), || {
+        status_of(&sock).is_some_and(|s| {
+            s.uplinks[0]
+                .answering
+                .iter()
+                .any(|a| a.address.to_string() == ct && a.why == "auto")
+        })
+    }));
+    // The router solicits unknown addresses of the static /112 (outside the auto /120).
+    let frames: Vec<Vec<u8>> = (0..10_000u32)
+        .map(|i| router_ns(&format!("2001:db8:1::d:{:x}", 0x1000 + (i % 0xe000))))
+        .collect();
+    let router = topo.router();
+    std::thread::scope(|scope| {
+        let scan =
+            scope.spawn(|| send_paced_in(&router, "r0", &frames, Duration::from_micros(300)));
+        assert!(
+            wait_until(Duration::from_secs(5), || counters(&sock)
+                .withheld
+                .get("rate_limit_gateway_other")
+                .is_some_and(|n| *n > 100)),
+            "{:?}",
+            counters(&sock)
+        );
+        let answered = (0..3).filter(|_| host_answers(&topo, &ct)).count();
+        let still_scanning = !scan.is_finished();
+        scan.join().unwrap();
+        assert!(
+            still_scanning,
+            "the scan ended before the checks: the test proves nothing"
+        );
+        assert_eq!(answered, 3, "{:?}", counters(&sock));
+    });
+    let c = counters(&sock);
+    assert_eq!(c.withheld.get("rate_limit_gateway_live"), None, "{c:?}");
+    daemon.stop().unwrap();
+}

@@ -7,8 +7,10 @@
 //! solicitations, so that the daemon cannot be turned into a traffic generator.
 //!
 //! The gateways are apart: a solicitation whose Ethernet source is a gateway's MAC (as the
-//! kernel knows it) draws on a bucket of that gateway's own, which no other source can
-//! drain and the total does not cap. The IPv6 source is whatever the sender writes; a flood
+//! kernel knows it) draws on buckets of that gateway's own, which no other source can
+//! drain and the total does not cap: one for targets known to be live (the kernel, the
+//! engine or a probe said so) and one for the rest (addresses of static prefixes), so that a
+//! scan the gateway itself relays cannot crowd out the answers for live containers. The IPv6 source is whatever the sender writes; a flood
 //! that spoofs the gateway's address from another MAC draws on an ordinary bucket. (Only
 //! solicitations with hop limit 255, i.e. sent on the link, get this far: see
 //! [`crate::decide::policy::validate`].)
@@ -39,8 +41,35 @@ impl Default for Limits {
 
 /// Sources tracked at once; beyond that, sources without a bucket share one.
 const MAX_SOURCES: usize = 1024;
-/// Gateways' MACs with a bucket of their own (the snapshot's gateways are a handful).
+/// Gateways' MACs with buckets of their own (the snapshot's gateways are a handful).
 const MAX_GATEWAYS: usize = 16;
+
+/// Which limit withheld an answer (counted by reason).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limited {
+    /// The solicitation source's own rate.
+    PerSource,
+    /// Sources beyond the table share one bucket, and it was empty.
+    Overflow,
+    /// The total of all sources.
+    Total,
+    /// A gateway's rate for targets known to be live.
+    GatewayLive,
+    /// A gateway's rate for the other targets (a scan it relays).
+    GatewayOther,
+}
+
+impl crate::status::Reason for Limited {
+    fn reason(&self) -> &'static str {
+        match self {
+            Limited::PerSource => "rate_limit_per_source",
+            Limited::Overflow => "rate_limit_overflow",
+            Limited::Total => "rate_limit_total",
+            Limited::GatewayLive => "rate_limit_gateway_live",
+            Limited::GatewayOther => "rate_limit_gateway_other",
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy)]
 struct Bucket {
@@ -81,8 +110,8 @@ pub struct RateLimiter {
     sources: HashMap<Ipv6Addr, Bucket>,
     /// Shared by sources that found the table full.
     overflow: Bucket,
-    /// The gateways' own buckets, by MAC.
-    gateways: HashMap<MacAddr, Bucket>,
+    /// The gateways' own buckets, by MAC and by whether the target is known to be live.
+    gateways: HashMap<(MacAddr, bool), Bucket>,
     /// When idle sources were last forgotten (at most once a second: a sweep costs the whole
     /// table, and a flood of new sources must not pay it per packet).
     last_sweep: Instant,
@@ -109,6 +138,11 @@ impl RateLimiter {
 
     /// May an answer to a solicitation from `source` be sent at `now`? Takes a token if so.
     pub fn allow(&mut self, source: Ipv6Addr, now: Instant) -> bool {
+        self.check(source, now).is_ok()
+    }
+
+    /// [`RateLimiter::allow`], saying which limit withheld the answer.
+    pub fn check(&mut self, source: Ipv6Addr, now: Instant) -> Result<(), Limited> {
         let Limits { per_source, total } = self.limits;
         if per_source > 0 {
             if !self.sources.contains_key(&source)
@@ -122,21 +156,24 @@ impl RateLimiter {
                     b.tokens < f64::from(per_source)
                 });
             }
-            let bucket = if self.sources.len() < MAX_SOURCES || self.sources.contains_key(&source) {
-                self.sources
-                    .entry(source)
-                    .or_insert_with(|| Bucket::full(per_source, now))
-            } else {
-                &mut self.overflow
-            };
+            let (bucket, limit) =
+                if self.sources.len() < MAX_SOURCES || self.sources.contains_key(&source) {
+                    let b = self
+                        .sources
+                        .entry(source)
+                        .or_insert_with(|| Bucket::full(per_source, now));
+                    (b, Limited::PerSource)
+                } else {
+                    (&mut self.overflow, Limited::Overflow)
+                };
             // Peek first: a source over its limit must not use up the total.
             bucket.refill(per_source, now);
             if bucket.tokens < 1.0 {
-                return false;
+                return Err(limit);
             }
         }
         if total > 0 && !self.total.take(total, now) {
-            return false;
+            return Err(Limited::Total);
         }
         if per_source > 0 {
             let bucket = match self.sources.get_mut(&source) {
@@ -145,24 +182,31 @@ impl RateLimiter {
             };
             bucket.tokens -= 1.0;
         }
-        true
+        Ok(())
     }
 
-    /// May an answer to a solicitation from the gateway at `mac` be sent at `now`? Its own
-    /// bucket (the per-source rate), untouched by other sources and by the total.
-    pub fn allow_gateway(&mut self, mac: MacAddr, now: Instant) -> bool {
+    /// May an answer to a solicitation from the gateway at `mac`, for a target known to be
+    /// `live` or not, be sent at `now`? The gateway's own buckets (the per-source rate each),
+    /// untouched by other sources and by the total.
+    pub fn check_gateway(&mut self, mac: MacAddr, live: bool, now: Instant) -> Result<(), Limited> {
         let rate = self.limits.per_source;
         if rate == 0 {
-            return true;
+            return Ok(());
         }
-        if !self.gateways.contains_key(&mac) && self.gateways.len() >= MAX_GATEWAYS {
-            // Gateways changed many times: start over (each gets a full bucket).
+        if !self.gateways.contains_key(&(mac, live)) && self.gateways.len() >= 2 * MAX_GATEWAYS {
+            // Gateways changed many times: start over (each gets full buckets).
             self.gateways.clear();
         }
-        self.gateways
-            .entry(mac)
+        let allowed = self
+            .gateways
+            .entry((mac, live))
             .or_insert_with(|| Bucket::full(rate, now))
-            .take(rate, now)
+            .take(rate, now);
+        match (allowed, live) {
+            (true, _) => Ok(()),
+            (false, true) => Err(Limited::GatewayLive),
+            (false, false) => Err(Limited::GatewayOther),
+        }
     }
 
     /// Sources tracked now (bounded by [`MAX_SOURCES`]).
@@ -290,7 +334,29 @@ mod tests {
         }
         assert!(!rl.allow(addr(9999), t0), "the total is spent");
         // ...the gateway, known by its MAC, still gets its own rate.
-        let answered = (0..10).filter(|_| rl.allow_gateway(gw_mac, t0)).count();
+        let answered = (0..10)
+            .filter(|_| rl.check_gateway(gw_mac, true, t0).is_ok())
+            .count();
         assert_eq!(answered, 5);
+    }
+
+    #[test]
+    fn a_scan_from_the_gateway_cannot_crowd_out_live_targets() {
+        let t0 = Instant::now();
+        let gw = MacAddr([2, 0, 0, 0, 0, 1]);
+        let mut rl = RateLimiter::new(
+            Limits {
+                per_source: 5,
+                total: 0,
+            },
+            t0,
+        );
+        let scan = (0..100)
+            .filter(|_| rl.check_gateway(gw, false, t0).is_ok())
+            .count();
+        assert_eq!(scan, 5);
+        assert_eq!(rl.check_gateway(gw, false, t0), Err(Limited::GatewayOther));
+        // The live containers' answers have their own bucket.
+        assert!(rl.check_gateway(gw, true, t0).is_ok());
     }
 }

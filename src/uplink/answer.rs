@@ -16,7 +16,7 @@ use tracing::{debug, info, warn};
 use super::Responder;
 use crate::decide::policy::{self, Decision};
 use crate::decide::probe::Verdict;
-use crate::decide::targets::Rule;
+use crate::decide::targets::{Mode, Rule};
 use crate::link::{self};
 use crate::ndp::{NeighborAdvert, NeighborSolicit};
 
@@ -64,6 +64,17 @@ pub(super) enum Why<'a> {
     Rule(policy::Kind, &'a Rule),
     Probed(policy::Kind, &'a Rule),
     ProbeAnswered(policy::Kind),
+}
+
+impl Why<'_> {
+    /// Is the target known to be live (the kernel, the engine or a probe said so), rather
+    /// than merely inside a static prefix?
+    pub(super) fn live(&self) -> bool {
+        match self {
+            Why::Rule(_, rule) => rule.mode != Mode::Static,
+            Why::Probed(..) | Why::ProbeAnswered(_) => true,
+        }
+    }
 }
 
 impl std::fmt::Display for Why<'_> {
@@ -239,14 +250,16 @@ impl Responder {
             return;
         }
         let now = self.now;
-        // A gateway (known by the MAC the kernel holds for it) has a bucket of its own.
-        let allowed = if self.table.load().is_gateway_mac(&ns.eth_src) {
-            self.limiter.allow_gateway(ns.eth_src, now)
+        // A gateway (known by the MAC the kernel holds for it) has buckets of its own: one for
+        // targets known to be live, one for the rest (see `ratelimit`).
+        let verdict = if self.table.load().is_gateway_mac(&ns.eth_src) {
+            self.limiter.check_gateway(ns.eth_src, why.live(), now)
         } else {
-            self.limiter.allow(ns.ip_src, now)
+            self.limiter.check(ns.ip_src, now)
         };
-        if !allowed {
+        if let Err(limit) = verdict {
             self.counters.rate_limited += 1;
+            self.counters.withheld.add(limit);
             if self
                 .limited_warned
                 .is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(60))
