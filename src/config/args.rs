@@ -602,4 +602,29 @@ mod tests {
         .unwrap_err();
         assert!(err.to_string().contains("'global'"), "{err}");
     }
+
+    #[test]
+    fn comma_lists_and_suggestions_as_the_go_tool_users_expect() {
+        let cli = Cli::try_parse_from([
+            "ndp-responder",
+            "-i",
+            "eth0",
+            "-n",
+            "2001:db8:1::d:0/112,2001:db8:1::e:0/112",
+            "-N",
+            "net1,net2",
+        ])
+        .unwrap();
+        assert_eq!(cli.run.subnets.len(), 2);
+        assert_eq!(cli.run.docker_networks, ["net1", "net2"]);
+        // Typos get a suggestion.
+        let e = Cli::try_parse_from(["ndp-responder", "-i", "eth0", "--subnett", "2001:db8::/64"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--subnet"), "{e}");
+        let e = Cli::try_parse_from(["ndp-responder", "docter"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("doctor"), "{e}");
+    }
 }
