@@ -5,16 +5,17 @@
 //! Owns: those helpers, none of which knows about responders or the report. Must not: keep
 //! state, or change anything outside the namespace a caller names.
 //!
-//! The lab (`tools::lab`) has no public helper these could be: its `ip`/`run` are private, and
-//! its `Topology::sysctl`/`exec` go through `ip netns exec` per call, where the measurements
-//! read /proc and write sysctls from a thread that entered the namespace ([`in_netns`]).
+//! Running commands, `ip`, entering a namespace from a thread and finding a tool on PATH are
+//! the library's ([`ndp_responder::tools::netns`], shared with the lab and the tests); here
+//! they only gain the benchmark's error type with its context.
 
 use std::ffi::CString;
 use std::fmt;
 use std::fs;
 use std::io::{self, Write};
-use std::os::fd::AsRawFd;
 use std::path::Path;
+
+use ndp_responder::tools::netns;
 use std::process::{Command, Output, Stdio};
 
 /// An error that names what failed and, where there is one, what to do about it.
@@ -49,26 +50,15 @@ macro_rules! bail {
 }
 pub(crate) use bail;
 
-/// Run a command to completion; an error carries the command line and its stderr.
+/// Run a command to completion ([`netns::run`]); an error carries the command line and its
+/// stderr.
 pub fn run(cmd: &mut Command) -> Result<Output> {
-    let line = format!("{cmd:?}").replace('"', "");
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .context(|| format!("running `{line}`"))?;
-    if !out.status.success() {
-        bail!(
-            "`{line}` failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(out)
+    netns::run(cmd).map_err(|e| Error(e.to_string()))
 }
 
-/// `ip ARGS...`
+/// `ip ARGS...` ([`netns::ip`]).
 pub fn ip(args: &[&str]) -> Result<Output> {
-    run(Command::new("ip").args(args))
+    netns::ip(args).map_err(|e| Error(e.to_string()))
 }
 
 /// Feed `lines` to `ip -n NS -batch -` (one `ip` command per line, without the `ip`).
@@ -100,26 +90,11 @@ pub fn ip_batch(ns: &str, lines: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// Run `f` on a thread that has joined network namespace `ns` (this process stays where it
-/// is). Sockets opened there keep belonging to `ns` after the thread ends.
+/// Run `f` on a thread that has joined network namespace `ns` ([`netns::run_in`]; this
+/// process stays where it is). Sockets opened there keep belonging to `ns` after the thread
+/// ends.
 pub fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
-    let path = format!("/run/netns/{ns}");
-    std::thread::scope(|scope| {
-        scope
-            .spawn(|| {
-                let file = fs::File::open(&path).context(|| format!("opening {path}"))?;
-                // SAFETY: setns on a namespace descriptor; it changes this thread only.
-                if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                    bail!(
-                        "entering network namespace {ns}: {}",
-                        io::Error::last_os_error()
-                    );
-                }
-                f()
-            })
-            .join()
-            .unwrap_or_else(|_| Err(Error(format!("a helper thread in {ns} panicked"))))
-    })
+    netns::run_in(ns, f).context(|| format!("entering network namespace {ns}"))?
 }
 
 /// Write a sysctl of namespace `ns` (`key` is the path below /proc/sys).
@@ -532,11 +507,9 @@ pub fn now_utc() -> String {
         .unwrap_or(0))
 }
 
-/// True when `tool` is an executable file in one of PATH's directories.
+/// True when `tool` is an executable file in one of PATH's directories ([`netns::have_tool`]).
 pub fn on_path(tool: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(tool).is_file()))
-        .unwrap_or(false)
+    netns::have_tool(tool)
 }
 
 #[cfg(test)]
