@@ -7,12 +7,10 @@
 mod common;
 
 use std::net::Ipv6Addr;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::{
-    capability_lines, counters, exe, host_answers, router_ns, send_frames_in, send_paced_in,
-    status_of, topology,
+    capability_lines, exe, host_answers, router_ns, send_frames_in, send_paced_in, topology,
 };
 use ndp_responder::ndp::{self, MacAddr, NeighborAdvert, NeighborSolicit};
 use ndp_responder::status::{Counters, Reasons};
@@ -22,11 +20,6 @@ use ndp_responder::tools::lab::{
 };
 
 const ATTACKER_MAC: &str = "02:00:00:00:66:66";
-
-/// A control socket path of this test's own.
-fn socket(name: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("ndp-hostile-{name}-{}.sock", std::process::id()))
-}
 
 fn total(map: &Reasons) -> u64 {
     map.values().sum()
@@ -86,23 +79,13 @@ fn forged_gateway_na(hop_limit: u8, ip_src: &str, tlla: &str) -> Vec<u8> {
 #[test]
 fn forged_advertisements_never_rewrite_the_gateway_entry() {
     let topo = topology(1);
-    let sock = socket("gateway");
     let daemon = topo
-        .start_daemon(
-            exe(),
-            &[
-                "-n",
-                CONTAINER_PREFIX,
-                "--gateway-keepalive=1s",
-                "--control-socket",
-                sock.to_str().unwrap(),
-            ],
-        )
+        .start_daemon(exe(), &["-n", CONTAINER_PREFIX, "--gateway-keepalive=1s"])
         .unwrap();
     // The keepalive runs and the kernel's entry holds the router's MAC.
     assert!(
         wait_until(Duration::from_secs(5), || {
-            counters(&sock).keepalives_sent >= 1 && gateway_entry(&topo).contains(ROUTER_MAC)
+            daemon.counters().keepalives_sent >= 1 && gateway_entry(&topo).contains(ROUTER_MAC)
         }),
         "no keepalive: {}\n{}",
         gateway_entry(&topo),
@@ -139,12 +122,12 @@ fn forged_advertisements_never_rewrite_the_gateway_entry() {
     let refused = |c: &Counters, reason: &str| c.adverts_refused.get(reason).copied().unwrap_or(0);
     assert!(
         wait_until(Duration::from_secs(5), || total(
-            &counters(&sock).adverts_refused
+            &daemon.counters().adverts_refused
         ) >= frames.len() as u64),
         "{:?}",
-        counters(&sock)
+        daemon.counters()
     );
-    assert!(refused(&counters(&sock), "hop_limit") >= frames.len() as u64);
+    assert!(refused(&daemon.counters(), "hop_limit") >= frames.len() as u64);
 
     // On the link the kernel itself takes what a neighbour claims (NDP trusts the link), but
     // the daemon adds nothing of its own: a group address as the gateway's MAC, or an answer
@@ -157,11 +140,11 @@ fn forged_advertisements_never_rewrite_the_gateway_entry() {
     send_paced_in(&router, "r0", &frames, Duration::from_millis(5));
     assert!(
         wait_until(Duration::from_secs(5), || {
-            let c = counters(&sock);
+            let c = daemon.counters();
             refused(&c, "target_lladdr") >= 100 && refused(&c, "not_from_target") >= 100
         }),
         "{:?}",
-        counters(&sock)
+        daemon.counters()
     );
     // The keepalive puts the real gateway back (its answers carry the O flag).
     assert!(
@@ -177,18 +160,10 @@ fn forged_advertisements_never_rewrite_the_gateway_entry() {
 #[test]
 fn a_probe_is_confirmed_only_by_an_answer() {
     let topo = topology(1);
-    let sock = socket("probe-answer");
     let daemon = topo
         .start_daemon(
             exe(),
-            &[
-                "--probe",
-                CONTAINER_PREFIX,
-                "--probe-negative-ttl",
-                "1s",
-                "--control-socket",
-                sock.to_str().unwrap(),
-            ],
+            &["--probe", CONTAINER_PREFIX, "--probe-negative-ttl", "1s"],
         )
         .unwrap();
     let absent = "2001:db8:1::d:99";
@@ -219,7 +194,7 @@ fn a_probe_is_confirmed_only_by_an_answer() {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
-    let c = counters(&sock);
+    let c = daemon.counters();
     assert!(c.probes_sent > 0, "nothing was probed: {c:?}");
     assert_eq!(c.answered, 0, "answered for an absent address: {c:?}");
     assert!(
@@ -234,18 +209,7 @@ fn a_probe_is_confirmed_only_by_an_answer() {
 #[test]
 fn a_solicitation_naming_a_group_as_its_source_is_not_answered() {
     let topo = topology(1);
-    let sock = socket("group-slla");
-    let daemon = topo
-        .start_daemon(
-            exe(),
-            &[
-                "-n",
-                CONTAINER_PREFIX,
-                "--control-socket",
-                sock.to_str().unwrap(),
-            ],
-        )
-        .unwrap();
+    let daemon = topo.start_daemon(exe(), &["-n", CONTAINER_PREFIX]).unwrap();
     let ct = container_addr(1);
     let mut to_everyone =
         NeighborSolicit::resolution(mac(ROUTER_MAC), ip("fe80::ff:fe00:101"), ip(&ct));
@@ -254,11 +218,11 @@ fn a_solicitation_naming_a_group_as_its_source_is_not_answered() {
     send_frames_in(&router, "r0", &[ns_frame(&to_everyone)]);
     send_frames_in(&router, "r0", &[router_ns(&ct)]);
     assert!(
-        wait_until(Duration::from_secs(5), || counters(&sock).ns_seen >= 2),
+        wait_until(Duration::from_secs(5), || daemon.counters().ns_seen >= 2),
         "{}",
         daemon.log()
     );
-    let c = counters(&sock);
+    let c = daemon.counters();
     assert_eq!(c.answered, 1, "only the valid solicitation: {c:?}");
     assert_eq!(c.invalid.get("source_lladdr"), Some(&1), "{c:?}");
     daemon.stop().unwrap();
@@ -267,7 +231,6 @@ fn a_solicitation_naming_a_group_as_its_source_is_not_answered() {
 #[test]
 fn spoofed_sources_cannot_starve_the_gateway() {
     let topo = topology(1);
-    let sock = socket("spoofed");
     let daemon = topo
         .start_daemon(
             exe(),
@@ -278,8 +241,6 @@ fn spoofed_sources_cannot_starve_the_gateway() {
                 "100",
                 "--rate-limit-per-source",
                 "50",
-                "--control-socket",
-                sock.to_str().unwrap(),
             ],
         )
         .unwrap();
@@ -309,7 +270,8 @@ fn spoofed_sources_cannot_starve_the_gateway() {
         let flood =
             scope.spawn(|| send_paced_in(&router, "r0", &frames, Duration::from_micros(200)));
         // Let the flood drain the buckets first.
-        assert!(wait_until(Duration::from_secs(5), || counters(&sock)
+        assert!(wait_until(Duration::from_secs(5), || daemon
+            .counters()
             .rate_limited
             > 100));
         let mut answered = 0;
@@ -328,7 +290,7 @@ fn spoofed_sources_cannot_starve_the_gateway() {
             answered,
             3,
             "the gateway was starved: {:?}",
-            counters(&sock)
+            daemon.counters()
         );
     });
     daemon.stop().unwrap();
@@ -337,20 +299,13 @@ fn spoofed_sources_cannot_starve_the_gateway() {
 #[test]
 fn new_addresses_are_announced_at_a_bounded_pace() {
     let topo = topology(1);
-    let sock = socket("announce");
     let daemon = topo
-        .start_daemon(
-            exe(),
-            &[
-                "--auto",
-                CONTAINER_PREFIX,
-                "--control-socket",
-                sock.to_str().unwrap(),
-            ],
-        )
+        .start_daemon(exe(), &["--auto", CONTAINER_PREFIX])
         .unwrap();
-    assert!(wait_until(Duration::from_secs(5), || status_of(&sock).is_some()));
-    let before = counters(&sock).announcements_sent;
+    assert!(wait_until(Duration::from_secs(5), || daemon
+        .status()
+        .is_some()));
+    let before = daemon.counters().announcements_sent;
     // A hundred container addresses appear at once.
     let batch: String = (0x100..0x164)
         .map(|i| format!("route add 2001:db8:1::d:{i:x}/128 dev br0\n"))
@@ -365,20 +320,21 @@ fn new_addresses_are_announced_at_a_bounded_pace() {
     // the first 2 s at most 20 new ones started, 40 announcements with their repeats.
     let mut most = 0;
     while added.elapsed() < Duration::from_secs(2) {
-        most = most.max(counters(&sock).announcements_sent - before);
+        most = most.max(daemon.counters().announcements_sent - before);
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(most > 0, "nothing was announced: {}", daemon.log());
     assert!(most <= 40, "{most} announcements in the first 2 s");
     assert!(
-        counters(&sock)
+        daemon
+            .counters()
             .withheld
             .get("announcement_paced")
             .copied()
             .unwrap_or(0)
             >= 90,
         "{:?}",
-        counters(&sock)
+        daemon.counters()
     );
     daemon.stop().unwrap();
 }
@@ -386,17 +342,8 @@ fn new_addresses_are_announced_at_a_bounded_pace() {
 #[test]
 fn a_scan_of_unknown_addresses_cannot_starve_a_live_container() {
     let topo = topology(1);
-    let sock = socket("scan");
     let daemon = topo
-        .start_daemon(
-            exe(),
-            &[
-                "--probe",
-                CONTAINER_PREFIX,
-                "--control-socket",
-                sock.to_str().unwrap(),
-            ],
-        )
+        .start_daemon(exe(), &["--probe", CONTAINER_PREFIX])
         .unwrap();
     // About 1,000 fresh addresses a second, each held for 1.5 s of probes: far more than
     // the 256 probes in flight the cache allows.
@@ -408,9 +355,10 @@ fn a_scan_of_unknown_addresses_cannot_starve_a_live_container() {
     std::thread::scope(|scope| {
         let scan = scope.spawn(|| send_paced_in(&router, "r0", &frames, Duration::from_millis(1)));
         assert!(
-            wait_until(Duration::from_secs(5), || counters(&sock).probes_sent > 500),
+            wait_until(Duration::from_secs(5), || daemon.counters().probes_sent
+                > 500),
             "{:?}",
-            counters(&sock)
+            daemon.counters()
         );
         // The container never spoke: only a probe tells the daemon it is there.
         let answered = (0..3).filter(|_| host_answers(&topo, &ct)).count();
@@ -420,7 +368,7 @@ fn a_scan_of_unknown_addresses_cannot_starve_a_live_container() {
             still_scanning,
             "the scan ended before the checks: the test proves nothing"
         );
-        assert_eq!(answered, 3, "{:?}\n{}", counters(&sock), daemon.log());
+        assert_eq!(answered, 3, "{:?}\n{}", daemon.counters(), daemon.log());
     });
     daemon.stop().unwrap();
 }
@@ -459,7 +407,6 @@ fn a_scan_relayed_by_the_gateway_cannot_crowd_out_live_containers() {
     // A remote scan of a static prefix reaches the host as the router's own solicitations, at
     // the scan's rate; the live container under the auto rule must stay answered.
     let topo = topology(1);
-    let sock = socket("relayed-scan");
     let daemon = topo
         .start_daemon(
             exe(),
@@ -470,8 +417,6 @@ fn a_scan_relayed_by_the_gateway_cannot_crowd_out_live_containers() {
                 "2001:db8:1::d:0/120",
                 "--rate-limit-per-source",
                 "50",
-                "--control-socket",
-                sock.to_str().unwrap(),
             ],
         )
         .unwrap();
@@ -481,7 +426,7 @@ fn a_scan_relayed_by_the_gateway_cannot_crowd_out_live_containers() {
     topo.container_speaks(1).unwrap();
     let ct = container_addr(1);
     assert!(wait_until(Duration::from_secs(5), || {
-        status_of(&sock).is_some_and(|s| {
+        daemon.status().is_some_and(|s| {
             s.uplinks[0]
                 .answering
                 .iter()
@@ -497,12 +442,13 @@ fn a_scan_relayed_by_the_gateway_cannot_crowd_out_live_containers() {
         let scan =
             scope.spawn(|| send_paced_in(&router, "r0", &frames, Duration::from_micros(300)));
         assert!(
-            wait_until(Duration::from_secs(5), || counters(&sock)
+            wait_until(Duration::from_secs(5), || daemon
+                .counters()
                 .withheld
                 .get("rate_limit_gateway_other")
                 .is_some_and(|n| *n > 100)),
             "{:?}",
-            counters(&sock)
+            daemon.counters()
         );
         let answered = (0..3).filter(|_| host_answers(&topo, &ct)).count();
         let still_scanning = !scan.is_finished();
@@ -511,9 +457,9 @@ fn a_scan_relayed_by_the_gateway_cannot_crowd_out_live_containers() {
             still_scanning,
             "the scan ended before the checks: the test proves nothing"
         );
-        assert_eq!(answered, 3, "{:?}", counters(&sock));
+        assert_eq!(answered, 3, "{:?}", daemon.counters());
     });
-    let c = counters(&sock);
+    let c = daemon.counters();
     assert_eq!(c.withheld.get("rate_limit_gateway_live"), None, "{c:?}");
     daemon.stop().unwrap();
 }

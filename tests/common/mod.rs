@@ -299,18 +299,6 @@ pub fn status_cmd(socket: &Path, json: bool) -> (bool, String, String) {
     )
 }
 
-/// The daemon's count of solicitations seen over all its uplinks, from `status --json`; 0
-/// while the control socket does not answer.
-pub fn ns_seen(socket: &Path) -> u64 {
-    status_of(socket).map_or(0, |s| s.uplinks.iter().map(|u| u.counters.ns_seen).sum())
-}
-
-/// The daemon's status from `status --json` over `socket`; None while it does not answer.
-pub fn status_of(socket: &Path) -> Option<ndp_responder::status::Status> {
-    let (ok, out, _) = status_cmd(socket, true);
-    ok.then(|| serde_json::from_str(&out).ok()).flatten()
-}
-
 /// The capability lines of /proc/PID/status (and of every thread).
 pub fn capability_lines(pid: u32) -> Vec<(String, String)> {
     let mut found = Vec::new();
@@ -326,15 +314,6 @@ pub fn capability_lines(pid: u32) -> Vec<(String, String)> {
         }
     }
     found
-}
-
-/// The counters of the daemon's first uplink, from `status --json` (all zero while it does
-/// not answer).
-pub fn counters(socket: &Path) -> ndp_responder::status::Counters {
-    status_of(socket)
-        .and_then(|s| s.uplinks.into_iter().next())
-        .map(|u| u.counters)
-        .unwrap_or_default()
 }
 
 /// The daemon's status over its control socket; panics (with its log) if it does not answer.
