@@ -15,8 +15,8 @@ use common::{
 use ndp_responder::ndp::{self, MacAddr, NeighborAdvert, NeighborSolicit};
 use ndp_responder::status::{Counters, Reasons};
 use ndp_responder::tools::lab::{
-    container_addr, wait_until, Topology, CONTAINER_PREFIX, GATEWAY, HOST_ADDR, HOST_MAC,
-    INTERNET_ADDR, ROUTER_MAC,
+    container_addr, wait_until, CONTAINER_PREFIX, GATEWAY, HOST_ADDR, HOST_MAC, INTERNET_ADDR,
+    ROUTER_MAC,
 };
 
 const ATTACKER_MAC: &str = "02:00:00:00:66:66";
@@ -47,17 +47,6 @@ fn ns_frame(ns: &NeighborSolicit) -> Vec<u8> {
     buf
 }
 
-/// The host's neighbour entry for the gateway, e.g. "2001:db8:1::1 lladdr ... REACHABLE".
-fn gateway_entry(topo: &Topology) -> String {
-    let out = topo
-        .exec(
-            &topo.host(),
-            &["ip", "-6", "neigh", "show", GATEWAY, "dev", "eth0"],
-        )
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
 /// The advertisement an attacker forges for the gateway, as it reaches the host's link.
 fn forged_gateway_na(hop_limit: u8, ip_src: &str, tlla: &str) -> Vec<u8> {
     na_frame(&NeighborAdvert {
@@ -85,10 +74,11 @@ fn forged_advertisements_never_rewrite_the_gateway_entry() {
     // The keepalive runs and the kernel's entry holds the router's MAC.
     assert!(
         wait_until(Duration::from_secs(5), || {
-            daemon.counters().keepalives_sent >= 1 && gateway_entry(&topo).contains(ROUTER_MAC)
+            daemon.counters().keepalives_sent >= 1
+                && common::gateway_entry(&topo).contains(ROUTER_MAC)
         }),
         "no keepalive: {}\n{}",
-        gateway_entry(&topo),
+        common::gateway_entry(&topo),
         daemon.log()
     );
     // From the Internet: the router forwarded it, so its hop limit is below 255. The kernel
@@ -105,7 +95,7 @@ fn forged_advertisements_never_rewrite_the_gateway_entry() {
         let flood = scope.spawn(|| send_paced_in(&router, "r0", &frames, Duration::from_millis(1)));
         let mut seen = Vec::new();
         while !flood.is_finished() {
-            let entry = gateway_entry(&topo);
+            let entry = common::gateway_entry(&topo);
             if entry.contains("66:66") || entry.contains("ff:ff:ff:ff:ff:ff") {
                 seen.push(entry);
             }
@@ -148,10 +138,10 @@ fn forged_advertisements_never_rewrite_the_gateway_entry() {
     );
     // The keepalive puts the real gateway back (its answers carry the O flag).
     assert!(
-        wait_until(Duration::from_secs(5), || gateway_entry(&topo)
+        wait_until(Duration::from_secs(5), || common::gateway_entry(&topo)
             .contains(ROUTER_MAC)),
         "{}",
-        gateway_entry(&topo)
+        common::gateway_entry(&topo)
     );
     assert!(host_answers(&topo, &container_addr(1)));
     daemon.stop().unwrap();
@@ -247,7 +237,7 @@ fn spoofed_sources_cannot_starve_the_gateway() {
     // The host talks to its gateway, as every host does: the kernel knows its MAC.
     topo.exec(&topo.host(), &["ping", "-6", "-c", "1", "-W", "2", GATEWAY])
         .unwrap();
-    assert!(gateway_entry(&topo).contains(ROUTER_MAC));
+    assert!(common::gateway_entry(&topo).contains(ROUTER_MAC));
     let ct = container_addr(1);
     // An on-link neighbour floods solicitations for the container from thousands of spoofed
     // sources, the gateway's own addresses among them.
@@ -422,7 +412,7 @@ fn a_scan_relayed_by_the_gateway_cannot_crowd_out_live_containers() {
         .unwrap();
     topo.exec(&topo.host(), &["ping", "-6", "-c", "1", "-W", "2", GATEWAY])
         .unwrap();
-    assert!(gateway_entry(&topo).contains(ROUTER_MAC));
+    assert!(common::gateway_entry(&topo).contains(ROUTER_MAC));
     topo.container_speaks(1).unwrap();
     let ct = container_addr(1);
     assert!(wait_until(Duration::from_secs(5), || {

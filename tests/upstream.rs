@@ -33,17 +33,6 @@ fn container_reaches_internet(topo: &Topology) -> bool {
     .success()
 }
 
-/// The host's neighbour entry for the gateway, e.g. "2001:db8:1::1 lladdr ... REACHABLE".
-fn gateway_entry(topo: &Topology) -> String {
-    let out = topo
-        .exec(
-            &topo.host(),
-            &["ip", "-6", "neigh", "show", GATEWAY, "dev", "eth0"],
-        )
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
 #[test]
 fn router_mac_change_is_followed_within_one_keepalive_interval() {
     let topo = topology(1);
@@ -78,14 +67,14 @@ fn router_mac_change_is_followed_within_one_keepalive_interval() {
     assert!(
         recovered,
         "not recovered within a keepalive interval:\n{}\n{}",
-        gateway_entry(&topo),
+        common::gateway_entry(&topo),
         daemon.log()
     );
     eprintln!("recovered {:?} after the daemon started", started.elapsed());
     assert!(
-        gateway_entry(&topo).contains("02:00:00:00:01:99"),
+        common::gateway_entry(&topo).contains("02:00:00:00:01:99"),
         "{}",
-        gateway_entry(&topo)
+        common::gateway_entry(&topo)
     );
     // The daemon followed it too: the keepalive's answer came from the new MAC.
     let gateway: std::net::Ipv6Addr = GATEWAY.parse().unwrap();
@@ -99,7 +88,7 @@ fn router_mac_change_is_followed_within_one_keepalive_interval() {
     );
     let stopped = daemon.stop().unwrap();
     assert!(stopped.status.success());
-    let entry = gateway_entry(&topo);
+    let entry = common::gateway_entry(&topo);
     assert!(
         !entry.contains("PERMANENT") && !entry.contains("NOARP"),
         "left pinned: {entry}"
@@ -148,7 +137,7 @@ fn gateway_entry_stays_reachable_when_the_provider_ignores_link_local_solicitati
         let mut seen = std::collections::BTreeSet::new();
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(seconds) {
-            let entry = gateway_entry(&topo);
+            let entry = common::gateway_entry(&topo);
             seen.insert(
                 entry
                     .split_whitespace()
@@ -173,8 +162,9 @@ fn gateway_entry_stays_reachable_when_the_provider_ignores_link_local_solicitati
     let daemon = topo
         .start_daemon(exe(), &["-n", CONTAINER_PREFIX, "--gateway-keepalive=1s"])
         .unwrap();
-    assert!(wait_until(Duration::from_secs(3), || gateway_entry(&topo)
-        .ends_with("REACHABLE")));
+    assert!(wait_until(Duration::from_secs(3), || {
+        common::gateway_entry(&topo).ends_with("REACHABLE")
+    }));
     let mut ping = keep_talking(4);
     let with = states(4);
     let _ = ping.wait();
@@ -189,7 +179,7 @@ fn gateway_entry_stays_reachable_when_the_provider_ignores_link_local_solicitati
     );
     let stopped = daemon.stop().unwrap();
     assert!(stopped.status.success(), "{}", stopped.log);
-    let entry = gateway_entry(&topo);
+    let entry = common::gateway_entry(&topo);
     assert!(
         !entry.contains("PERMANENT") && !entry.contains("NOARP"),
         "left pinned: {entry}"
@@ -241,7 +231,7 @@ fn pinned_gateway_entries_are_left_alone() {
     );
     daemon.stop().unwrap();
     assert!(
-        gateway_entry(&topo).contains("PERMANENT"),
+        common::gateway_entry(&topo).contains("PERMANENT"),
         "someone else's pinned entry was changed"
     );
 }

@@ -409,3 +409,22 @@ pub fn adverts(text: &str) -> Vec<(String, String, String)> {
         })
         .collect()
 }
+
+/// The host's neighbour entry for the gateway, e.g. "2001:db8:1::1 lladdr ... REACHABLE".
+pub fn gateway_entry(topo: &Topology) -> String {
+    let out = topo
+        .exec(
+            &topo.host(),
+            &[
+                "ip",
+                "-6",
+                "neigh",
+                "show",
+                ndp_responder::tools::lab::GATEWAY,
+                "dev",
+                "eth0",
+            ],
+        )
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
