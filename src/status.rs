@@ -86,6 +86,10 @@ pub struct UplinkStatus {
     /// The Docker/Podman networks its docker rules follow, and the engine's state.
     #[serde(default)]
     pub docker: Vec<DockerNetwork>,
+    /// Solicited-node groups joined on the uplink now (reported with MLD, for snooping
+    /// switches).
+    #[serde(default)]
+    pub mld_groups: usize,
     pub counters: Counters,
 }
 
@@ -241,6 +245,8 @@ counters! {
         adverts_refused => "advertisements refused", "adverts_refused", "Neighbor Advertisements not acted upon (keepalive and probe answers), by reason";
         /// Our own sends held back by a bound (announcement pacing).
         withheld => "withheld", "withheld", "Sends of our own held back by a bound, by reason";
+        /// Solicited-node groups wanted but not joined (each counted once until joined).
+        mld_refused => "MLD joins refused", "mld_joins_refused", "Solicited-node groups wanted on the uplink but not joined, by reason";
     }
 }
 
@@ -352,6 +358,7 @@ impl Status {
                 "  probe cache: {} entries (at most {})",
                 u.probe_cache_entries, u.probe_cache_max
             );
+            let _ = writeln!(s, "  solicited-node groups joined: {}", u.mld_groups);
             let c = &u.counters;
             let totals: Vec<String> = c
                 .totals()
@@ -400,6 +407,11 @@ impl Status {
             "Addresses answered for now, by how they are known",
         );
         let cache = gauge(&mut registry, "probe_cache_entries", "Probe cache entries");
+        let mld_groups = gauge(
+            &mut registry,
+            "mld_groups",
+            "Solicited-node groups joined on the uplink (reported with MLD)",
+        );
         let engine_connected = gauge(
             &mut registry,
             "docker_engine_connected",
@@ -467,6 +479,9 @@ impl Status {
             cache
                 .get_or_create(&l)
                 .set(i64::try_from(u.probe_cache_entries).unwrap_or(i64::MAX));
+            mld_groups
+                .get_or_create(&l)
+                .set(i64::try_from(u.mld_groups).unwrap_or(i64::MAX));
             for d in &u.docker {
                 let mut labels = l.clone();
                 labels.push(("network", d.name.clone()));
@@ -542,6 +557,7 @@ mod tests {
                     exists: true,
                     addresses: 3,
                 }],
+                mld_groups: 5,
                 counters: {
                     #[derive(Clone, Copy)]
                     struct NotOurs;
@@ -590,6 +606,7 @@ mod tests {
         assert!(text.contains("NS seen 10, answered 7"));
         assert!(text.contains("ignored: not_ours=3"));
         assert!(text.contains("reloaded 2 times"));
+        assert!(text.contains("solicited-node groups joined: 5"));
         assert!(text.contains(
             "docker network ipv6exposed: exists, 3 container address(es); engine NOT reachable: connecting to /run/docker.sock: refused (2 outage(s))"
         ));
@@ -603,6 +620,7 @@ mod tests {
         assert!(text.contains("ndp_responder_ignored_total{uplink=\"eth0\",reason=\"not_ours\"} 3"));
         assert!(text.contains("ndp_responder_targets{uplink=\"eth0\",source=\"static\"} 1"));
         assert!(text.contains("ndp_responder_uplink_up{uplink=\"eth0\"} 1"));
+        assert!(text.contains("ndp_responder_mld_groups{uplink=\"eth0\"} 5"));
         let docker = "{uplink=\"eth0\",network=\"ipv6exposed\"}";
         assert!(text.contains(&format!("ndp_responder_docker_engine_connected{docker} 0")));
         assert!(text.contains(&format!("ndp_responder_docker_network_exists{docker} 1")));

@@ -7,6 +7,9 @@
 //! call per frame), batched sending ([`TxQueue`], one `sendmmsg` per batch), and non-blocking
 //! `recv`/`send` of single frames for the low-volume sockets.
 //!
+//! The uplink's memberships of solicited-node groups, which MLD-snooping switches need to see
+//! reported, are [`groups`].
+//!
 //! The socket helpers ([`setsockopt`], [`attach_filter`], [`set_ignore_outgoing`], [`bind`])
 //! are public so that the benchmark (`bench/`) sets up its own packet sockets the same way.
 //!
@@ -23,6 +26,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use crate::ndp;
 
 mod bpf;
+pub mod groups;
 mod ring;
 mod tx;
 
@@ -383,8 +387,9 @@ pub fn bind(fd: &OwnedFd, ifindex: u32) -> io::Result<()> {
 }
 
 /// Ask for all multicast frames on this socket only (PACKET_MR_ALLMULTI): a NIC then passes
-/// the solicited-node groups of container addresses, which the host never joined. The
-/// membership ends with the socket; interface flags are left alone.
+/// the solicited-node groups of container addresses, which the host never joined. A switch
+/// that snoops MLD needs the groups reported as well, which this does not do ([`groups`]
+/// does). The membership ends with the socket; interface flags are left alone.
 fn add_allmulti(fd: &OwnedFd, ifindex: u32) -> io::Result<()> {
     // SAFETY: packet_mreq is plain old data.
     let mut mreq: libc::packet_mreq = unsafe { mem::zeroed() };

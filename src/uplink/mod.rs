@@ -138,6 +138,10 @@ pub struct Responder {
     next_new: Instant,
     /// Docker and auto addresses already announced as new.
     announced: std::collections::HashSet<Ipv6Addr>,
+    /// The solicited-node groups joined on the uplink (see [`refresh`]), while it is open.
+    groups: Option<link::groups::Groups>,
+    /// The probe cache's positive answers when the groups were last synced, sorted.
+    group_positives: Vec<Ipv6Addr>,
 }
 
 fn open_uplink(ifname: &str, index: u32) -> Result<AsyncFd<PacketSocket>, DaemonError> {
@@ -285,12 +289,17 @@ pub async fn run(opts: Options, mut control: Control) -> Result<Counters, Daemon
         bursts: Default::default(),
         next_new: Instant::now(),
         announced: Default::default(),
+        groups: None,
+        group_positives: Vec::new(),
     };
     // What is known at start is announced as new: the router may have forgotten it.
     responder.note_new_addresses(&table.load());
     responder.apply_filter(&table.load());
     // Only now, with the kernel filter in place: "answering on" means ready.
     log_start(&ifname, &opts, &table.load());
+    // Before ready, so that a snooping switch has the groups reported (a rule too wide for
+    // them is warned about after the start-up lines).
+    responder.sync_groups(&table.load());
     if let Some(ready) = control.ready.take() {
         let _ = ready.send(());
     }
@@ -340,7 +349,10 @@ pub async fn run(opts: Options, mut control: Control) -> Result<Counters, Daemon
                     }
                 }
             }
-            Some((index, na)) = adverts.recv() => responder.on_advert(index, na),
+            Some((index, na)) = adverts.recv() => {
+                responder.on_advert(index, na);
+                responder.positives_changed();
+            }
             () = keepalive_due => {
                 if responder.keepalive.as_mut().is_some_and(|k| k.due(Instant::now())) {
                     responder.on_keepalive();
@@ -348,7 +360,10 @@ pub async fn run(opts: Options, mut control: Control) -> Result<Counters, Daemon
             }
             () = announce_due => responder.on_announce(),
             () = burst_due => responder.on_burst(),
-            () = probe_due => responder.on_probe_timer(),
+            () = probe_due => {
+                responder.on_probe_timer();
+                responder.positives_changed();
+            }
             () = changed.notified() => responder.reconcile(),
             request = control.requests.recv(), if requests_open => match request {
                 Some(Request::Status(reply)) => {

@@ -5,8 +5,10 @@
 //! rules) that publishes each new [`Snapshot`], the Docker feed of an uplink (its targets and
 //! its engine's state, as [`crate::sources::docker`] publishes them), following the
 //! uplink and downstream interfaces as they come and go ([`Responder::reconcile`]), the
-//! kernel filter's prefixes, applying a reloaded configuration in place, and the log lines
-//! about what changed.
+//! kernel filter's prefixes, the uplink's solicited-node group memberships
+//! ([`Responder::sync_groups`]: joined on start, on each snapshot change and when the probe
+//! answers change, never on the packet path), applying a reloaded configuration in place, and
+//! the log lines about what changed.
 //!
 //! Must not: answer, or read the kernel on the packet path.
 
@@ -19,7 +21,9 @@ use tracing::{debug, error, info, warn};
 
 use super::upstream::{announcer_every, keepalive_every};
 use super::{open_uplink, Options, Responder};
+use crate::decide::groups::{self, JOIN_PREFIX_LEN};
 use crate::decide::targets::{Mode, Rule, Snapshot, TargetTable};
+use crate::link::groups::{Groups, JoinRefused, MAX_GROUPS};
 use crate::sources::docker::{self, DockerTargets, EngineState};
 use crate::sources::netlink::{self, KernelView};
 use crate::status::list;
@@ -278,6 +282,68 @@ impl Responder {
         }
     }
 
+    /// Join the solicited-node groups of what is answered now on the uplink, and leave the
+    /// others (see [`crate::decide::groups`]), so that a switch or bridge that snoops MLD
+    /// forwards the router's solicitations for them here. A new uplink starts a fresh set;
+    /// none while the uplink is not open.
+    pub(super) fn sync_groups(&mut self, snap: &Snapshot) {
+        let Some(index) = self.uplink.as_ref().map(|(i, _)| *i) else {
+            self.groups = None;
+            return;
+        };
+        if self.groups.as_ref().map(|g| g.ifindex()) != Some(index) {
+            self.groups = Some(Groups::new(index));
+        }
+        let mut positives: Vec<Ipv6Addr> = self.cache.positives().collect();
+        positives.sort_unstable();
+        let wanted = groups::wanted(snap, positives.iter().copied());
+        self.group_positives = positives;
+        for prefix in &wanted.too_wide {
+            let message = format!(
+                "{}: rule {prefix} is wider than /{JOIN_PREFIX_LEN}: the solicited-node groups of its addresses are not joined, so a switch or bridge that snoops MLD may never pass the router's solicitations for them to this host; use narrower static rules (/{JOIN_PREFIX_LEN} or longer), auto or docker rules, or let the switch flood unknown multicast to this port",
+                self.ifname
+            );
+            self.warn_once(format!("mld-wide-{}-{prefix}", self.ifname), &message);
+        }
+        let Some(joined) = self.groups.as_mut() else {
+            return;
+        };
+        let synced = joined.sync(&wanted.groups);
+        let now = joined.len();
+        for (_, why) in &synced.refused {
+            self.counters.mld_refused.add(*why);
+        }
+        if synced.joined + synced.left > 0 {
+            debug!(
+                "{}: joined {} solicited-node group(s), left {}: {now} joined",
+                self.ifname, synced.joined, synced.left
+            );
+        }
+        if let Some((first, why)) = synced.refused.first() {
+            let why = match (why, &synced.error) {
+                (JoinRefused::Limit, _) => format!("at most {MAX_GROUPS} are joined"),
+                (JoinRefused::Kernel, Some(e)) => format!("the kernel refused ({e})"),
+                (JoinRefused::Kernel, None) => "the kernel refused".to_string(),
+            };
+            warn!(
+                "{}: {} solicited-node group(s) not joined ({first} first): {why}; behind a switch that snoops MLD, solicitations for their addresses may not reach this host",
+                self.ifname,
+                synced.refused.len()
+            );
+        }
+    }
+
+    /// After the probe cache's timers or answers: sync the groups if its positive answers
+    /// changed.
+    pub(super) fn positives_changed(&mut self) {
+        let mut positives: Vec<Ipv6Addr> = self.cache.positives().collect();
+        positives.sort_unstable();
+        if positives != self.group_positives {
+            let snap = self.table.load();
+            self.sync_groups(&snap);
+        }
+    }
+
     /// Follow the uplink and downstream interfaces as the snapshot says they are now.
     pub(super) fn reconcile(&mut self) {
         let snap = self.table.load();
@@ -311,6 +377,7 @@ impl Responder {
         if self.gateway_reader.as_ref().map(|(i, _)| *i) != snap.uplink {
             self.gateway_reader = None;
         }
+        self.sync_groups(&snap);
         self.note_new_addresses(&snap);
     }
 }

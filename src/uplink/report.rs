@@ -1,8 +1,8 @@
 //! Report: what `ndp-responder status` and the metrics show of one uplink.
 //!
 //! Owns: building the uplink's [`UplinkStatus`] from the snapshot, the probe cache, the
-//! addresses in use, the counters, and the state its Docker feed publishes (the entries of
-//! [`DockerNetwork`]).
+//! addresses in use, the groups joined, the counters, and the state its Docker feed publishes
+//! (the entries of [`DockerNetwork`]).
 //!
 //! Must not: render it (that is [`crate::status`]) or change any state.
 
@@ -119,6 +119,7 @@ impl Responder {
                 &docker.rx.borrow(),
                 &docker.state.borrow(),
             ),
+            mld_groups: self.groups.as_ref().map_or(0, |g| g.len()),
             counters: self.counters.clone(),
         }
     }
