@@ -129,7 +129,9 @@ known to be behind this host: \fBstatic\fR (every address of the prefix), \fBaut
 kernel knows behind a downstream interface: addresses, neighbours, /128 routes), \fBprobe\fR (an
 address that answers a Neighbor Solicitation sent downstream) or \fBdocker\fR (the containers of
 a Docker or Podman network). Whatever the rule, an address is answered only while the kernel
-routes it to an interface other than the uplink.
+routes it to an interface other than the uplink. Rules may overlap: an address is answered
+when any rule that covers it says it is ours (a probe rule probes only what no other rule
+knows).
 .PP
 \fBndp\-responder doctor\fR explains what a host still lacks; \fBndp\-responder status\fR shows
 what a running daemon answers and why.
@@ -141,8 +143,7 @@ one \fB[[uplink]]\fR table per uplink (\fBinterface\fR, \fBsource\fR, \fBrouter\
 \fBoverride\fR, \fBgateway_keepalive\fR, \fBannounce_interval\fR, \fBprobe_ttl\fR,
 \fBprobe_negative_ttl\fR, \fBrate_limit\fR, \fBrate_limit_per_source\fR), each with one or more
 \fB[[uplink.rule]]\fR tables (\fBprefix\fR, \fBmode\fR, and \fBinterface\fR for probe or
-\fBnetwork\fR for docker rules). Unknown keys, bad values, overlapping rules of different modes
-and a rule covering a gateway of its uplink are refused with the file, the line and what to
+\fBnetwork\fR for docker rules). Unknown keys, bad values and a rule covering a gateway of its uplink are refused with the file, the line and what to
 write instead; \fBndp\-responder check\-config\fR validates a file without changing anything.
 The example installed as \fB/etc/ndp\-responder.toml\fR:
 "#;

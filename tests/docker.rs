@@ -17,16 +17,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
+use common::engine::{docker_answered, followed, wait_docker, IMAGE, NETWORK};
 use common::{exe, host_answers, topology};
 use ndp_responder::decide::policy::Ignored;
-use ndp_responder::status::{DockerNetwork, Status, UplinkStatus};
+use ndp_responder::status::Status;
 use ndp_responder::tools::lab::{
-    container_addr, wait_until, Daemon, Topology, BRIDGE_ADDR, CONTAINER_PREFIX, GATEWAY, HOST_MAC,
+    container_addr, wait_until, Topology, BRIDGE_ADDR, CONTAINER_PREFIX, GATEWAY, HOST_MAC,
     INTERNET_ADDR,
 };
-
-const IMAGE: &str = "ndpt-busybox";
-const NETWORK: &str = "ipv6exposed";
 
 /// A dockerd of the test's own, in the host namespace. Dropping it removes its containers,
 /// stops it and deletes its directory.
@@ -38,12 +36,10 @@ struct Engine {
 
 impl Engine {
     fn start(topo: &Topology, dir: &Path) -> Engine {
-        for tool in ["dockerd", "docker", "nsenter", "busybox"] {
-            assert!(
-                Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().unwrap().status.success(),
-                "the Docker tests need '{tool}': apt-get install docker.io busybox-static (or run ./test)"
-            );
-        }
+        common::engine::require(
+            &["dockerd", "docker", "nsenter", "busybox"],
+            "apt-get install docker.io busybox-static",
+        );
         std::fs::create_dir_all(dir).unwrap();
         let mut engine = Engine {
             dir: dir.to_path_buf(),
@@ -154,46 +150,14 @@ impl Engine {
 
     /// An image with busybox only, built from Debian's busybox-static.
     fn import_busybox(&self) {
-        let root = self.dir.join("rootfs");
-        std::fs::create_dir_all(root.join("bin")).unwrap();
-        std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
-        for applet in ["sh", "sleep", "ping"] {
-            std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
-        }
-        let mut tar = Command::new("tar")
-            .arg("-C")
-            .arg(&root)
-            .args(["-c", "."])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let out = Command::new("docker")
-            .arg("-H")
-            .arg(self.host())
-            .args(["import", "-", IMAGE])
-            .stdin(tar.stdout.take().unwrap())
-            .output()
-            .unwrap();
-        assert!(tar.wait().unwrap().success(), "tar of the image failed");
-        assert!(
-            out.status.success(),
-            "docker import: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let mut import = Command::new("docker");
+        import.arg("-H").arg(self.host());
+        common::engine::import_busybox(&self.dir, import);
     }
 
     /// Stop dockerd (SIGTERM, then SIGKILL after 20 s) and wait for it.
     fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            // SAFETY: kill has no memory-safety preconditions.
-            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-            if !wait_until(Duration::from_secs(20), || {
-                child.try_wait().unwrap().is_some()
-            }) {
-                let _ = child.kill();
-            }
-            let _ = child.wait();
-        }
+        common::engine::stop(self.child.take());
     }
 }
 
@@ -207,56 +171,9 @@ impl Drop for Engine {
         }
         self.stop();
         // dockerd may leave mounts in its directories (the host network's namespace under
-        // exec/netns once a container used --network host): unmount them, deepest first.
-        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-        let mut ours: Vec<&str> = mounts
-            .lines()
-            .filter_map(|l| l.split_whitespace().nth(1))
-            .filter(|m| Path::new(m).starts_with(&self.dir))
-            .collect();
-        ours.sort_by_key(|m| std::cmp::Reverse(m.len()));
-        for mount in ours {
-            let _ = Command::new("umount").args(["-l", mount]).status();
-        }
-        let _ = Command::new("rm").arg("-rf").arg(&self.dir).status();
+        // exec/netns once a container used --network host).
+        common::engine::remove_dir(&self.dir);
     }
-}
-
-/// The entry of the followed network in an uplink's status.
-fn followed(u: &UplinkStatus) -> Option<&DockerNetwork> {
-    u.docker.iter().find(|d| d.name == NETWORK)
-}
-
-/// The addresses an uplink answers for because a container on a docker network has them.
-fn docker_answered(u: &UplinkStatus) -> BTreeSet<String> {
-    u.answering
-        .iter()
-        .filter(|a| a.why == "docker")
-        .map(|a| a.address.to_string())
-        .collect()
-}
-
-/// Poll the daemon's first uplink (up to `within`) until `cond` holds for it and its entry of
-/// the followed network; that uplink's status. Panics saying `what` was awaited, with the last
-/// status read and the log.
-fn wait_docker(
-    daemon: &Daemon,
-    what: &str,
-    within: Duration,
-    mut cond: impl FnMut(&UplinkStatus, &DockerNetwork) -> bool,
-) -> UplinkStatus {
-    let mut last = None;
-    let ok = wait_until(within, || {
-        last = daemon.uplink();
-        last.as_ref()
-            .is_some_and(|u| followed(u).is_some_and(|d| cond(u, d)))
-    });
-    assert!(
-        ok,
-        "{what}: not within {within:?}; last status {last:#?}\n{}",
-        daemon.log()
-    );
-    last.unwrap()
 }
 
 /// The timestamps (`tcpdump -tt`) of capture lines.

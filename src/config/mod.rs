@@ -3,8 +3,8 @@
 //! Owns: the TOML schema (below), its validation with errors that name `file:line` and say
 //! what to write instead, and the translation into the daemon's [`Options`]. The CLI's
 //! `-i/-n/--auto/--probe/-N` flags are a shortcut for one uplink of this same shape: they
-//! become [`Options`] here too ([`from_flags`]), through the same checks ([`check_overlaps`]);
-//! durations and numbers go through the same parsers as the flags ([`crate::config::args`] owns their
+//! become [`Options`] here too ([`from_flags`]), through the same checks; rules may overlap
+//! freely (an address is answered when any rule says it is ours); durations and numbers go through the same parsers as the flags ([`crate::config::args`] owns their
 //! ranges).
 //!
 //! ```toml
@@ -227,9 +227,6 @@ pub fn parse(path: &str, text: &str) -> Result<Config, ConfigError> {
                 .map_err(|(span, message)| err(span.unwrap_or(entry.span()), message))?;
             rules.push((rule, entry.span()));
         }
-        let only: Vec<Rule> = rules.iter().map(|(r, _)| r.clone()).collect();
-        check_overlaps(&only, |j| format!(" at line {}", line_of(rules[j].1.start)))
-            .map_err(|(i, message)| err(rules[i].1.clone(), message))?;
         let limits = crate::decide::ratelimit::Limits::default();
         all.push(Options {
             ifname: name.clone(),
@@ -312,34 +309,6 @@ pub fn parse(path: &str, text: &str) -> Result<Config, ConfigError> {
     })
 }
 
-/// One prefix, one way of knowing its addresses: two rules of one uplink with the same prefix
-/// must have the same mode (docker rules are exempt: their prefix only narrows a network's
-/// addresses). A rule inside another's prefix is fine: the more specific one decides for its
-/// addresses (the target table tries rules most specific first).
-/// On a conflict, the index of the later rule and the message; `at(j)` says where the earlier
-/// rule `j` was given (" at line 3" in a file, nothing on the command line).
-pub fn check_overlaps(rules: &[Rule], at: impl Fn(usize) -> String) -> Result<(), (usize, String)> {
-    for (i, rule) in rules.iter().enumerate() {
-        for (j, other) in rules[..i].iter().enumerate() {
-            let docker = matches!(rule.mode, Mode::Docker { .. })
-                || matches!(other.mode, Mode::Docker { .. });
-            if other.prefix == rule.prefix && !docker && other.mode != rule.mode {
-                return Err((
-                    i,
-                    format!(
-                        "rule {} has the prefix of the {} rule {}{}: one prefix, one way of knowing its addresses; keep one (a narrower rule inside a wider one is fine: it decides for its addresses)",
-                        rule,
-                        other.mode,
-                        other.prefix,
-                        at(j)
-                    ),
-                ));
-            }
-        }
-    }
-    Ok(())
-}
-
 /// The one uplink of `-i IFACE` and its flags, checked as a file's uplink is (the flags'
 /// values were parsed by the same functions as the file's).
 pub fn from_flags(args: &args::RunArgs) -> Result<Options, String> {
@@ -353,7 +322,6 @@ pub fn from_flags(args: &args::RunArgs) -> Result<Options, String> {
         );
     }
     let rules = args.rules();
-    check_overlaps(&rules, |_| String::new()).map_err(|(_, message)| message)?;
     Ok(Options {
         ifname,
         rules,
@@ -615,16 +583,7 @@ mode = "auto"
     }
 
     #[test]
-    fn one_prefix_with_two_modes_is_refused_and_nested_rules_are_fine() {
-        let e = error(
-            "[[uplink]]\ninterface = \"eth0\"\n[[uplink.rule]]\nprefix = \"2001:db8:1::d:0/112\"\nmode = \"static\"\n[[uplink.rule]]\nprefix = \"2001:db8:1::d:0/112\"\nmode = \"auto\"\n",
-        );
-        assert_eq!(e.line, 6, "{e}");
-        assert!(
-            e.message
-                .contains("has the prefix of the static rule 2001:db8:1::d:0/112 at line 3"),
-            "{e}"
-        );
+    fn nested_rules_are_fine() {
         let nested = parse(
             "t",
             "[[uplink]]\ninterface = \"eth0\"\n[[uplink.rule]]\nprefix = \"2001:db8:1::d:0/112\"\nmode = \"auto\"\n[[uplink.rule]]\nprefix = \"2001:db8:1::d:100/120\"\nmode = \"probe\"\n",
@@ -725,10 +684,14 @@ mode = "auto"
     }
 
     #[test]
-    fn flags_and_file_refuse_overlapping_rules_with_the_same_message() {
-        let file = error(
-            "[[uplink]]\ninterface = \"eth0\"\n[[uplink.rule]]\nprefix = \"2001:db8:1::d:0/112\"\nmode = \"static\"\n[[uplink.rule]]\nprefix = \"2001:db8:1::d:0/112\"\nmode = \"auto\"\n",
-        );
+    fn rules_may_overlap_freely_in_flags_and_file() {
+        // One prefix, two modes: an address is answered when either says it is ours.
+        let file = parse(
+            "x",
+            "[[uplink]]\ninterface = \"eth0\"\n[[uplink.rule]]\nprefix = \"2001:db8:1::d:0/112\"\nmode = \"static\"\n[[uplink.rule]]\nprefix = \"2001:db8:1::d:0/112\"\nmode = \"auto\"\n[[uplink.rule]]\nmode = \"docker\"\nnetwork = \"ipv6exposed\"\n",
+        )
+        .unwrap();
+        assert_eq!(file.uplinks[0].rules.len(), 3);
         let cli = args::Cli::try_parse_from([
             "ndp-responder",
             "-i",
@@ -737,17 +700,11 @@ mode = "auto"
             "2001:db8:1::d:0/112",
             "--auto",
             "2001:db8:1::d:0/112",
+            "--probe",
+            "2001:db8:1::/64",
         ])
         .unwrap();
-        let flags = from_flags(&cli.run).unwrap_err();
-        assert!(
-            flags.starts_with(
-                "rule 2001:db8:1::d:0/112 (auto) has the prefix of the static rule 2001:db8:1::d:0/112: one prefix, one way of knowing its addresses"
-            ),
-            "{flags}"
-        );
-        assert_eq!(file.message.replace(" at line 3", ""), flags);
-        // Docker rules are exempt, as in the file; the same mode may overlap.
+        assert_eq!(from_flags(&cli.run).unwrap().rules.len(), 3);
         let cli = args::Cli::try_parse_from([
             "ndp-responder",
             "-i",

@@ -1,7 +1,8 @@
 //! The one place that decides whether and how a Neighbor Solicitation is answered.
 //!
 //! Owns: the semantic validation of a received NS (RFC 4861 section 7.1.1), the responsibility
-//! rules (is the target ours, and not the uplink's own address nor the gateway), and the shape
+//! rules (is the target ours: any rule that covers it says so, a probe rule only when no other
+//! does; and not the uplink's own address nor the gateway), and the shape
 //! of the answer (RFC 4861 section 7.2.4). [`decide`] is a pure function of the solicitation,
 //! a [`Snapshot`] of the target table and the [`Settings`]; every branch has a unit test below.
 //!
@@ -351,9 +352,9 @@ pub fn decide<'a>(ns: &NeighborSolicit, snap: &'a Snapshot, settings: &Settings)
     if !ns.ip_dst.is_multicast() && ns.ip_dst != ns.target {
         return ignore(Ignored::NotForTarget);
     }
-    let Some(rule) = snap.rule_for(&ns.target) else {
+    if snap.rules_for(&ns.target).next().is_none() {
         return ignore(Ignored::NotCovered);
-    };
+    }
     if snap.is_uplink_addr(&ns.target) {
         return ignore(Ignored::UplinkAddress);
     }
@@ -367,30 +368,61 @@ pub fn decide<'a>(ns: &NeighborSolicit, snap: &'a Snapshot, settings: &Settings)
         Some(Some(oif)) if Some(oif) == snap.uplink => return ignore(Ignored::RoutedToUplink),
         Some(oif) => oif,
     };
-    let downstream = oif.and_then(|i| snap.downstream.get(&i).map(|d| (i, d)));
-    match &rule.mode {
-        Mode::Static => {}
-        Mode::Auto => match downstream {
-            // Point-to-point links (WireGuard, tun) have no neighbours: the route is enough.
-            Some((_, d)) if !d.neighbours => {}
-            Some(_) if snap.known.contains(&ns.target) => {}
-            _ => return ignore(Ignored::UnknownDownstream),
-        },
-        Mode::Docker { network } => {
-            if snap.docker.get(&ns.target) != Some(network) {
-                return ignore(Ignored::NotConnected);
+    let downstream = oif.and_then(|i| snap.downstream.get(&i));
+    // The target is ours when any rule that covers it says so, whatever their order: the
+    // first (most specific) rule that knows it answers. Probe rules only probe, and only
+    // when no other rule knows the target. Otherwise the most specific rule's reason stands.
+    let mut refusal = None;
+    let mut probed = false;
+    for rule in snap.rules_for(&ns.target) {
+        let knows = match &rule.mode {
+            Mode::Static => Ok(()),
+            Mode::Auto => match downstream {
+                // Point-to-point links (WireGuard, tun) have no neighbours: the route is enough.
+                Some(d) if !d.neighbours => Ok(()),
+                Some(_) if snap.known.contains(&ns.target) => Ok(()),
+                _ => Err(Ignored::UnknownDownstream),
+            },
+            Mode::Docker { network } => match snap.docker.get(&ns.target) {
+                Some(connected) if connected == network => Ok(()),
+                _ => Err(Ignored::NotConnected),
+            },
+            Mode::Probe { .. } => {
+                probed = true;
+                Err(Ignored::NoDownstream)
+            }
+        };
+        match knows {
+            Ok(()) => return answer(ns, kind, rule, snap, settings),
+            Err(why) => {
+                refusal.get_or_insert(why);
             }
         }
-        Mode::Probe { .. } => match probe_interface(snap, &ns.target) {
-            // Point-to-point links have no neighbour discovery to probe with.
-            Some(i) if !snap.downstream[&i].neighbours => {}
-            Some(via) => return Decision::Probe { kind, rule, via },
-            None => return ignore(Ignored::NoDownstream),
-        },
     }
+    if probed {
+        match probe_route(snap, &ns.target) {
+            // Point-to-point links have no neighbour discovery to probe with.
+            Some((rule, i)) if !snap.downstream[&i].neighbours => {
+                return answer(ns, kind, rule, snap, settings)
+            }
+            Some((rule, via)) => return Decision::Probe { kind, rule, via },
+            None => {}
+        }
+    }
+    ignore(refusal.unwrap_or(Ignored::NotCovered))
+}
+
+/// The answer to `ns`, which `rule` says is ours.
+fn answer<'a>(
+    ns: &NeighborSolicit,
+    kind: Kind,
+    rule: &'a Rule,
+    snap: &Snapshot,
+    settings: &Settings,
+) -> Decision<'a> {
     match advert(ns, snap, settings) {
         Ok(advert) => Decision::Answer { kind, rule, advert },
-        Err(why) => ignore(why),
+        Err(why) => Decision::Ignore(kind, why),
     }
 }
 
@@ -429,15 +461,23 @@ pub fn announcement(
 /// The downstream interface on which a probe for `target` is sent now: the one its probe
 /// rule names, or the one its route leaves by. None if the target is no longer probed.
 pub fn probe_interface(snap: &Snapshot, target: &Ipv6Addr) -> Option<u32> {
-    let rule = snap.rule_for(target)?;
-    let Mode::Probe { via } = &rule.mode else {
-        return None;
-    };
-    let index = match via {
-        Some(name) => snap.downstream_named(name)?,
-        None => snap.route_oif(target)??,
-    };
-    (Some(index) != snap.uplink && snap.downstream.contains_key(&index)).then_some(index)
+    probe_route(snap, target).map(|(_, via)| via)
+}
+
+/// The first (most specific) probe rule covering `target` that has an interface to probe
+/// on, and that interface.
+fn probe_route<'a>(snap: &'a Snapshot, target: &Ipv6Addr) -> Option<(&'a Rule, u32)> {
+    snap.rules_for(target).find_map(|rule| {
+        let Mode::Probe { via } = &rule.mode else {
+            return None;
+        };
+        let index = match via {
+            Some(name) => snap.downstream_named(name)?,
+            None => snap.route_oif(target)??,
+        };
+        (Some(index) != snap.uplink && snap.downstream.contains_key(&index))
+            .then_some((rule, index))
+    })
 }
 
 /// The advertisement that answers `ns` (RFC 4861 7.2.4), once the target is known to be ours.
@@ -997,18 +1037,142 @@ mod tests {
             decide(&resolution("2001:db8:1::d:5"), &other, &s),
             Decision::Ignore(Kind::Resolution, Ignored::NotConnected)
         );
-        // A static rule still answers its prefix alongside a docker rule.
-        let both = with_rules(vec![
+        // A static rule still answers its prefix alongside a docker rule, in any order.
+        for rules in [
+            vec![
+                Rule::docker("ipv6exposed"),
+                rule("2001:db8:1::d:0/112", Mode::Static),
+            ],
+            vec![
+                rule("2001:db8:1::d:0/112", Mode::Static),
+                Rule::docker("ipv6exposed"),
+            ],
+        ] {
+            assert!(matches!(
+                decide(&resolution("2001:db8:1::d:6"), &with_rules(rules), &s),
+                Decision::Answer { .. }
+            ));
+        }
+    }
+
+    /// The issue-16 case: `-N ipv6exposed --auto 2001:db8:1::d:0/112`. The auto rule is the
+    /// more specific one and does not know the container; the docker rule does: answered.
+    #[test]
+    fn a_docker_container_is_answered_under_a_more_specific_auto_rule() {
+        let s = Settings::default();
+        let snap = with_rules(vec![
+            rule("2001:db8:1::d:0/112", Mode::Auto),
             Rule::docker("ipv6exposed"),
-            rule("2001:db8:1::d:0/112", Mode::Static),
         ]);
-        let mut sorted = both.clone();
-        sorted
-            .rules
-            .sort_by_key(|r| std::cmp::Reverse(r.prefix.prefix_len()));
+        match decide(&resolution("2001:db8:1::d:5"), &snap, &s) {
+            Decision::Answer { rule, .. } => assert_eq!(*rule, Rule::docker("ipv6exposed")),
+            other => panic!("{other:?}"),
+        }
+        // The auto rule's own address is answered by it.
+        match decide(&resolution("2001:db8:1::d:2"), &snap, &s) {
+            Decision::Answer { rule, .. } => assert_eq!(rule.mode, Mode::Auto),
+            other => panic!("{other:?}"),
+        }
+        // Neither knows ::d:9: the most specific rule's reason.
+        assert_eq!(
+            decide(&resolution("2001:db8:1::d:9"), &snap, &s),
+            Decision::Ignore(Kind::Resolution, Ignored::UnknownDownstream)
+        );
+    }
+
+    /// Every pair of modes, with either one the more specific or both on the same prefix, for
+    /// an address only auto knows (::d:2), one only docker knows (::d:5) and one nobody knows
+    /// (::d:9): answered when any non-probe rule knows it (by the most specific that does),
+    /// else probed when a probe rule covers it, else ignored for the most specific rule's
+    /// reason.
+    #[test]
+    fn an_address_is_ours_when_any_rule_says_so_for_every_pair_of_modes() {
+        let s = Settings::default();
+        let modes = [
+            Mode::Static,
+            Mode::Auto,
+            Mode::Probe { via: None },
+            Mode::Docker {
+                network: "ipv6exposed".into(),
+            },
+        ];
+        // Whether a rule of `mode` knows `target` in the fixture; None: it probes.
+        let knows = |mode: &Mode, target: &str| match mode {
+            Mode::Static => Some(true),
+            Mode::Auto => Some(target == "2001:db8:1::d:2"),
+            Mode::Docker { .. } => Some(target == "2001:db8:1::d:5"),
+            Mode::Probe { .. } => None,
+        };
+        let refusal = |mode: &Mode| match mode {
+            Mode::Auto => Ignored::UnknownDownstream,
+            Mode::Docker { .. } => Ignored::NotConnected,
+            _ => unreachable!("static knows everything; probe probes"),
+        };
+        let layouts = [
+            ("2001:db8:1::d:0/112", "2001:db8:1::/64"),
+            ("2001:db8:1::/64", "2001:db8:1::d:0/112"),
+            ("2001:db8:1::d:0/112", "2001:db8:1::d:0/112"),
+        ];
+        for (i, a) in modes.iter().enumerate() {
+            for b in &modes[i + 1..] {
+                for (pa, pb) in layouts {
+                    let rules = vec![rule(pa, a.clone()), rule(pb, b.clone())];
+                    let mut snap = with_rules(rules.clone());
+                    snap.rules
+                        .sort_by_key(|r| std::cmp::Reverse(r.prefix.prefix_len()));
+                    for target in ["2001:db8:1::d:2", "2001:db8:1::d:5", "2001:db8:1::d:9"] {
+                        let what = format!("{rules:?} for {target}");
+                        let decision = decide(&resolution(target), &snap, &s);
+                        let knowing = snap
+                            .rules
+                            .iter()
+                            .find(|r| knows(&r.mode, target) == Some(true));
+                        match (knowing, decision) {
+                            (Some(want), Decision::Answer { rule, .. }) => {
+                                assert_eq!(rule, want, "{what}")
+                            }
+                            (None, Decision::Probe { rule, via, .. }) => {
+                                assert!(matches!(rule.mode, Mode::Probe { .. }), "{what}");
+                                assert_eq!(via, 3, "{what}");
+                            }
+                            (None, Decision::Ignore(_, why)) => {
+                                assert!(
+                                    !snap.rules.iter().any(|r| knows(&r.mode, target).is_none()),
+                                    "{what}: a probe rule covers it"
+                                );
+                                assert_eq!(why, refusal(&snap.rules[0].mode), "{what}");
+                            }
+                            (_, other) => panic!("{what}: {other:?}"),
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// A probe rule that cannot probe (its interface is missing) does not hide a wider probe
+    /// rule that can, nor does any probe rule hide another rule that knows the address.
+    #[test]
+    fn probe_rules_probe_only_what_no_other_rule_knows() {
+        let s = Settings::default();
+        let snap = with_rules(vec![
+            rule(
+                "2001:db8:1::d:0/112",
+                Mode::Probe {
+                    via: Some("br9".into()),
+                },
+            ),
+            rule("2001:db8:1::/64", Mode::Probe { via: None }),
+            Rule::docker("ipv6exposed"),
+        ]);
         assert!(matches!(
-            decide(&resolution("2001:db8:1::d:6"), &sorted, &s),
-            Decision::Answer { .. }
+            decide(&resolution("2001:db8:1::d:9"), &snap, &s),
+            Decision::Probe { via: 3, rule, .. } if rule.prefix.prefix_len() == 64
+        ));
+        assert_eq!(probe_interface(&snap, &ip("2001:db8:1::d:9")), Some(3));
+        assert!(matches!(
+            decide(&resolution("2001:db8:1::d:5"), &snap, &s),
+            Decision::Answer { rule, .. } if matches!(rule.mode, Mode::Docker { .. })
         ));
     }
 

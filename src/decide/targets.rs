@@ -98,7 +98,7 @@ pub struct Snapshot {
     pub up: bool,
     /// The uplink's link-local address, if it has one (used by `--source link-local`).
     pub link_local: Option<Ipv6Addr>,
-    /// The rules, most specific prefix first.
+    /// The rules, most specific prefix first (they may overlap: see [`Snapshot::rules_for`]).
     pub rules: Vec<Rule>,
     /// Addresses assigned to the uplink itself: the kernel answers for those, never we.
     pub uplink_addrs: Vec<Ipv6Addr>,
@@ -173,8 +173,7 @@ impl Snapshot {
         let auto_covers = |a: &Ipv6Addr| {
             rules
                 .iter()
-                .find(|r| r.prefix.contains(a))
-                .is_some_and(|r| r.mode == Mode::Auto)
+                .any(|r| r.mode == Mode::Auto && r.prefix.contains(a))
         };
         let mut known = HashSet::new();
         for (i, a) in &view.addrs {
@@ -313,7 +312,14 @@ impl Snapshot {
 
     /// The most specific rule that contains `addr`, if any.
     pub fn rule_for(&self, addr: &Ipv6Addr) -> Option<&Rule> {
-        self.rules.iter().find(|r| r.prefix.contains(addr))
+        self.rules_for(addr).next()
+    }
+
+    /// Every rule that contains `addr`, most specific first. Rules may overlap freely: the
+    /// policy answers an address when any of them says it is ours.
+    pub fn rules_for(&self, addr: &Ipv6Addr) -> impl Iterator<Item = &Rule> + '_ {
+        let addr = *addr;
+        self.rules.iter().filter(move |r| r.prefix.contains(&addr))
     }
 
     /// Where the kernel routes `addr` (longest prefix match over the routes that overlap a
@@ -542,6 +548,27 @@ mod tests {
             !snap.known.contains(&ip("2001:db8:1::2")),
             "uplink addresses are not downstream"
         );
+    }
+
+    #[test]
+    fn an_auto_rule_knows_its_addresses_under_a_more_specific_rule_of_another_mode() {
+        let rules = vec![
+            Rule {
+                prefix: net("2001:db8:1::d:0/112"),
+                mode: Mode::Static,
+            },
+            Rule {
+                prefix: net("2001:db8:1::/64"),
+                mode: Mode::Auto,
+            },
+        ];
+        let snap = Snapshot::build(&view(), "eth0", &rules, &DockerTargets::new());
+        assert!(snap.known.contains(&ip("2001:db8:1::d:2")));
+        let modes: Vec<&Mode> = snap
+            .rules_for(&ip("2001:db8:1::d:2"))
+            .map(|r| &r.mode)
+            .collect();
+        assert_eq!(modes, [&Mode::Static, &Mode::Auto], "most specific first");
     }
 
     #[test]

@@ -4,8 +4,10 @@
 //! Owns: the few calls of the engine's HTTP API it needs (`GET /networks/{name}`, `/events`,
 //! `/version`), made with hyper over the engine's unix socket (`DOCKER_HOST=unix://...`, by
 //! default /var/run/docker.sock; Podman's Docker-compatible socket works the same) and read
-//! with serde_json into just the fields used; the initial inspection of each network, following
-//! `network connect/disconnect/create/destroy` events, reconnecting with capped backoff when
+//! with serde_json into just the fields used; the initial inspection of each network, reading
+//! them again (coalesced, at most every [`REREAD_INTERVAL`]) after every network event for
+//! them or that names no network (Podman before 5) and every container start, death or
+//! removal (Podman sends no network event for those), reconnecting with capped backoff when
 //! the engine is down or restarts (keeping what is known meanwhile, logging once per change of
 //! state), and publishing the resulting address set and, beside it, what is known of the
 //! engine and the networks ([`EngineState`]: connected, which networks exist, outages).
@@ -27,6 +29,7 @@ use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use tokio::net::UnixStream;
 use tokio::sync::watch;
+use tokio::time::Instant;
 use tracing::{info, warn};
 
 /// Container addresses by address: (network, container name).
@@ -59,6 +62,12 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long to wait for the event stream's headers before reading the networks anyway: Docker
 /// sends them at once, some Podman versions only with the first event.
 const EVENTS_HEADERS_WAIT: Duration = Duration::from_secs(2);
+/// How long a burst of events (a container's start sends several) may settle before the
+/// networks are read again, and the least time between two reads: a busy engine costs one
+/// read of the followed networks per interval at most, and a change is seen within about
+/// half a second.
+const REREAD_SETTLE: Duration = Duration::from_millis(100);
+const REREAD_INTERVAL: Duration = Duration::from_millis(500);
 /// Largest answer read whole (a network's inspection); the event stream is read piecewise.
 const MAX_BODY: usize = 16 << 20;
 
@@ -194,9 +203,14 @@ struct Version {
     version: Option<String>,
 }
 
-/// One message of `GET /events` (EventMessage): only which network it concerns.
+/// One message of `GET /events` (EventMessage): its type, its action and its actor's
+/// attributes.
 #[derive(Debug, Default, Deserialize)]
 struct Event {
+    #[serde(rename = "Type", default)]
+    kind: Option<String>,
+    #[serde(rename = "Action", default)]
+    action: Option<String>,
     #[serde(rename = "Actor", default)]
     actor: Option<Actor>,
 }
@@ -207,15 +221,44 @@ struct Actor {
     attributes: Option<HashMap<String, String>>,
 }
 
+/// The container actions after which a followed network may have changed: a container
+/// started or stopped (Podman before 5 sends no network event for `podman run --network` or
+/// `podman stop`; its `died` and `remove` are Docker's `die` and `destroy`, and `cleanup` comes
+/// once the container's network is torn down).
+const CONTAINER_ACTIONS: [&str; 6] = ["start", "die", "died", "destroy", "remove", "cleanup"];
+
+/// What the event stream is filtered to: network events (all of them: which network one
+/// concerns is decided here) and the container actions above. An engine applies the filters
+/// to its own action names (Podman matches `died`, and answers with `die`).
+const EVENT_FILTERS: &str = r#"{"type":["network","container"],"event":["create","destroy","remove","connect","disconnect","start","die","died","cleanup"]}"#;
+
 impl Event {
-    /// The network's name, which the engine puts in the actor's attributes.
+    /// The network's name, when the event names one. Docker's network events carry the
+    /// network's name in `name` beside its driver (`type`) or the container (`container`), as
+    /// Podman 5 does; Podman before 5 puts the container's name there and names no network
+    /// (its issue 21311).
     fn network(&self) -> Option<&str> {
-        self.actor
-            .as_ref()?
-            .attributes
-            .as_ref()?
-            .get("name")
-            .map(String::as_str)
+        let attributes = self.actor.as_ref()?.attributes.as_ref()?;
+        if !attributes.contains_key("type") && !attributes.contains_key("container") {
+            return None;
+        }
+        attributes.get("name").map(String::as_str)
+    }
+
+    /// Whether the followed `networks` must be read again after this event: a network event
+    /// for one of them, or that names no network it can be attributed to, and a container
+    /// start, death or removal (whose networks the event does not say).
+    fn calls_for_a_reread(&self, networks: &[String]) -> bool {
+        match self.kind.as_deref() {
+            Some("network") => self
+                .network()
+                .is_none_or(|name| networks.iter().any(|n| n == name)),
+            Some("container") => self
+                .action
+                .as_deref()
+                .is_some_and(|a| CONTAINER_ACTIONS.contains(&a)),
+            _ => false,
+        }
     }
 }
 
@@ -360,7 +403,7 @@ async fn follow(
         let session = async {
             // Subscribe before the full read, so that no change falls between the two. Its
             // headers are awaited briefly only: an engine may hold them until the first event.
-            let filters = url_encode(r#"{"type":["network"]}"#);
+            let filters = url_encode(EVENT_FILTERS);
             let events_path = format!("/events?filters={filters}");
             let socket = locate()?;
             let mut subscribing = Box::pin(get(&socket, &events_path));
@@ -394,19 +437,33 @@ async fn follow(
             };
             let mut body = events.into_body();
             let mut buffer = Vec::new();
-            while let Some(frame) = body.frame().await {
+            // When the networks are read again: after a burst of events has settled, and
+            // never sooner than REREAD_INTERVAL after the last read (events meanwhile wait).
+            let mut due: Option<Instant> = None;
+            let mut last_read = Instant::now();
+            loop {
+                let frame = match due {
+                    None => body.frame().await,
+                    Some(at) => tokio::select! {
+                        frame = body.frame() => frame,
+                        () = tokio::time::sleep_until(at) => {
+                            due = None;
+                            publish(inspect_all(&socket, &networks, &mut missing).await?);
+                            answered(&missing);
+                            last_read = Instant::now();
+                            continue;
+                        }
+                    },
+                };
+                let Some(frame) = frame else { break };
                 let Ok(data) = frame?.into_data() else {
                     continue;
                 };
                 buffer.extend_from_slice(&data);
                 let events =
                     take_events(&mut buffer).map_err(|e| Error::Json("/events".into(), e))?;
-                if events
-                    .iter()
-                    .any(|e| e.network().is_some_and(|n| networks.iter().any(|w| w == n)))
-                {
-                    publish(inspect_all(&socket, &networks, &mut missing).await?);
-                    answered(&missing);
+                if due.is_none() && events.iter().any(|e| e.calls_for_a_reread(&networks)) {
+                    due = Some((Instant::now() + REREAD_SETTLE).max(last_read + REREAD_INTERVAL));
                 }
                 if buffer.len() > MAX_BODY {
                     return Err(Error::TooLarge("/events".into()));
@@ -462,7 +519,7 @@ mod tests {
         let stream = concat!(
             r#"{"Type":"network","Action":"connect","Actor":{"ID":"n1","Attributes":{"container":"c","name":"ipv6exposed","type":"bridge"}},"time":1}"#,
             "\n",
-            r#"{"Type":"network","Action":"disconnect","Actor":{"ID":"n2","Attributes":{"name":"other"}}}"#,
+            r#"{"Type":"network","Action":"disconnect","Actor":{"ID":"n2","Attributes":{"container":"c","name":"other"}}}"#,
             "\n",
             r#"{"status":"no actor"}"#,
             "\n"
@@ -505,6 +562,17 @@ mod tests {
         seen: Arc<std::sync::Mutex<Vec<String>>>,
         hang_up: watch::Receiver<bool>,
     ) {
+        fake_engine_sending(path, seen, hang_up, &[]).await
+    }
+
+    /// [`fake_engine`], but its event stream answers at once and sends `events` (each line a
+    /// chunk of its own) 300 ms after the headers, then holds the stream open.
+    async fn fake_engine_sending(
+        path: PathBuf,
+        seen: Arc<std::sync::Mutex<Vec<String>>>,
+        hang_up: watch::Receiver<bool>,
+        events: &'static [&'static str],
+    ) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::UnixListener::bind(&path).unwrap();
         loop {
@@ -529,7 +597,17 @@ mod tests {
                         r#"{"Name":"ipv6exposed","Containers":{"0123456789abcdef":{"Name":"c1","IPv6Address":"2001:db8:1::d:2/112","IPv4Address":""}}}"#
                     }
                     p if p.starts_with("/events") => {
-                        // Hold the connection open without an answer, until told to hang up.
+                        if !events.is_empty() {
+                            let _ = stream
+                                .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n")
+                                .await;
+                            tokio::time::sleep(Duration::from_millis(300)).await;
+                            for event in events {
+                                let chunk = format!("{:x}\r\n{event}\n\r\n", event.len() + 1);
+                                let _ = stream.write_all(chunk.as_bytes()).await;
+                            }
+                        }
+                        // Hold the connection open, until told to hang up.
                         let _ = hang_up.wait_for(|h| *h).await;
                         return;
                     }
@@ -662,6 +740,110 @@ mod tests {
             assert_eq!(gone.existing, up.existing);
             assert_eq!(targets.borrow().len(), 1);
         });
+    }
+
+    const DOCKER_CONNECT_OTHER: &str = r#"{"Type":"network","Action":"connect","Actor":{"ID":"n2","Attributes":{"container":"0123","name":"other","type":"bridge"}}}"#;
+    const DOCKER_CONNECT: &str = r#"{"Type":"network","Action":"connect","Actor":{"ID":"n1","Attributes":{"container":"0123","name":"ipv6exposed","type":"bridge"}}}"#;
+    const DOCKER_CREATE_OTHER: &str = r#"{"Type":"network","Action":"create","Actor":{"ID":"n2","Attributes":{"name":"other","type":"bridge"}}}"#;
+    /// Podman 4.3's, as read from its API: the container's name, no network.
+    const PODMAN4_CONNECT: &str = r#"{"status":"connect","id":"9d06","Type":"network","Action":"connect","Actor":{"ID":"9d06","Attributes":{"containerExitCode":"0","image":"","name":"c2","podId":""}},"scope":"local","time":1}"#;
+    const PODMAN4_DIE: &str = r#"{"status":"die","id":"cb3d","from":"localhost/ndpt-busybox:latest","Type":"container","Action":"die","Actor":{"ID":"cb3d","Attributes":{"containerExitCode":"137","exitCode":"137","image":"localhost/ndpt-busybox:latest","name":"c1","podId":""}},"scope":"local","time":1}"#;
+    const PODMAN4_SYNC: &str = r#"{"status":"sync","id":"cb3d","Type":"container","Action":"sync","Actor":{"ID":"cb3d","Attributes":{"name":"c1"}}}"#;
+
+    #[test]
+    fn events_that_may_change_a_followed_network_call_for_a_reread() {
+        let followed = ["ipv6exposed".to_string()];
+        let reread = |line: &str| {
+            let mut buffer = line.as_bytes().to_vec();
+            let events = take_events(&mut buffer).unwrap();
+            assert_eq!(events.len(), 1, "{line}");
+            events[0].calls_for_a_reread(&followed)
+        };
+        // A network event for a followed network, or that names none (Podman before 5).
+        assert!(reread(DOCKER_CONNECT));
+        assert!(reread(PODMAN4_CONNECT));
+        // One for another network is not ours.
+        assert!(!reread(DOCKER_CONNECT_OTHER));
+        assert!(!reread(DOCKER_CREATE_OTHER));
+        // Container starts, deaths and removals, whichever engine's words.
+        for action in ["start", "die", "died", "destroy", "remove", "cleanup"] {
+            let line = PODMAN4_DIE.replace(r#""Action":"die""#, &format!(r#""Action":"{action}""#));
+            assert!(reread(&line), "{action}");
+        }
+        assert!(!reread(PODMAN4_SYNC));
+        assert!(!reread(
+            r#"{"Type":"image","Action":"pull","Actor":{"Attributes":{"name":"x"}}}"#
+        ));
+        assert!(!reread(r#"{"status":"no type"}"#));
+    }
+
+    /// Follow a fake engine that sends `events`; the paths it was asked for after 2 s.
+    fn requests_after(name: &str, events: &'static [&'static str]) -> Vec<String> {
+        let dir = TempDir::new(name);
+        let path = dir.0.join("engine.sock");
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        runtime().block_on(async {
+            let (_hang_up, hang_up_rx) = watch::channel(false);
+            tokio::spawn(fake_engine_sending(
+                path.clone(),
+                seen.clone(),
+                hang_up_rx,
+                events,
+            ));
+            let (tx, _rx) = watch::channel(Arc::new(DockerTargets::new()));
+            let (state, _) = watch::channel(EngineState::default());
+            let socket = path.clone();
+            tokio::spawn(follow(
+                move || Ok(socket.clone()),
+                "fake".into(),
+                vec!["ipv6exposed".into()],
+                tx,
+                state,
+            ));
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        });
+        let seen = seen.lock().unwrap().clone();
+        seen
+    }
+
+    #[test]
+    fn a_burst_of_events_costs_one_reread_and_other_networks_none() {
+        const BURST: [&str; 12] = [
+            PODMAN4_CONNECT,
+            PODMAN4_DIE,
+            DOCKER_CONNECT,
+            PODMAN4_CONNECT,
+            PODMAN4_DIE,
+            DOCKER_CONNECT,
+            PODMAN4_CONNECT,
+            PODMAN4_DIE,
+            DOCKER_CONNECT,
+            PODMAN4_CONNECT,
+            PODMAN4_DIE,
+            DOCKER_CONNECT,
+        ];
+        let reads = |seen: &[String]| {
+            seen.iter()
+                .filter(|p| *p == "/networks/ipv6exposed")
+                .count()
+        };
+        let seen = requests_after("burst", &BURST);
+        assert_eq!(
+            reads(&seen),
+            2,
+            "the first read, then one for the burst: {seen:?}"
+        );
+        let seen = requests_after(
+            "others",
+            &[DOCKER_CONNECT_OTHER, DOCKER_CREATE_OTHER, PODMAN4_SYNC],
+        );
+        assert_eq!(reads(&seen), 1, "only the first read: {seen:?}");
+        // The subscription asks for network events and the container actions, by name.
+        let events = seen.iter().find(|p| p.starts_with("/events")).unwrap();
+        assert_eq!(
+            events,
+            &format!("/events?filters={}", url_encode(EVENT_FILTERS))
+        );
     }
 
     #[test]

@@ -43,11 +43,13 @@ impl Responder {
     pub(super) fn status(&self, docker: &DockerFeed) -> UplinkStatus {
         let snap = self.table.load();
         let now = Instant::now();
-        let rule_of = |a: &Ipv6Addr| {
-            snap.rule_for(a)
+        // The rule of `mode`'s kind that covers `a` (rules may overlap).
+        let rule_of = |a: &Ipv6Addr, mode: fn(&Mode) -> bool| {
+            snap.rules_for(a)
+                .find(|r| mode(&r.mode))
                 .map(|r| r.to_string())
-                .unwrap_or_else(|| "no rule (since reloaded)".into())
         };
+        let since_reloaded = || "no rule (since reloaded)".to_string();
         let last = |a: &Ipv6Addr| {
             self.in_use
                 .get(a)
@@ -66,17 +68,19 @@ impl Responder {
             add(*addr, "docker", format!("docker network {network}"));
         }
         for addr in &snap.known {
-            add(*addr, "auto", rule_of(addr));
+            let rule = rule_of(addr, |m| *m == Mode::Auto);
+            add(*addr, "auto", rule.unwrap_or_else(since_reloaded));
         }
         for addr in self.cache.positives() {
-            add(addr, "probe", rule_of(&addr));
+            let rule = rule_of(&addr, |m| matches!(m, Mode::Probe { .. }));
+            add(addr, "probe", rule.unwrap_or_else(since_reloaded));
         }
         // Addresses of static rules are listed once answered. One of another rule that was
         // answered but is no longer known (the container left) is not answered any more:
         // it is not listed.
         for addr in self.in_use.keys() {
-            if let Some(Mode::Static) = snap.rule_for(addr).map(|r| &r.mode) {
-                add(*addr, "static", rule_of(addr));
+            if let Some(rule) = rule_of(addr, |m| *m == Mode::Static) {
+                add(*addr, "static", rule);
             }
         }
         let settings = &self.settings;

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod engine;
+
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
