@@ -489,9 +489,9 @@ fn table(value: &impl Serialize) -> Result<String, Refusal> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
     use crate::config;
     use crate::decide::targets::Mode;
+    use std::time::Duration;
 
     fn roundtrip(conf: &str) -> (String, Vec<crate::uplink::Options>) {
         let toml = import("ndppd.conf", conf).unwrap_or_else(|e| panic!("{e}\n{conf}"));
