@@ -17,7 +17,8 @@
 //! container engines ([`sources::docker`]) know; [`config`] turns flags and files into its
 //! options; [`service`] runs the uplinks as one daemon (supervision, reload, control socket,
 //! metrics, privileges); [`status`] is what it reports. [`tools`] holds the lab (the demo and the
-//! end-to-end tests' topology) and the doctor. `main.rs` only dispatches.
+//! end-to-end tests' topology), the doctor, and the man page and completions generated from
+//! the CLI. `main.rs` only dispatches.
 
 pub mod config;
 pub mod decide;

@@ -28,15 +28,22 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             })
         }
-        Some(Command::Doctor(args)) => doctor::run(doctor::Request {
-            ifname: args.ifname,
-            prefixes: args.subnets,
-            probe: args.probe,
-            json: args.json,
-        }),
+        Some(Command::Doctor(args)) => match (args.config, args.ifname) {
+            (Some(file), _) => doctor::run_file(&file, args.json),
+            (None, ifname) => doctor::run(doctor::Request {
+                ifname: ifname.unwrap_or_default(),
+                prefixes: args.subnets,
+                probe: args.probe,
+                json: args.json,
+            }),
+        },
         Some(Command::CheckConfig(args)) => commands::check_config(&args.config),
-        Some(Command::Status(args)) => commands::status(&args.socket, args.json),
+        Some(Command::Status(args)) => {
+            commands::status(args.socket.as_deref(), args.config.as_deref(), args.json)
+        }
         Some(Command::ImportNdppd(args)) => commands::import_ndppd(&args.path),
+        Some(Command::Completions(args)) => commands::completions(args.shell),
+        Some(Command::Man) => commands::man(),
         None => service::setup::start(cli.run),
     }
 }

@@ -19,6 +19,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
+use std::sync::atomic::AtomicU64;
 
 /// The whole daemon.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -37,6 +38,23 @@ pub struct Status {
     /// older JSON readable.
     #[serde(default)]
     pub windows: Windows,
+    /// When the configuration in force was last applied in full (Unix time, seconds): at start,
+    /// then at each reload that succeeded (one refused, or with an uplink that could not
+    /// start, leaves it).
+    #[serde(default)]
+    pub last_reload_success_unix_secs: f64,
+    /// The process itself (the standard process metrics).
+    #[serde(default)]
+    pub process: Process,
+}
+
+/// The process, as the standard `process_*` metrics describe it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Process {
+    /// When the daemon started (Unix time, seconds).
+    pub start_time_unix_secs: f64,
+    /// Resident memory (RSS), in bytes; 0 when it could not be read.
+    pub resident_memory_bytes: u64,
 }
 
 /// How the control socket and the metrics endpoint were used since start.
@@ -234,6 +252,12 @@ counters! {
         send_errors => "send errors", "send_errors", "Frames that could not be sent";
         probes_sent => "probes sent", "probes", "Probes sent on downstream interfaces";
         keepalives_sent => "keepalives sent", "keepalives", "Gateway keepalive solicitations sent";
+        /// Keepalive solicitations the gateway answered (an answer accepted as the gateway's:
+        /// its kernel entry is confirmed from it).
+        keepalives_answered => "keepalives answered", "keepalives_answered", "Gateway keepalive solicitations answered by the gateway";
+        /// Keepalive solicitations with no acceptable answer within the answer window (or before
+        /// the next one to the same gateway from the same source replaced them).
+        keepalives_failed => "keepalives failed", "keepalives_failed", "Gateway keepalive solicitations the gateway did not answer in time";
         announcements_sent => "announcements sent", "announcements", "Announcements sent (unsolicited NA and NS to the gateway)";
     }
     by_reason {
@@ -372,10 +396,41 @@ impl Status {
         s
     }
 
-    /// The Prometheus text exposition of the same figures.
+    /// The Prometheus text exposition of the same figures: the daemon's own metrics prefixed
+    /// `ndp_responder_`, and the standard process metrics unprefixed, under the names every
+    /// Prometheus client library's process collector uses (`process_start_time_seconds`,
+    /// `process_resident_memory_bytes`), so that the usual dashboards and alerts apply.
     pub fn prometheus(&self) -> String {
         type Labels = Vec<(&'static str, String)>;
-        let mut registry = Registry::with_prefix("ndp_responder");
+        let mut root = Registry::default();
+        let seconds = |registry: &mut Registry, name: &str, help: &str, value: f64| {
+            let gauge = Gauge::<f64, AtomicU64>::default();
+            registry.register(name, help, gauge.clone());
+            gauge.set(value);
+        };
+        seconds(
+            &mut root,
+            "process_start_time_seconds",
+            "Start time of the process since the Unix epoch, in seconds",
+            self.process.start_time_unix_secs,
+        );
+        let resident = Gauge::<i64>::default();
+        root.register(
+            "process_resident_memory_bytes",
+            "Resident memory size, in bytes",
+            resident.clone(),
+        );
+        resident.set(i64::try_from(self.process.resident_memory_bytes).unwrap_or(i64::MAX));
+        let registry = root.sub_registry_with_prefix("ndp_responder");
+        let build = Family::<Labels, Gauge>::default();
+        registry.register(
+            "build_info",
+            "Always 1; its labels say which build is running",
+            build.clone(),
+        );
+        build
+            .get_or_create(&vec![("version", self.version.clone())])
+            .set(1);
         let counter = |registry: &mut Registry, name: &str, help: &str| {
             let family = Family::<Labels, Counter>::default();
             registry.register(name, help, family.clone());
@@ -390,45 +445,41 @@ impl Status {
         let sample = Counters::default();
         let totals: Vec<_> = sample
             .totals()
-            .map(|(shown, _)| counter(&mut registry, shown.metric, shown.help))
+            .map(|(shown, _)| counter(registry, shown.metric, shown.help))
             .collect();
         let reasons: Vec<_> = sample
             .by_reason()
-            .map(|(shown, _)| counter(&mut registry, shown.metric, shown.help))
+            .map(|(shown, _)| counter(registry, shown.metric, shown.help))
             .collect();
-        let up = gauge(
-            &mut registry,
-            "uplink_up",
-            "1 when the uplink exists and is up",
-        );
+        let up = gauge(registry, "uplink_up", "1 when the uplink exists and is up");
         let targets = gauge(
-            &mut registry,
+            registry,
             "targets",
             "Addresses answered for now, by how they are known",
         );
-        let cache = gauge(&mut registry, "probe_cache_entries", "Probe cache entries");
+        let cache = gauge(registry, "probe_cache_entries", "Probe cache entries");
         let mld_groups = gauge(
-            &mut registry,
+            registry,
             "mld_groups",
             "Solicited-node groups joined on the uplink (reported with MLD)",
         );
         let engine_connected = gauge(
-            &mut registry,
+            registry,
             "docker_engine_connected",
             "1 while the container engine is answering and its events are followed, per followed network",
         );
         let network_exists = gauge(
-            &mut registry,
+            registry,
             "docker_network_exists",
             "1 when the followed network exists on the engine (as of its last answer)",
         );
         let network_addresses = gauge(
-            &mut registry,
+            registry,
             "docker_addresses",
             "Container addresses on the followed network, as the engine last reported them",
         );
         let engine_outages = counter(
-            &mut registry,
+            registry,
             "docker_engine_outages",
             "Outages of the container engine (one however many retries it took), per followed network",
         );
@@ -442,6 +493,20 @@ impl Status {
             refused.clone(),
         );
         refused.set(i64::from(self.last_reload_error.is_some()));
+        // Named as Prometheus and Alertmanager name their own, so the same alert rules apply.
+        let successful = Gauge::<i64>::default();
+        registry.register(
+            "config_last_reload_successful",
+            "1 when the last reload (or the start) applied the configuration in full",
+            successful.clone(),
+        );
+        successful.set(i64::from(self.last_reload_error.is_none()));
+        seconds(
+            registry,
+            "config_last_reload_success_timestamp_seconds",
+            "When the configuration was last applied in full (the start, or a reload), since the Unix epoch",
+            self.last_reload_success_unix_secs,
+        );
         let renders = Counter::<u64>::default();
         registry.register(
             "metrics_renders",
@@ -450,7 +515,7 @@ impl Status {
         );
         renders.inc_by(self.windows.metrics_renders);
         let shed = counter(
-            &mut registry,
+            registry,
             "connections_shed",
             "Connections closed because the window's limit of connections at once was reached",
         );
@@ -509,7 +574,7 @@ impl Status {
         }
         let mut out = String::new();
         // Encoding into a String cannot fail.
-        let _ = encode(&mut out, &registry);
+        let _ = encode(&mut out, &root);
         out
     }
 }
@@ -569,6 +634,9 @@ mod tests {
                     let mut c = Counters {
                         ns_seen: 10,
                         answered: 7,
+                        keepalives_sent: 9,
+                        keepalives_answered: 6,
+                        keepalives_failed: 2,
                         ..Default::default()
                     };
                     c.ignored.add_n(NotOurs, 3);
@@ -578,6 +646,11 @@ mod tests {
             windows: Windows {
                 metrics_renders: 4,
                 ..Default::default()
+            },
+            last_reload_success_unix_secs: 1_700_000_100.25,
+            process: Process {
+                start_time_unix_secs: 1_700_000_000.5,
+                resident_memory_bytes: 4_194_304,
             },
         }
     }
@@ -632,5 +705,89 @@ mod tests {
         assert!(text.contains("ndp_responder_metrics_renders_total 4"));
         assert!(text.contains("ndp_responder_connections_shed_total{window=\"control\"} 0"));
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    /// The lines of `family` in `text`: its TYPE line and its samples.
+    fn family<'a>(text: &'a str, name: &str) -> Vec<&'a str> {
+        text.lines()
+            .filter(|l| {
+                l.strip_prefix("# TYPE ")
+                    .unwrap_or(l)
+                    .split([' ', '{'])
+                    .next()
+                    .is_some_and(|n| n == name || n.strip_suffix("_total") == Some(name))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn prometheus_exposition_has_the_operators_families_with_their_types() {
+        let text = sample().prometheus();
+        let expect = |name: &str, lines: &[&str]| {
+            assert_eq!(family(&text, name), lines, "{name} in:\n{text}");
+        };
+        expect(
+            "process_start_time_seconds",
+            &[
+                "# TYPE process_start_time_seconds gauge",
+                "process_start_time_seconds 1700000000.5",
+            ],
+        );
+        expect(
+            "process_resident_memory_bytes",
+            &[
+                "# TYPE process_resident_memory_bytes gauge",
+                "process_resident_memory_bytes 4194304",
+            ],
+        );
+        expect(
+            "ndp_responder_build_info",
+            &[
+                "# TYPE ndp_responder_build_info gauge",
+                "ndp_responder_build_info{version=\"0.1.0\"} 1",
+            ],
+        );
+        expect(
+            "ndp_responder_keepalives_answered",
+            &[
+                "# TYPE ndp_responder_keepalives_answered counter",
+                "ndp_responder_keepalives_answered_total{uplink=\"eth0\"} 6",
+            ],
+        );
+        expect(
+            "ndp_responder_keepalives_failed",
+            &[
+                "# TYPE ndp_responder_keepalives_failed counter",
+                "ndp_responder_keepalives_failed_total{uplink=\"eth0\"} 2",
+            ],
+        );
+        expect(
+            "ndp_responder_config_last_reload_successful",
+            &[
+                "# TYPE ndp_responder_config_last_reload_successful gauge",
+                "ndp_responder_config_last_reload_successful 1",
+            ],
+        );
+        expect(
+            "ndp_responder_config_last_reload_success_timestamp_seconds",
+            &[
+                "# TYPE ndp_responder_config_last_reload_success_timestamp_seconds gauge",
+                "ndp_responder_config_last_reload_success_timestamp_seconds 1700000100.25",
+            ],
+        );
+        expect(
+            "ndp_responder_docker_engine_connected",
+            &[
+                "# TYPE ndp_responder_docker_engine_connected gauge",
+                "ndp_responder_docker_engine_connected{uplink=\"eth0\",network=\"ipv6exposed\"} 0",
+            ],
+        );
+        let refused = Status {
+            last_reload_error: Some("x.toml:3: nope".into()),
+            ..sample()
+        }
+        .prometheus();
+        assert!(refused.contains("\nndp_responder_config_last_reload_successful 0\n"));
+        assert!(refused.contains("\nndp_responder_last_reload_refused 1\n"));
     }
 }

@@ -5,12 +5,11 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{capability_lines, exe, status_cmd};
+use common::{capability_lines, exe, http_get_in, status_cmd};
 use ndp_responder::status::Status;
 use ndp_responder::tools::lab::{container_addr, wait_until};
 
@@ -44,31 +43,6 @@ fn status(socket: &Path) -> Status {
     let (ok, out, err) = status_cmd(socket, true);
     assert!(ok, "status --json failed: {err}");
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
-}
-
-/// An HTTP GET over TCP from inside namespace `ns`; the whole response.
-fn http_get_in(ns: &str, addr: &str, path: &str) -> String {
-    use std::os::fd::AsRawFd;
-    let netns = std::fs::File::open(format!("/run/netns/{ns}")).unwrap();
-    let addr = addr.to_string();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
-    std::thread::spawn(move || {
-        // SAFETY: setns on a namespace file descriptor; affects this thread only.
-        assert_eq!(
-            unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) },
-            0
-        );
-        let mut stream = std::net::TcpStream::connect(addr.as_str()).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
-        stream.write_all(request.as_bytes()).unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        response
-    })
-    .join()
-    .unwrap()
 }
 
 #[test]

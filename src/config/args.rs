@@ -209,13 +209,30 @@ pub enum Command {
     ImportNdppd(ImportArgs),
     /// Show a running daemon's uplinks, rules, the addresses it answers and its counters
     Status(StatusArgs),
+    /// Print the shell completion script for SHELL (installs without the .deb: e.g.
+    /// `ndp-responder completions bash > /etc/bash_completion.d/ndp-responder`)
+    Completions(CompletionsArgs),
+    /// Print the man page, in roff (e.g. `ndp-responder man | man -l -`)
+    Man,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for
+    #[arg(value_enum, value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// The daemon's control socket
-    #[arg(long, value_name = "PATH", default_value = crate::config::DEFAULT_CONTROL_SOCKET)]
-    pub socket: std::path::PathBuf,
+    /// The daemon's control socket (default: the configuration file's control_socket with -c,
+    /// else /run/ndp-responder/control.sock)
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<std::path::PathBuf>,
+
+    /// Find the control socket in this configuration file (its control_socket); --socket wins
+    #[arg(short = 'c', long = "config", value_name = "PATH")]
+    pub config: Option<std::path::PathBuf>,
 
     /// Print the status as JSON
     #[arg(long)]
@@ -239,12 +256,26 @@ pub struct CheckConfigArgs {
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
     /// Uplink interface to check
-    #[arg(short = 'i', long = "ifname", value_name = "IFACE")]
-    pub ifname: String,
+    #[arg(
+        short = 'i',
+        long = "ifname",
+        value_name = "IFACE",
+        required_unless_present = "config"
+    )]
+    pub ifname: Option<String>,
 
     /// Prefix you want answered (repeatable): checks where it is routed
     #[arg(short = 'n', long = "subnet", value_name = "PREFIX", value_parser = parse_prefix)]
     pub subnets: Vec<Ipv6Net>,
+
+    /// Check every uplink of this configuration file, each with its rules' prefixes
+    #[arg(
+        short = 'c',
+        long = "config",
+        value_name = "PATH",
+        conflicts_with_all = ["ifname", "subnets", "probe"]
+    )]
+    pub config: Option<std::path::PathBuf>,
 
     /// Actively ask the gateway, from this test address and from link-local, which NS
     /// sources it answers (sends at most 3 solicitations per source)
@@ -544,7 +575,7 @@ mod tests {
         let Some(Command::Doctor(args)) = cli.command else {
             panic!("not doctor");
         };
-        assert_eq!(args.ifname, "eth0");
+        assert_eq!(args.ifname.as_deref(), Some("eth0"));
         assert_eq!(args.subnets.len(), 1);
         assert_eq!(args.probe, Some("2001:db8:1::d:99".parse().unwrap()));
         assert!(args.json);
@@ -562,6 +593,57 @@ mod tests {
                 .contains("'fe80::1' cannot be a test address"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn doctor_and_status_take_a_configuration_file() {
+        let cli = Cli::try_parse_from(["ndp-responder", "doctor", "-c", "/tmp/x.toml"]).unwrap();
+        let Some(Command::Doctor(args)) = cli.command else {
+            panic!("not doctor");
+        };
+        assert_eq!(
+            args.config.as_deref(),
+            Some(std::path::Path::new("/tmp/x.toml"))
+        );
+        assert_eq!(args.ifname, None);
+        let err = Cli::try_parse_from(["ndp-responder", "doctor"]).unwrap_err();
+        assert!(err.to_string().contains("--ifname"), "{err}");
+        for extra in [
+            ["-i", "eth0"],
+            ["-n", "2001:db8::/64"],
+            ["--probe", "2001:db8::9"],
+        ] {
+            let mut args = vec!["ndp-responder", "doctor", "-c", "x.toml"];
+            args.extend_from_slice(&extra);
+            let err = Cli::try_parse_from(args).unwrap_err();
+            assert!(
+                err.to_string().contains("cannot be used with"),
+                "{extra:?}: {err}"
+            );
+        }
+        let cli =
+            Cli::try_parse_from(["ndp-responder", "status", "-c", "x.toml", "--socket", "/s"])
+                .unwrap();
+        let Some(Command::Status(args)) = cli.command else {
+            panic!("not status");
+        };
+        assert_eq!(args.config.as_deref(), Some(std::path::Path::new("x.toml")));
+        assert_eq!(args.socket.as_deref(), Some(std::path::Path::new("/s")));
+    }
+
+    #[test]
+    fn completions_and_man_page() {
+        let cli = Cli::try_parse_from(["ndp-responder", "completions", "zsh"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Some(Command::Completions(CompletionsArgs {
+                shell: clap_complete::Shell::Zsh
+            }))
+        ));
+        let err = Cli::try_parse_from(["ndp-responder", "completions", "tcsh"]).unwrap_err();
+        assert!(err.to_string().contains("bash"), "{err}");
+        let cli = Cli::try_parse_from(["ndp-responder", "man"]).unwrap();
+        assert!(matches!(cli.command, Some(Command::Man)));
     }
 
     #[test]

@@ -35,6 +35,7 @@
 //! Must not: touch the system (`check-config` validates without it).
 
 pub mod args;
+mod mistakes;
 pub mod ndppd;
 pub mod values;
 
@@ -79,7 +80,13 @@ pub struct Config {
     pub control: Option<Option<PathBuf>>,
     pub control_mode: Option<u32>,
     pub metrics: Option<SocketAddr>,
+    /// Valid, but likely to fail where the file is used (e.g. under the shipped unit), each at
+    /// its line: `check-config` and the daemon's start print them.
+    pub warnings: Vec<ConfigError>,
 }
+
+/// The address families the shipped systemd unit allows (its `RestrictAddressFamilies=`).
+pub const UNIT_ADDRESS_FAMILIES: &str = "AF_PACKET AF_NETLINK AF_UNIX AF_INET6";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -126,7 +133,7 @@ struct RuleEntry {
 }
 
 /// A configuration error, pointing at the line to fix.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
     pub path: String,
     pub line: usize,
@@ -143,14 +150,62 @@ impl std::error::Error for ConfigError {}
 
 /// Read and validate the file at `path`.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+    let hint = "write one (see the README), or give -c PATH, or use -i and -n";
+    parse(&path.display().to_string(), &read(path, hint)?)
+}
+
+fn read(path: &Path, hint: &str) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|e| ConfigError {
         path: path.display().to_string(),
         line: 0,
-        message: format!(
-            "cannot read it ({e}): write one (see the README), or give -c PATH, or use -i and -n"
-        ),
+        message: format!("cannot read it ({e}): {hint}"),
+    })
+}
+
+/// The control socket the file at `path` gives the daemon (None: `control_socket = "none"`;
+/// the default path when it names none). Only that key is read: `status -c` must still find a
+/// daemon whose file was broken since it started (a refused reload is what it then reports).
+pub fn control_socket_of(path: &Path) -> Result<Option<PathBuf>, ConfigError> {
+    #[derive(Deserialize)]
+    struct Top {
+        #[serde(default)]
+        control_socket: Option<Spanned<String>>,
+    }
+    let text = read(
+        path,
+        "give the daemon's configuration file, or --socket PATH",
+    )?;
+    let shown = path.display().to_string();
+    let at = |offset: usize, message: String| ConfigError {
+        path: shown.clone(),
+        line: text[..offset.min(text.len())].matches('\n').count() + 1,
+        message,
+    };
+    let top: Top = toml::from_str(&text).map_err(|e| {
+        at(
+            e.span().map_or(0, |s| s.start),
+            format!(
+                "{} (looking for its control_socket: give --socket PATH instead)",
+                e.message().trim_end()
+            ),
+        )
     })?;
-    parse(&path.display().to_string(), &text)
+    match top.control_socket {
+        None => Ok(Some(PathBuf::from(DEFAULT_CONTROL_SOCKET))),
+        Some(c) => control_socket(c.get_ref()).map_err(|e| at(c.span().start, e)),
+    }
+}
+
+/// The value of `control_socket`: a path, or "none".
+fn control_socket(value: &str) -> Result<Option<PathBuf>, String> {
+    match value {
+        "none" => Ok(None),
+        "" => Err("control_socket is empty: give a path, or \"none\" to have no control socket".into()),
+        p if !p.starts_with('/') => Err(format!(
+            "control_socket '{p}' must be an absolute path, e.g. \"/run/ndp-responder/control.sock\""
+        )),
+        p => Ok(Some(PathBuf::from(p))),
+    }
 }
 
 /// Validate `text` (named `path` in errors) and turn it into one [`Options`] per uplink.
@@ -162,12 +217,8 @@ pub fn parse(path: &str, text: &str) -> Result<Config, ConfigError> {
         message,
     };
     let file: File = toml::from_str(text).map_err(|e| {
-        let line = e.span().map_or(1, |s| line_of(s.start));
-        ConfigError {
-            path: path.to_string(),
-            line,
-            message: format!("{}{}", plain(e.message().trim_end()), hint_for(e.message())),
-        }
+        let (at, message) = mistakes::explain(path, text, &e);
+        err(at..at, message)
     })?;
     if file.uplink.is_empty() {
         return Err(err(
@@ -274,19 +325,7 @@ pub fn parse(path: &str, text: &str) -> Result<Config, ConfigError> {
     let control = file
         .control_socket
         .as_ref()
-        .map(|c| match c.get_ref().as_str() {
-            "none" => Ok(None),
-            "" => Err(err(
-                c.span(),
-                "control_socket is empty: give a path, or \"none\" to have no control socket"
-                    .into(),
-            )),
-            p if !p.starts_with('/') => Err(err(
-                c.span(),
-                format!("control_socket '{p}' must be an absolute path, e.g. \"/run/ndp-responder/control.sock\""),
-            )),
-            p => Ok(Some(PathBuf::from(p))),
-        })
+        .map(|c| control_socket(c.get_ref()).map_err(|e| err(c.span(), e)))
         .transpose()?;
     let control_mode = file
         .control_mode
@@ -301,12 +340,26 @@ pub fn parse(path: &str, text: &str) -> Result<Config, ConfigError> {
                 .map_err(|e| err(m.span(), format!("metrics: {e}")))
         })
         .transpose()?;
+    let mut warnings = Vec::new();
+    if let (Some(addr), Some(m)) = (metrics, &file.metrics) {
+        if addr.is_ipv4() {
+            warnings.push(err(m.span(), ipv4_metrics(m.get_ref(), addr.port())));
+        }
+    }
     Ok(Config {
         uplinks: all,
         control,
         control_mode,
         metrics,
+        warnings,
     })
+}
+
+/// The warning for an IPv4 metrics address: the shipped unit forbids AF_INET.
+fn ipv4_metrics(written: &str, port: u16) -> String {
+    format!(
+        "metrics = \"{written}\" binds an IPv4 address, but the shipped systemd unit allows only RestrictAddressFamilies={UNIT_ADDRESS_FAMILIES} (no AF_INET): under it the daemon cannot serve metrics and will not start; write metrics = \"[::1]:{port}\" (loopback) or \"[::]:{port}\" (every address, IPv4 too), or allow AF_INET in a drop-in (systemctl edit ndp-responder: [Service] RestrictAddressFamilies=AF_INET)"
+    )
 }
 
 /// The one uplink of `-i IFACE` and its flags, checked as a file's uplink is (the flags'
@@ -343,32 +396,6 @@ pub fn from_flags(args: &args::RunArgs) -> Result<Options, String> {
         keepalive: args.gateway_keepalive,
         announce: args.announce_interval,
     })
-}
-
-/// The parser's words for numbers, in plain words (the only integers are the rate limits).
-fn plain(message: &str) -> String {
-    let range = format!("0 (no limit) or 1 to {}", values::RATE_LIMIT_MAX);
-    if message.contains("integer number overflowed") {
-        format!("the number is too large: a rate limit is {range} answers per second")
-    } else {
-        message.replace(
-            "expected i128",
-            &format!("expected a whole number without quotes, {range}"),
-        )
-    }
-}
-
-/// What to write instead, for the mistakes people make.
-fn hint_for(message: &str) -> &'static str {
-    if message.contains("unknown field") {
-        " (check the spelling against the schema in the README)"
-    } else if message.contains("missing field `interface`") {
-        " (every [[uplink]] names its interface)"
-    } else if message.contains("missing field `mode`") {
-        " (every [[uplink.rule]] has mode = \"static\", \"auto\", \"probe\" or \"docker\")"
-    } else {
-        ""
-    }
 }
 
 type RuleError = (Option<std::ops::Range<usize>>, String);
@@ -556,6 +583,65 @@ mode = "auto"
         assert!(e.message.contains("absolute path"), "{e}");
         let e = error(&format!("metrics = \"localhost\"\n{uplink}"));
         assert!(e.message.contains("[::1]:9417"), "{e}");
+    }
+
+    #[test]
+    fn the_control_socket_is_found_in_a_file_even_a_broken_one() {
+        let dir = std::env::temp_dir().join(format!("ndp-control-of-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("x.toml");
+        let of = |text: &str| {
+            std::fs::write(&file, text).unwrap();
+            control_socket_of(&file).map_err(|e| e.to_string())
+        };
+        assert_eq!(
+            of("control_socket = \"/run/a.sock\"\n[[uplink]]\nbroken = 1\n"),
+            Ok(Some(PathBuf::from("/run/a.sock")))
+        );
+        assert_eq!(
+            of("[[uplink]]\ninterface = \"eth0\"\n"),
+            Ok(Some(PathBuf::from(DEFAULT_CONTROL_SOCKET)))
+        );
+        assert_eq!(of("control_socket = \"none\"\n"), Ok(None));
+        let shown = file.display();
+        assert_eq!(
+            of("\ncontrol_socket = \"run/a.sock\"\n"),
+            Err(format!("{shown}:2: control_socket 'run/a.sock' must be an absolute path, e.g. \"/run/ndp-responder/control.sock\""))
+        );
+        let e = of("[[uplink]\n").unwrap_err();
+        assert!(
+            e.starts_with(&format!("{shown}:1: "))
+                && e.ends_with("(looking for its control_socket: give --socket PATH instead)"),
+            "{e}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_ipv4_metrics_address_is_warned_about_not_refused() {
+        let uplink = "[[uplink]]\ninterface = \"eth0\"\n[[uplink.rule]]\nprefix = \"2001:db8::/64\"\nmode = \"static\"\n";
+        let config = parse(
+            "x.toml",
+            &format!("# metrics\nmetrics = \"127.0.0.1:9417\"\n{uplink}"),
+        )
+        .unwrap();
+        assert_eq!(config.metrics, Some("127.0.0.1:9417".parse().unwrap()));
+        let warnings: Vec<String> = config.warnings.iter().map(|w| w.to_string()).collect();
+        assert_eq!(
+            warnings,
+            ["x.toml:2: metrics = \"127.0.0.1:9417\" binds an IPv4 address, but the shipped systemd unit allows only RestrictAddressFamilies=AF_PACKET AF_NETLINK AF_UNIX AF_INET6 (no AF_INET): under it the daemon cannot serve metrics and will not start; write metrics = \"[::1]:9417\" (loopback) or \"[::]:9417\" (every address, IPv4 too), or allow AF_INET in a drop-in (systemctl edit ndp-responder: [Service] RestrictAddressFamilies=AF_INET)"]
+        );
+        for v6 in ["9417", "[::1]:9417", "[::]:9417", "[::ffff:127.0.0.1]:9417"] {
+            let config = parse("x", &format!("metrics = \"{v6}\"\n{uplink}")).unwrap();
+            assert!(config.warnings.is_empty(), "{v6}: {:?}", config.warnings);
+        }
+        // The families named are the shipped unit's.
+        let unit = include_str!("../../packaging/ndp-responder.service");
+        assert!(
+            unit.lines()
+                .any(|l| l == format!("RestrictAddressFamilies={UNIT_ADDRESS_FAMILIES}")),
+            "the unit's RestrictAddressFamilies= changed: update UNIT_ADDRESS_FAMILIES"
+        );
     }
 
     #[test]

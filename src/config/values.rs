@@ -80,6 +80,9 @@ pub fn parse_probe_rule(s: &str) -> Result<(Ipv6Net, Option<String>), String> {
 /// A duration such as `30s`, `2m` or `1h` (unbounded: every setting goes through
 /// [`parse_duration_in`] with its own range).
 pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
+    if s.trim_start().starts_with('-') {
+        return Err(format!("'{s}' is negative: write e.g. 30s, 2m or 1h"));
+    }
     humantime::parse_duration(s)
         .map_err(|e| format!("'{s}' is not a duration ({e}): write e.g. 30s, 2m or 1h"))
 }
@@ -132,21 +135,27 @@ pub const PROBE_NEGATIVE_TTL: DurationRange = DurationRange {
 
 /// A duration within `range`; the message names the value and the range.
 pub fn parse_duration_in(s: &str, range: &DurationRange) -> Result<Duration, String> {
-    let d = parse_duration(s)?;
-    if d < range.min || d > range.max {
-        return Err(format!(
-            "'{s}' is out of range for {}: give {} to {}, e.g. {}",
-            range.what,
+    let negative = s.trim_start().starts_with('-');
+    let d = match negative {
+        true => None,
+        false => Some(parse_duration(s)?).filter(|d| *d >= range.min && *d <= range.max),
+    };
+    d.ok_or_else(|| {
+        let why = match negative {
+            true => "is negative".to_string(),
+            false => format!("is out of range for {}", range.what),
+        };
+        format!(
+            "'{s}' {why}: give {} to {}, e.g. {}",
             short(range.min),
             short(range.max),
             range.example
-        ));
-    }
-    Ok(d)
+        )
+    })
 }
 
 /// A whole number of seconds, minutes, hours or days as people write it (1s, 1h, 1d).
-fn short(d: Duration) -> String {
+pub(crate) fn short(d: Duration) -> String {
     let s = d.as_secs();
     match s {
         _ if s != 0 && s % 86_400 == 0 => format!("{}d", s / 86_400),

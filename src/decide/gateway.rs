@@ -34,14 +34,40 @@ pub struct Expected {
 }
 
 impl Expected {
-    /// We solicited `gateway` from `source` at `now`.
-    pub fn solicited(&mut self, gateway: Ipv6Addr, source: Ipv6Addr, now: Instant) {
+    /// We solicited `gateway` from `source` at `now`. Returns how many earlier solicitations
+    /// were given up unanswered to make room: late ones, the one this replaces (same gateway,
+    /// same source: its answer would now count for this one), and the oldest beyond the bound.
+    pub fn solicited(&mut self, gateway: Ipv6Addr, source: Ipv6Addr, now: Instant) -> u64 {
+        let before = self.in_flight.len();
         self.in_flight
             .retain(|(g, s, at)| !(*g == gateway && *s == source) && fresh(*at, now));
+        let mut dropped = before - self.in_flight.len();
         if self.in_flight.len() >= MAX_IN_FLIGHT {
             self.in_flight.remove(0);
+            dropped += 1;
         }
         self.in_flight.push((gateway, source, now));
+        dropped as u64
+    }
+
+    /// When the oldest solicitation still waiting is past its [`ANSWER_WINDOW`] (just after).
+    pub fn next_expiry(&self) -> Option<Instant> {
+        self.in_flight
+            .iter()
+            .map(|(_, _, at)| *at + ANSWER_WINDOW + Duration::from_millis(1))
+            .min()
+    }
+
+    /// Give up the solicitations no answer came for within [`ANSWER_WINDOW`]; how many.
+    pub fn expire(&mut self, now: Instant) -> u64 {
+        let before = self.in_flight.len();
+        self.in_flight.retain(|(_, _, at)| fresh(*at, now));
+        (before - self.in_flight.len()) as u64
+    }
+
+    /// Forget every solicitation in flight (the keepalive was turned off).
+    pub fn clear(&mut self) {
+        self.in_flight.clear();
     }
 
     /// Is `na` the gateway's answer to one of our solicitations, received at `now`?
@@ -251,5 +277,33 @@ mod tests {
             e.solicited(GW, Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 1, i), t0);
         }
         assert_eq!(e.in_flight.len(), MAX_IN_FLIGHT);
+    }
+
+    #[test]
+    fn every_solicitation_ends_answered_or_given_up_once() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut e = Expected::default();
+        assert_eq!(e.next_expiry(), None);
+        assert_eq!(e.solicited(GW, HOST, t0), 0);
+        assert_eq!(e.next_expiry(), Some(t0 + ANSWER_WINDOW + ms(1)));
+        // Not given up within the window (an answer at its very end is still accepted)...
+        assert_eq!(e.expire(t0 + ANSWER_WINDOW), 0);
+        // ...and given up once, just after.
+        assert_eq!(e.expire(t0 + ANSWER_WINDOW + ms(1)), 1);
+        assert_eq!(e.expire(t0 + ANSWER_WINDOW + ms(2)), 0);
+        assert_eq!(e.next_expiry(), None);
+        // Answered: nothing to give up.
+        let t1 = t0 + ms(10_000);
+        assert_eq!(e.solicited(GW, HOST, t1), 0);
+        assert_eq!(e.accept(&answer(), None, false, t1 + ms(5)), Ok(GW_MAC));
+        assert_eq!(e.expire(t1 + ANSWER_WINDOW * 2), 0);
+        // Replaced by the next one to the same gateway from the same source before its answer.
+        let t2 = t1 + ms(10_000);
+        assert_eq!(e.solicited(GW, HOST, t2), 0);
+        assert_eq!(e.solicited(GW, HOST, t2 + ms(1000)), 1);
+        assert_eq!(e.solicited(GW, HOST, t2 + ms(5000)), 1);
+        e.clear();
+        assert_eq!(e.next_expiry(), None);
     }
 }

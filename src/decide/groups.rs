@@ -44,13 +44,14 @@ pub fn wanted(snap: &Snapshot, positives: impl IntoIterator<Item = Ipv6Addr>) ->
         out.groups.insert(solicited_node(a));
     };
     snap.known.iter().for_each(&mut add);
-    // A container of a followed network is answered when the most specific rule holding its
-    // address is a docker rule for that network (the policy's test).
+    // A container of a followed network is answered when any rule holding its address is a
+    // docker rule for that network (the policy's test: any rule that says so).
     for (addr, network) in &snap.docker {
-        if let Some(Mode::Docker { network: n }) = snap.rule_for(addr).map(|r| &r.mode) {
-            if n == network {
-                add(addr);
-            }
+        let followed = snap
+            .rules_for(addr)
+            .any(|r| matches!(&r.mode, Mode::Docker { network: n } if n == network));
+        if followed {
+            add(addr);
         }
     }
     positives.into_iter().for_each(|a| add(&a));

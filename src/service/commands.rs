@@ -1,21 +1,46 @@
-//! The one-shot commands a user runs next to the daemon: `status`, `check-config` and
-//! `import-ndppd`, each printing its result and returning the exit status.
+//! The one-shot commands a user runs next to the daemon: `status`, `check-config`,
+//! `import-ndppd`, `completions` and `man`, each printing its result and returning the exit
+//! status.
 //!
 //! Owns: what each prints and its exit status.
 //!
 //! Must not: run the daemon (that is [`super::run`]) or parse the command line.
 
-use std::io::Read;
-use std::path::Path;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use crate::config::{self, ndppd};
 use crate::service::control;
+use crate::tools::docs;
 use crate::uplink;
 
-/// `status [--json]`: ask the daemon on `socket` and print what it says.
-pub fn status(socket: &Path, json: bool) -> ExitCode {
-    match control::query(socket) {
+/// Which control socket `status` asks: `--socket`, else the file's (`-c`), else the default.
+fn status_socket(socket: Option<&Path>, config: Option<&Path>) -> Result<PathBuf, String> {
+    match (socket, config) {
+        (Some(socket), _) => Ok(socket.to_path_buf()),
+        (None, None) => Ok(config::DEFAULT_CONTROL_SOCKET.into()),
+        (None, Some(file)) => match config::control_socket_of(file) {
+            Ok(Some(path)) => Ok(path),
+            Ok(None) => Err(format!(
+                "{}: control_socket = \"none\": a daemon started with it has no control socket to ask",
+                file.display()
+            )),
+            Err(e) => Err(e.to_string()),
+        },
+    }
+}
+
+/// `status [--json] [--socket PATH | -c FILE]`: ask the daemon and print what it says.
+pub fn status(socket: Option<&Path>, config: Option<&Path>, json: bool) -> ExitCode {
+    let socket = match status_socket(socket, config) {
+        Ok(socket) => socket,
+        Err(e) => {
+            eprintln!("ndp-responder status: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match control::query(&socket) {
         Ok(status) => {
             if json {
                 match serde_json::to_string_pretty(&status) {
@@ -77,6 +102,12 @@ pub fn check_config(path: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    for warning in &config.warnings {
+        eprintln!(
+            "ndp-responder: {}:{}: warning: {}",
+            warning.path, warning.line, warning.message
+        );
+    }
     let rules: usize = config.uplinks.iter().map(|u| u.rules.len()).sum();
     let gateways = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -101,4 +132,33 @@ pub fn check_config(path: &Path) -> ExitCode {
         config.uplinks.len()
     );
     ExitCode::SUCCESS
+}
+
+/// `completions SHELL`: the completion script on standard output.
+pub fn completions(shell: docs::Shell) -> ExitCode {
+    print_bytes("completions", &docs::completions(shell))
+}
+
+/// `man`: the man page, in roff, on standard output.
+pub fn man() -> ExitCode {
+    match docs::man_page() {
+        Ok(page) => print_bytes("man", &page),
+        Err(e) => {
+            eprintln!("ndp-responder man: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_bytes(command: &str, bytes: &[u8]) -> ExitCode {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        // A reader that stopped early (`| head`) is not an error.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ndp-responder {command}: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

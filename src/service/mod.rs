@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use sd_notify::NotifyState;
 use tokio::signal::unix::{signal, SignalKind};
@@ -90,8 +90,14 @@ pub fn run(setup: Setup) -> ExitCode {
         {
             Ok(l) => Some((addr, l)),
             Err(e) => {
+                // What the shipped unit's RestrictAddressFamilies= does to an IPv4 address.
+                let hint = if addr.is_ipv4() && e.raw_os_error() == Some(libc::EAFNOSUPPORT) {
+                    format!("; IPv4 sockets are forbidden here (the shipped unit allows only {}): listen on [::1]:{} or [::]:{} instead, or allow AF_INET in a drop-in", config::UNIT_ADDRESS_FAMILIES, addr.port(), addr.port())
+                } else {
+                    String::new()
+                };
                 eprintln!(
-                    "ndp-responder: cannot serve metrics on {addr}: {e} (--metrics, metrics)"
+                    "ndp-responder: cannot serve metrics on {addr}: {e} (--metrics, metrics){hint}"
                 );
                 return ExitCode::from(2);
             }
@@ -189,8 +195,12 @@ struct Service {
     order: Vec<String>,
     config: Option<PathBuf>,
     started: Instant,
+    /// The same instant on the wall clock.
+    started_at: SystemTime,
     reloads: u64,
     last_reload_error: Option<String>,
+    /// When the configuration was last applied in full: at start, then by a reload.
+    last_reload_success: SystemTime,
 }
 
 impl Service {
@@ -204,6 +214,11 @@ impl Service {
             last_reload_error: self.last_reload_error.clone(),
             uplinks: Vec::new(),
             windows: Default::default(),
+            last_reload_success_unix_secs: unix_secs(self.last_reload_success),
+            process: crate::status::Process {
+                start_time_unix_secs: unix_secs(self.started_at),
+                resident_memory_bytes: resident_memory_bytes().unwrap_or(0),
+            },
         }
     }
 
@@ -265,6 +280,7 @@ impl Service {
             control: _,
             control_mode: _,
             metrics: _,
+            warnings: _,
         } = config;
         let names: Vec<String> = uplinks.iter().map(|u| u.ifname.clone()).collect();
         let (mut kept, mut added, mut removed, mut failed) = (vec![], vec![], vec![], vec![]);
@@ -312,6 +328,9 @@ impl Service {
             .collect();
         self.reloads += 1;
         self.last_reload_error = (!failed.is_empty()).then(|| failed.join("; "));
+        if failed.is_empty() {
+            self.last_reload_success = SystemTime::now();
+        }
         let summary = format!(
             "reloaded {}: kept {}, added {}, removed {}",
             path.display(),
@@ -322,6 +341,21 @@ impl Service {
         info!("{summary}");
         notify(&[NotifyState::Ready, NotifyState::Status(&summary)]);
     }
+}
+
+/// Seconds since the Unix epoch.
+fn unix_secs(t: SystemTime) -> f64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// The process's resident memory, from /proc/self/statm (its second field, in pages).
+fn resident_memory_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let page = u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).ok()?;
+    Some(pages * page)
 }
 
 fn names_or_none(v: &[String]) -> String {
@@ -395,8 +429,10 @@ async fn supervise(
         order: Vec::new(),
         config: setup.config,
         started: Instant::now(),
+        started_at: SystemTime::now(),
         reloads: 0,
         last_reload_error: None,
+        last_reload_success: SystemTime::now(),
     };
     for opts in setup.uplinks {
         let name = opts.ifname.clone();

@@ -40,7 +40,12 @@ pub fn start(args: args::RunArgs) -> ExitCode {
                 .clone()
                 .unwrap_or_else(|| config::DEFAULT_PATH.into());
             match config::load(&path) {
-                Ok(config) => (config.uplinks.clone(), Some(path), Some(config)),
+                Ok(config) => {
+                    for warning in &config.warnings {
+                        tracing::warn!("{warning}");
+                    }
+                    (config.uplinks.clone(), Some(path), Some(config))
+                }
                 Err(e) => {
                     eprintln!("ndp-responder: {e}");
                     return ExitCode::from(2);

@@ -324,6 +324,7 @@ pub async fn run(opts: Options, mut control: Control) -> Result<Counters, Daemon
         let announce_due = at(responder.announcer.as_ref().map(|a| a.next_due()));
         let burst_due = at(responder.bursts.peek().map(|Reverse((when, _, _))| *when));
         let probe_due = at(responder.cache.next_deadline());
+        let keepalive_expiry = at(responder.expected.next_expiry());
         tokio::select! {
             // A dropped sender (the service is gone) stops the uplink too.
             stop = control.stop.changed() => {
@@ -358,6 +359,7 @@ pub async fn run(opts: Options, mut control: Control) -> Result<Counters, Daemon
                     responder.on_keepalive();
                 }
             }
+            () = keepalive_expiry => responder.on_keepalive_expiry(),
             () = announce_due => responder.on_announce(),
             () = burst_due => responder.on_burst(),
             () = probe_due => {

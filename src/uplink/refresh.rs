@@ -251,6 +251,8 @@ impl Responder {
             self.keepalive = new.keepalive.map(keepalive_every);
             if self.keepalive.is_none() {
                 self.gateway_reader = None;
+                // No answer can be read any more: not a failure of the gateway.
+                self.expected.clear();
             }
         }
         if new.announce != old.announce {

@@ -1,7 +1,8 @@
 //! Upstream care: the gateway keepalive and the announcements of our addresses.
 //!
 //! Owns: soliciting each gateway on the keepalive's schedule and confirming its entry in the
-//! kernel from its answer (once [`crate::decide::gateway::Expected`] accepts it), the periodic
+//! kernel from its answer (once [`crate::decide::gateway::Expected`] accepts it), counting
+//! each solicitation answered or failed (no acceptable answer in time), the periodic
 //! announcements, and the paced first announcements of new addresses.
 //!
 //! Must not: schedule by itself (that is [`crate::decide::schedule`]) or trust an
@@ -107,12 +108,24 @@ impl Responder {
             let ns = NeighborSolicit::resolution(snap.mac, source, *gw);
             match socket.get_ref().send_with(|buf| ns.emit(buf)) {
                 Ok(()) => {
-                    self.expected.solicited(*gw, source, now);
+                    self.counters.keepalives_failed += self.expected.solicited(*gw, source, now);
                     self.counters.keepalives_sent += 1;
                     debug!("gateway keepalive: NS for {gw} from {source}");
                 }
                 Err(e) => warn!("gateway keepalive: could not solicit {gw}: {e}"),
             }
+        }
+    }
+
+    /// Keepalive solicitations whose answer window passed without an acceptable answer.
+    pub(super) fn on_keepalive_expiry(&mut self) {
+        let failed = self.expected.expire(Instant::now());
+        if failed > 0 {
+            self.counters.keepalives_failed += failed;
+            debug!(
+                "gateway keepalive: {failed} solicitation(s) on {} not answered in time",
+                self.ifname
+            );
         }
     }
 
@@ -136,6 +149,7 @@ impl Responder {
             snap.pinned.contains(&na.target),
             Instant::now(),
         )?;
+        self.counters.keepalives_answered += 1;
         match self.gateway_macs.insert(na.target, mac) {
             Some(old) if old != mac => info!("gateway {} moved from {old} to {mac}", na.target),
             None => info!("gateway {} is at {mac}; keeping its entry fresh", na.target),

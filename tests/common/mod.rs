@@ -430,3 +430,29 @@ pub fn gateway_entry(topo: &Topology) -> String {
         .unwrap();
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
+
+/// An HTTP GET over TCP from inside namespace `ns`; the whole response.
+pub fn http_get_in(ns: &str, addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    use std::os::fd::AsRawFd;
+    let netns = std::fs::File::open(format!("/run/netns/{ns}")).unwrap();
+    let addr = addr.to_string();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    std::thread::spawn(move || {
+        // SAFETY: setns on a namespace file descriptor; affects this thread only.
+        assert_eq!(
+            unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) },
+            0
+        );
+        let mut stream = std::net::TcpStream::connect(addr.as_str()).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        response
+    })
+    .join()
+    .unwrap()
+}

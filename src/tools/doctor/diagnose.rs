@@ -43,6 +43,9 @@ pub struct Observed {
     pub proxy_entries: Vec<Ipv6Addr>,
     /// For each prefix, the interface a packet into it leaves by (None: no route).
     pub prefix_routes: Vec<(Ipv6Net, Option<String>)>,
+    /// The uplink's on-link prefixes: its routes without a gateway (the kernel adds one for
+    /// each address's prefix), link-local and default left out.
+    pub on_link: Vec<Ipv6Net>,
     /// Other responders running in this network namespace: (name, pid).
     pub responders: Vec<(String, u32)>,
 }
@@ -233,6 +236,25 @@ pub fn diagnose(obs: &Observed, prefixes: &[Ipv6Net]) -> Vec<Finding> {
                 format!("route it to the container bridge (e.g. docker network create --ipv6 --subnet {prefix} ...) or: ip -6 route add {prefix} dev BRIDGE"),
             )),
             Some(dev) => out.push(Finding::ok("route", format!("{prefix} is routed to {dev}"))),
+        }
+    }
+
+    // The provider's router solicits only for addresses it considers on-link: a prefix
+    // outside them is never asked for (with no on-link prefix known, there is nothing to
+    // judge by).
+    if let Some(first) = obs.on_link.first() {
+        for prefix in prefixes {
+            if !obs.on_link.iter().any(|on| on.contains(prefix)) {
+                out.push(Finding::bad(
+                    Warning,
+                    "on_link",
+                    format!(
+                        "{prefix} is not within an on-link prefix of {ifname} ({}): the provider's router solicits only for on-link addresses, so it will never ask for these",
+                        obs.on_link.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", ")
+                    ),
+                    format!("give the containers a range inside {first} (e.g. a /112 of it); if the provider routes {prefix} to this host instead, no NDP proxy is needed for it: remove the rule"),
+                ));
+            }
         }
     }
     out

@@ -2,7 +2,8 @@
 //!
 //! Owns: gathering what the kernel says about the uplink ([`observe`]), judging it
 //! ([`diagnose`], a pure function with a unit test per finding), the optional active probe of
-//! the gateway ([`probe`]), and rendering the findings as text or JSON.
+//! the gateway ([`probe`]), checking every uplink of a configuration file (`-c`), and
+//! rendering the findings as text or JSON.
 //!
 //! Must not: change anything on the host. The probe sends at most [`PROBE_ATTEMPTS`] Neighbor
 //! Solicitations per source policy, and only when asked with `--probe`.
@@ -90,56 +91,109 @@ pub struct Request {
 /// Run the checks (and the probe, if asked), print the report; exit 0 when nothing is wrong,
 /// 1 when something is, 2 when doctor itself could not run.
 pub fn run(req: Request) -> std::process::ExitCode {
-    use std::io::IsTerminal;
-    use std::process::ExitCode;
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("ndp-responder doctor: cannot start the event loop: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let outcome = runtime.block_on(async {
+    let outcome = block_on(async {
         let handle = netlink::connect()
             .await
             .map_err(|e| format!("opening netlink: {e}"))?;
-        let obs = observe(&handle, &req.ifname, &req.prefixes).await?;
-        let mut findings = diagnose(&obs, &req.prefixes);
-        let mut probed = None;
-        if let Some(test_addr) = req.probe {
-            let (results, verdict) = run_probe(&req, &obs, test_addr).await;
-            findings.extend(verdict);
-            probed = results;
-        }
-        Ok::<_, String>((findings, probed))
+        examine(&handle, &req).await
     });
-    let (findings, probed) = match outcome {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("ndp-responder doctor: {e}");
-            return ExitCode::from(2);
-        }
+    match outcome {
+        Ok(report) => print(std::slice::from_ref(&report), req.json, false),
+        Err(e) => fail(&e),
+    }
+}
+
+/// `doctor -c FILE`: every uplink of the file, each with its rules' prefixes (a docker rule
+/// without a prefix has none to check). One report per uplink: under a heading each, or as
+/// a JSON array.
+pub fn run_file(path: &std::path::Path, json: bool) -> std::process::ExitCode {
+    let config = match crate::config::load(path) {
+        Ok(config) => config,
+        Err(e) => return fail(&e.to_string()),
     };
+    let outcome = block_on(async {
+        let handle = netlink::connect()
+            .await
+            .map_err(|e| format!("opening netlink: {e}"))?;
+        let mut reports = Vec::new();
+        for uplink in &config.uplinks {
+            let mut prefixes: Vec<Ipv6Net> = Vec::new();
+            for rule in uplink.rules.iter().filter(|r| r.prefix.prefix_len() > 0) {
+                if !prefixes.contains(&rule.prefix) {
+                    prefixes.push(rule.prefix);
+                }
+            }
+            let req = Request {
+                ifname: uplink.ifname.clone(),
+                prefixes,
+                probe: None,
+                json,
+            };
+            reports.push(examine(&handle, &req).await?);
+        }
+        Ok(reports)
+    });
+    match outcome {
+        Ok(reports) => print(&reports, json, true),
+        Err(e) => fail(&e),
+    }
+}
+
+fn block_on<T>(work: impl std::future::Future<Output = Result<T, String>>) -> Result<T, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the event loop: {e}"))?
+        .block_on(work)
+}
+
+fn fail(e: &str) -> std::process::ExitCode {
+    eprintln!("ndp-responder doctor: {e}");
+    std::process::ExitCode::from(2)
+}
+
+/// Observe and judge one uplink (and probe its gateway, if asked).
+async fn examine(handle: &netlink::Handle, req: &Request) -> Result<Report, String> {
+    let obs = observe(handle, &req.ifname, &req.prefixes).await?;
+    let mut findings = diagnose(&obs, &req.prefixes);
+    let mut probed = None;
+    if let Some(test_addr) = req.probe {
+        let (results, verdict) = run_probe(req, &obs, test_addr).await;
+        findings.extend(verdict);
+        probed = results;
+    }
     let mut report = Report::new(&req.ifname, findings);
     report.probe = probed;
-    if req.json {
-        match serde_json::to_string_pretty(&report) {
+    Ok(report)
+}
+
+/// Print the reports (as one JSON value, or an array of them when `several`); exit 0 when
+/// all are healthy, else 1.
+fn print(reports: &[Report], json: bool, several: bool) -> std::process::ExitCode {
+    use std::io::IsTerminal;
+    if json {
+        let text = match reports {
+            [one] if !several => serde_json::to_string_pretty(one),
+            all => serde_json::to_string_pretty(all),
+        };
+        match text {
             Ok(text) => println!("{text}"),
-            Err(e) => {
-                eprintln!("ndp-responder doctor: {e}");
-                return ExitCode::from(2);
-            }
+            Err(e) => return fail(&e.to_string()),
         }
     } else {
-        print!("{}", report.render(std::io::stdout().is_terminal()));
+        let colour = std::io::stdout().is_terminal();
+        for (i, report) in reports.iter().enumerate() {
+            if several {
+                let gap = if i == 0 { "" } else { "\n" };
+                println!("{gap}uplink {}:", report.interface);
+            }
+            print!("{}", report.render(colour));
+        }
     }
-    if report.healthy {
-        ExitCode::SUCCESS
+    if reports.iter().all(|r| r.healthy) {
+        std::process::ExitCode::SUCCESS
     } else {
-        ExitCode::FAILURE
+        std::process::ExitCode::FAILURE
     }
 }
 
@@ -218,6 +272,7 @@ mod tests {
             proxy_ndp: Some(false),
             proxy_entries: vec![],
             prefix_routes: vec![(net("2001:db8:1::d:0/112"), Some("br0".into()))],
+            on_link: vec![net("2001:db8:1::/64")],
             responders: vec![],
         }
     }
@@ -383,6 +438,38 @@ mod tests {
         assert!(f
             .iter()
             .any(|f| f.check == "prefix_covers_gateway" && f.severity == Severity::Warning));
+    }
+
+    #[test]
+    fn prefix_outside_every_on_link_prefix() {
+        let outside = net("2001:db8:5::/64");
+        let f = diagnose(&healthy(), &[outside]);
+        let found: Vec<&Finding> = f.iter().filter(|f| f.check == "on_link").collect();
+        assert_eq!(found.len(), 1, "{f:#?}");
+        assert_eq!(found[0].severity, Severity::Warning);
+        assert_eq!(
+            found[0].message,
+            "2001:db8:5::/64 is not within an on-link prefix of eth0 (2001:db8:1::/64): the provider's router solicits only for on-link addresses, so it will never ask for these"
+        );
+        assert_eq!(
+            found[0].fix.as_deref(),
+            Some("give the containers a range inside 2001:db8:1::/64 (e.g. a /112 of it); if the provider routes 2001:db8:5::/64 to this host instead, no NDP proxy is needed for it: remove the rule")
+        );
+        // Wider than the on-link prefix: most of it is never asked for either.
+        assert!(diagnose(&healthy(), &[net("2001:db8::/48")])
+            .iter()
+            .any(|f| f.check == "on_link"));
+        // Inside one, or no on-link prefix known at all (nothing to judge by): no finding.
+        assert!(!diagnose(&healthy(), &prefixes())
+            .iter()
+            .any(|f| f.check == "on_link"));
+        let none = Observed {
+            on_link: vec![],
+            ..healthy()
+        };
+        assert!(!diagnose(&none, &[outside])
+            .iter()
+            .any(|f| f.check == "on_link"));
     }
 
     #[test]

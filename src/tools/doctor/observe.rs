@@ -108,6 +108,15 @@ pub async fn observe(
         });
         obs.prefix_routes.push((*prefix, name));
     }
+    for route in &view.routes {
+        let on_link = route.oif == Some(index)
+            && route.gateway.is_none()
+            && route.dst.prefix_len() > 0
+            && !route.dst.addr().is_unicast_link_local();
+        if on_link && !obs.on_link.contains(&route.dst) {
+            obs.on_link.push(route.dst);
+        }
+    }
     obs.responders = other_responders();
     Ok(obs)
 }
