@@ -1,5 +1,5 @@
 //! Generate the man page and shell completions from the CLI definition (see
-//! `ndp_responder::tools::docs`, which `ndp-responder man` and `ndp-responder completions`
+//! `ndp_responder::config::docs`, which `ndp-responder man` and `ndp-responder completions`
 //! print too), for the package:
 //!
 //! ```sh
@@ -12,7 +12,7 @@
 
 use std::path::PathBuf;
 
-use ndp_responder::tools::docs::{self, Shell, NAME};
+use ndp_responder::config::docs::{self, Shell, NAME};
 
 fn main() -> std::io::Result<()> {
     let Some(out) = std::env::args_os().nth(1).map(PathBuf::from) else {

@@ -35,6 +35,7 @@
 //! Must not: touch the system (`check-config` validates without it).
 
 pub mod args;
+pub mod docs;
 mod mistakes;
 pub mod ndppd;
 pub mod values;

@@ -10,9 +10,9 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use crate::config::docs;
 use crate::config::{self, ndppd};
 use crate::service::control;
-use crate::tools::docs;
 use crate::uplink;
 
 /// Which control socket `status` asks: `--socket`, else the file's (`-c`), else the default.

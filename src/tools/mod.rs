@@ -4,7 +4,6 @@
 //!
 //! Must not: be on the daemon's packet path.
 
-pub mod docs;
 pub mod doctor;
 pub mod lab;
 pub mod netns;
