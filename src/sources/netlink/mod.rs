@@ -90,8 +90,8 @@ pub struct Link {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
     pub dst: Ipv6Net,
-    /// The interface it leaves by (the first hop's, for multipath); None for nexthop objects
-    /// and unreachable/blackhole routes.
+    /// The interface it leaves by (a multipath route is one [`Route`] per hop); None for
+    /// nexthop objects and unreachable/blackhole routes.
     pub oif: Option<u32>,
     pub gateway: Option<Ipv6Addr>,
     /// How it was learned: "ra", "static", "boot", "dhcp", "kernel", ...
@@ -148,8 +148,10 @@ impl KernelView {
 
     /// The main-table route the kernel would use for `addr` (longest prefix match).
     pub fn route_for(&self, addr: &Ipv6Addr) -> Option<&Route> {
+        // The first of equally long ones: a multipath route's first hop.
         self.routes
             .iter()
+            .rev()
             .filter(|r| r.dst.contains(addr))
             .max_by_key(|r| r.dst.prefix_len())
     }

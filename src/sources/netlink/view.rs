@@ -1,4 +1,4 @@
-//! Reading the kernel's whole view in one go: links, addresses, routes (first hop of
+//! Reading the kernel's whole view in one go: links, addresses, routes (one per hop of
 //! multipath ones), neighbours and bridge forwarding entries, decoded from the dumps.
 //!
 //! Owns: [`read_view`] and the decoding of the attributes it reads.
@@ -187,9 +187,21 @@ pub(super) async fn neighbours(
     dump(handle, Rtm::Getneigh, request, each).await
 }
 
-/// The first hop of an RTA_MULTIPATH payload: a struct rtnexthop (linux/rtnetlink.h: length
-/// u16, flags u8, hops u8, ifindex i32) followed by the hop's own attributes.
-fn first_hop(payload: &[u8]) -> Option<(u32, Option<Ipv6Addr>)> {
+/// The hops of an RTA_MULTIPATH payload, in order: each a struct rtnexthop (linux/rtnetlink.h:
+/// length u16, flags u8, hops u8, ifindex i32) followed by the hop's own attributes, the next
+/// one at the length rounded up to 4 (RTNH_ALIGN). A truncated hop ends the list.
+fn hops(mut payload: &[u8]) -> Vec<(u32, Option<Ipv6Addr>)> {
+    let mut found = Vec::new();
+    // Each hop is at least a struct rtnexthop long, so this ends.
+    while let Some((hop, len)) = first_hop(payload) {
+        found.push(hop);
+        payload = payload.get(len.div_ceil(4) * 4..).unwrap_or_default();
+    }
+    found
+}
+
+/// The first hop of `payload` (interface, gateway) and its length.
+fn first_hop(payload: &[u8]) -> Option<((u32, Option<Ipv6Addr>), usize)> {
     const RTNEXTHOP_LEN: usize = 8;
     let len = usize::from(u16::from_ne_bytes(payload.get(..2)?.try_into().ok()?));
     let ifindex = u32::try_from(i32::from_ne_bytes(payload.get(4..8)?.try_into().ok()?)).ok()?;
@@ -205,43 +217,58 @@ fn first_hop(payload: &[u8]) -> Option<(u32, Option<Ipv6Addr>)> {
             .find(|a| *a.rta_type() == Rta::Gateway)
             .and_then(|a| attr_ipv6(a.rta_payload().as_ref()))
     });
-    Some((ifindex, gateway))
+    Some(((ifindex, gateway), len))
 }
 
-fn parse_route(route: &Rtmsg) -> Option<Route> {
+/// A route of the main table; a multipath route as one [`Route`] per hop, in order (so every
+/// gateway of an equal-cost default route is one).
+fn parse_route(route: &Rtmsg) -> Vec<Route> {
     if *route.rtm_type() != Rtn::Unicast {
-        return None;
+        return Vec::new();
     }
     let mut table = u32::from(u8::from(*route.rtm_table()));
     let mut dst = Ipv6Addr::UNSPECIFIED;
     let mut oif = None;
     let mut gateway = None;
+    let mut multipath: Vec<(u32, Option<Ipv6Addr>)> = Vec::new();
     for attr in route.rtattrs().iter() {
         let payload = attr.rta_payload().as_ref();
         match attr.rta_type() {
             Rta::Table => table = attr_u32(payload).unwrap_or(table),
-            Rta::Dst => dst = attr_ipv6(payload)?,
+            Rta::Dst => match attr_ipv6(payload) {
+                Some(a) => dst = a,
+                None => return Vec::new(),
+            },
             Rta::Oif => oif = attr_u32(payload),
             Rta::Gateway => gateway = attr_ipv6(payload),
-            Rta::Multipath => {
-                if let Some((hop_oif, hop_gateway)) = first_hop(payload) {
-                    oif = oif.or(Some(hop_oif));
-                    gateway = gateway.or(hop_gateway);
-                }
-            }
+            Rta::Multipath => multipath = hops(payload),
             _ => {}
         }
     }
     if table != MAIN_TABLE {
-        return None;
+        return Vec::new();
     }
-    let dst = Ipv6Net::new(dst, *route.rtm_dst_len()).ok()?;
-    Some(Route {
-        dst,
-        oif,
-        gateway,
-        protocol: protocol_name(*route.rtm_protocol()),
-    })
+    let Ok(dst) = Ipv6Net::new(dst, *route.rtm_dst_len()) else {
+        return Vec::new();
+    };
+    let protocol = protocol_name(*route.rtm_protocol());
+    if multipath.is_empty() {
+        return vec![Route {
+            dst,
+            oif,
+            gateway,
+            protocol,
+        }];
+    }
+    multipath
+        .into_iter()
+        .map(|(hop_oif, hop_gateway)| Route {
+            dst,
+            oif: Some(hop_oif),
+            gateway: hop_gateway,
+            protocol: protocol.clone(),
+        })
+        .collect()
 }
 
 /// How a route was learned, by the names of iproute2's rt_protos.
@@ -267,22 +294,38 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_first_hop_of_a_multipath_route_is_read() {
-        // rtnexthop: length 28, flags 0, hops 0, ifindex 7; then RTA_GATEWAY (20 octets).
-        let gw: Ipv6Addr = "2001:db8::1".parse().unwrap();
-        let mut hop = Vec::new();
-        hop.extend_from_slice(&28u16.to_ne_bytes());
-        hop.extend_from_slice(&[0, 0]);
-        hop.extend_from_slice(&7i32.to_ne_bytes());
-        hop.extend_from_slice(&20u16.to_ne_bytes());
-        hop.extend_from_slice(&(libc::RTA_GATEWAY).to_ne_bytes());
-        hop.extend_from_slice(&gw.octets());
-        assert_eq!(first_hop(&hop), Some((7, Some(gw))));
+    fn every_hop_of_a_multipath_route_is_read() {
+        // rtnexthop: length 28, flags 0, hops 0, ifindex; then RTA_GATEWAY (20 octets).
+        let hop = |ifindex: i32, gw: Ipv6Addr| {
+            let mut hop = Vec::new();
+            hop.extend_from_slice(&28u16.to_ne_bytes());
+            hop.extend_from_slice(&[0, 0]);
+            hop.extend_from_slice(&ifindex.to_ne_bytes());
+            hop.extend_from_slice(&20u16.to_ne_bytes());
+            hop.extend_from_slice(&(libc::RTA_GATEWAY).to_ne_bytes());
+            hop.extend_from_slice(&gw.octets());
+            hop
+        };
+        let (gw1, gw2): (Ipv6Addr, Ipv6Addr) = (
+            "2001:db8::1".parse().unwrap(),
+            "2001:db8::fe".parse().unwrap(),
+        );
+        let one = hop(7, gw1);
+        assert_eq!(first_hop(&one), Some(((7, Some(gw1)), 28)));
         assert_eq!(
-            first_hop(&hop[..6]),
+            first_hop(&one[..6]),
             None,
             "shorter than a struct rtnexthop"
         );
-        assert_eq!(first_hop(&hop[..20]), None, "length beyond the payload");
+        assert_eq!(first_hop(&one[..20]), None, "length beyond the payload");
+        let mut two = one.clone();
+        two.extend_from_slice(&hop(7, gw2));
+        assert_eq!(hops(&two), vec![(7, Some(gw1)), (7, Some(gw2))]);
+        // A truncated second hop ends the list after the first.
+        assert_eq!(hops(&two[..40]), vec![(7, Some(gw1))]);
+        // A hop whose length is below a struct rtnexthop's is not read (and never loops).
+        let mut short = one.clone();
+        short.extend_from_slice(&[4, 0, 0, 0, 7, 0, 0, 0]);
+        assert_eq!(hops(&short), vec![(7, Some(gw1))]);
     }
 }
