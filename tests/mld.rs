@@ -20,56 +20,6 @@ const STATIC_120: &str = "2001:db8:1::e:0/120";
 /// The address in it that a container holds.
 const STATIC_ADDR: &str = "2001:db8:1::e:5";
 
-/// Make the hypervisor's bridge snoop MLD with a querier of its own (fast: a query a second,
-/// answers within half a second), and pass unreported multicast no longer to the host's port.
-fn snoop(topo: &Topology) {
-    let hv = topo.hypervisor();
-    let set = |args: &[&str]| {
-        topo.exec(&hv, args)
-            .unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    };
-    set(&[
-        "ip",
-        "link",
-        "set",
-        "hvbr",
-        "type",
-        "bridge",
-        "mcast_snooping",
-        "1",
-        "mcast_query_interval",
-        "100",
-        "mcast_query_response_interval",
-        "50",
-        "mcast_startup_query_interval",
-        "50",
-        "mcast_startup_query_count",
-        "3",
-    ]);
-    // Only then the querier: it waits one response interval, as it stands when it is
-    // enabled, before it counts as present (and until then the bridge floods, which the
-    // host's port no longer gets).
-    set(&[
-        "ip",
-        "link",
-        "set",
-        "hvbr",
-        "type",
-        "bridge",
-        "mcast_querier",
-        "1",
-    ]);
-    set(&[
-        "bridge",
-        "link",
-        "set",
-        "dev",
-        "to-host",
-        "mcast_flood",
-        "off",
-    ]);
-}
-
 /// The groups the hypervisor's bridge has learned on its port to the host (`bridge mdb`).
 fn snooped_on_host_port(topo: &Topology) -> String {
     let out = topo
@@ -126,7 +76,7 @@ fn containers_are_reached_through_an_mld_snooping_bridge() {
         &["ip", "-6", "route", "add", STATIC_120, "dev", "br0"],
     )
     .unwrap();
-    snoop(&topo);
+    common::snoop(&topo);
     // The host's own address: its kernel reports its group when the querier asks.
     assert!(
         wait_until(Duration::from_secs(10), || snooped_on_host_port(&topo)
