@@ -6,35 +6,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, SystemTime};
 
 use common::{exe, http_get_in, EXE};
 use ndp_responder::status::Status;
 use ndp_responder::tools::lab::{wait_until, CONTAINER_PREFIX};
-
-/// A directory of this test's own, removed at the end.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("ndp-ops-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn run(args: &[&str]) -> Output {
     Command::new(exe()).args(args).output().unwrap()
@@ -79,7 +57,7 @@ fn config(socket: &Path, extra: &str) -> String {
 #[test]
 fn operators_metrics_from_a_running_daemon() {
     let topo = common::topology(1);
-    let scratch = Scratch::new("metrics");
+    let scratch = common::Scratch::new("metrics");
     let file = scratch.path("ndp-responder.toml");
     let socket = scratch.path("control.sock");
     std::fs::write(&file, config(&socket, "")).unwrap();
@@ -240,7 +218,7 @@ fn operators_metrics_from_a_running_daemon() {
 
 #[test]
 fn status_with_a_file_that_has_no_control_socket() {
-    let scratch = Scratch::new("nosocket");
+    let scratch = common::Scratch::new("nosocket");
     let file = scratch.path("x.toml");
     std::fs::write(&file, "control_socket = \"none\"\n").unwrap();
     let out = run(&["status", "-c", &file.display().to_string()]);
@@ -257,7 +235,7 @@ fn status_with_a_file_that_has_no_control_socket() {
 #[test]
 fn doctor_checks_every_uplink_of_a_file() {
     let topo = common::topology(1);
-    let scratch = Scratch::new("doctor");
+    let scratch = common::Scratch::new("doctor");
     let file = scratch.path("ndp-responder.toml");
     // eth0: the containers' prefix (healthy), one outside its on-link /64, and a docker rule
     // without a prefix (nothing to check); eth9 does not exist.
@@ -367,7 +345,7 @@ fn man_page_and_completions_are_printed() {
 
 #[test]
 fn check_config_warns_about_an_ipv4_metrics_address() {
-    let scratch = Scratch::new("check");
+    let scratch = common::Scratch::new("check");
     let file = scratch.path("ndp-responder.toml");
     std::fs::write(
         &file,

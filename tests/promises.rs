@@ -10,7 +10,6 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::net::Ipv6Addr;
-use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
 use common::{exe, host_answers, never_answered, router_ns, status, wait_counters, wait_status};
@@ -40,28 +39,6 @@ impl OwnNs {
 impl Drop for OwnNs {
     fn drop(&mut self) {
         let _ = netns::delete(&self.0);
-    }
-}
-
-/// A directory of the test's own (configuration files, sockets), removed when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("ndp-promises-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -309,7 +286,7 @@ fn a_reload_removes_and_adds_an_uplink_while_the_kept_one_answers_throughout() {
             "br0",
         ],
     );
-    let scratch = Scratch::new("uplinks");
+    let scratch = common::Scratch::new("uplinks");
     let file = scratch.path("ndp-responder.toml");
     std::fs::write(&file, two_uplinks(true)).unwrap();
     let daemon = topo
@@ -830,7 +807,7 @@ fn addresses_answered_recently_are_announced_each_interval_and_then_no_more() {
 #[test]
 fn a_control_socket_held_by_another_daemon_is_left_to_it() {
     let topo = common::topology(1);
-    let scratch = Scratch::new("control");
+    let scratch = common::Scratch::new("control");
     let socket = scratch.path("control.sock");
     let shown = socket.display().to_string();
     let first = topo
@@ -853,13 +830,7 @@ fn a_control_socket_held_by_another_daemon_is_left_to_it() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let exited = wait_until(Duration::from_secs(10), || {
-        second.try_wait().is_ok_and(|s| s.is_some())
-    });
-    if !exited {
-        let _ = second.kill();
-    }
-    let out = second.wait_with_output().unwrap();
+    let (exited, out) = common::exit_within(second, Duration::from_secs(10));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(exited, "the second daemon kept running: {stderr}");
     assert_eq!(out.status.code(), Some(2), "{stderr}");

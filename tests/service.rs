@@ -6,38 +6,12 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use common::{capability_lines, exe, http_get_in, status_cmd};
 use ndp_responder::status::Status;
 use ndp_responder::tools::lab::{container_addr, wait_until};
-
-/// A directory of this test's own (sockets, config files), removed at the end.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("ndp-service-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-
-    fn s(&self, name: &str) -> String {
-        self.path(name).display().to_string()
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn status(socket: &Path) -> Status {
     let (ok, out, err) = status_cmd(socket, true);
@@ -48,7 +22,7 @@ fn status(socket: &Path) -> Status {
 #[test]
 fn status_metrics_and_capabilities_of_a_running_daemon() {
     let topo = common::topology(1);
-    let scratch = Scratch::new("status");
+    let scratch = common::Scratch::new("status");
     let socket = scratch.path("control.sock");
     let daemon = topo
         .start_daemon(
@@ -182,7 +156,7 @@ fn reload_under_a_steady_stream_answers_every_retained_target() {
         topo.exec(&host, &["ip", "-6", "route", "add", prefix, "dev", "br0"])
             .unwrap();
     }
-    let scratch = Scratch::new("reload");
+    let scratch = common::Scratch::new("reload");
     let file = scratch.path("ndp-responder.toml");
     let socket = scratch.path("control.sock");
     let first = config(&["2001:db8:1::d:0/112", "2001:db8:1::e:0/112"], true);
@@ -349,7 +323,7 @@ fn reload_under_a_steady_stream_answers_every_retained_target() {
 #[test]
 fn systemd_notifications_ready_watchdog_reloading_stopping() {
     let topo = common::topology(1);
-    let scratch = Scratch::new("notify");
+    let scratch = common::Scratch::new("notify");
     let file = scratch.path("ndp-responder.toml");
     std::fs::write(&file, config(&["2001:db8:1::d:0/112"], true)).unwrap();
     // The lab gives the daemon its own NOTIFY_SOCKET (and starts it once READY=1 came).
@@ -398,7 +372,7 @@ fn systemd_notifications_ready_watchdog_reloading_stopping() {
 #[test]
 fn answers_beyond_the_rate_limits_are_withheld_and_counted() {
     let topo = common::topology(1);
-    let scratch = Scratch::new("ratelimit");
+    let scratch = common::Scratch::new("ratelimit");
     let socket = scratch.path("control.sock");
     let daemon = topo
         .start_daemon(
@@ -456,7 +430,7 @@ fn try_status(socket: &Path) -> Option<Status> {
 #[test]
 fn reloads_with_extreme_values_are_refused_and_the_daemon_keeps_answering() {
     let topo = common::topology(1);
-    let scratch = Scratch::new("limits");
+    let scratch = common::Scratch::new("limits");
     let file = scratch.path("ndp-responder.toml");
     let socket = scratch.path("control.sock");
     // The uplink with `setting` on line 4.
@@ -642,13 +616,7 @@ fn out_of_range_flags_are_refused_at_start() {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        let exited = wait_until(Duration::from_secs(5), || {
-            child.try_wait().is_ok_and(|s| s.is_some())
-        });
-        if !exited {
-            let _ = child.kill();
-        }
-        let out = child.wait_with_output().unwrap();
+        let (exited, out) = common::exit_within(child, Duration::from_secs(5));
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(exited, "{args:?} was accepted: still running; {stderr}");
         assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");

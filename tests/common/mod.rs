@@ -506,3 +506,45 @@ pub fn snoop(topo: &Topology) {
         "off",
     ]);
 }
+
+/// A directory of one test's own (configuration files, sockets), removed when dropped.
+pub struct Scratch(std::path::PathBuf);
+
+impl Scratch {
+    pub fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("ndpt-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+
+    pub fn path(&self, name: &str) -> std::path::PathBuf {
+        self.0.join(name)
+    }
+
+    /// [`Scratch::path`] as a string, for command lines.
+    pub fn s(&self, name: &str) -> String {
+        self.path(name).display().to_string()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Wait up to `within` for `child` to exit (killing it if it does not); whether it exited by
+/// itself, and its output.
+pub fn exit_within(
+    mut child: std::process::Child,
+    within: std::time::Duration,
+) -> (bool, std::process::Output) {
+    let exited = ndp_responder::tools::lab::wait_until(within, || {
+        child.try_wait().is_ok_and(|s| s.is_some())
+    });
+    if !exited {
+        let _ = child.kill();
+    }
+    (exited, child.wait_with_output().unwrap())
+}
