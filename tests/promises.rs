@@ -816,7 +816,7 @@ fn a_control_socket_held_by_another_daemon_is_left_to_it() {
     assert_eq!(status(&first).pid, first.pid());
 
     // A second daemon, same explicit path: refused at start, naming the path, exit status 2.
-    let mut second = netns::command(&topo.host(), exe())
+    let second = netns::command(&topo.host(), exe())
         .args([
             "-i",
             "eth0",

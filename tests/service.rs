@@ -609,7 +609,7 @@ fn out_of_range_flags_are_refused_at_start() {
     ];
     for (args, want) in cases {
         // An interface that exists nowhere: a refused command line never gets that far.
-        let mut child = std::process::Command::new(exe())
+        let child = std::process::Command::new(exe())
             .args(["-i", "ndpt-absent0", "--control-socket", "none"])
             .args(args)
             .stdout(std::process::Stdio::null())
