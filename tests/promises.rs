@@ -304,16 +304,7 @@ fn a_reload_removes_and_adds_an_uplink_while_the_kept_one_answers_throughout() {
     const STREAM: usize = 1500;
     let target = |i: usize| format!("2001:db8:1::d:{:x}", 0x100 + i);
     let frames: Vec<Vec<u8>> = (0..STREAM).map(|i| router_ns(&target(i))).collect();
-    let capture = common::start_capture(
-        &topo.router(),
-        "r0",
-        STREAM + 100,
-        "icmp6 and ip6[40] == 136",
-    );
-    let router = topo.router();
-    let sender = std::thread::spawn(move || {
-        common::send_paced_in(&router, "r0", &frames, Duration::from_millis(4))
-    });
+    let (capture, sender) = common::steady_stream(&topo, frames, Duration::from_millis(4));
     // It is reaching the daemon before the first reload.
     let eth0_before = daemon.counters();
     assert!(wait_counters(&daemon, Duration::from_secs(5), |c| c.ns_seen

@@ -180,16 +180,7 @@ fn reload_under_a_steady_stream_answers_every_retained_target() {
     let frames: Vec<Vec<u8>> = (0..STREAM)
         .map(|i| common::router_ns(&retained_target(i)))
         .collect();
-    let capture = common::start_capture(
-        &topo.router(),
-        "r0",
-        STREAM + 100,
-        "icmp6 and ip6[40] == 136",
-    );
-    let router = topo.router();
-    let sender = std::thread::spawn(move || {
-        common::send_paced_in(&router, "r0", &frames, Duration::from_millis(4))
-    });
+    let (capture, sender) = common::steady_stream(&topo, frames, Duration::from_millis(4));
 
     let reloaded = |n: u64| {
         assert!(

@@ -672,16 +672,7 @@ mod tests {
         let published = runtime().block_on(async {
             let (_hang_up, hang_up_rx) = watch::channel(false);
             tokio::spawn(fake_engine(path.clone(), seen.clone(), hang_up_rx));
-            let (tx, mut rx) = watch::channel(Arc::new(DockerTargets::new()));
-            let (state, _) = watch::channel(EngineState::default());
-            let socket = path.clone();
-            tokio::spawn(follow(
-                move || Ok(socket.clone()),
-                "fake".into(),
-                vec!["ipv6exposed".into()],
-                tx,
-                state,
-            ));
+            let (mut rx, _state) = follow_fake(&path, &["ipv6exposed"]);
             tokio::time::timeout(Duration::from_secs(10), rx.changed())
                 .await
                 .map(|_| rx.borrow().clone())
@@ -704,16 +695,7 @@ mod tests {
         let path = dir.0.join("engine.sock");
         let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
         runtime().block_on(async {
-            let (tx, targets) = watch::channel(Arc::new(DockerTargets::new()));
-            let (state_tx, mut state) = watch::channel(EngineState::default());
-            let socket = path.clone();
-            tokio::spawn(follow(
-                move || Ok(socket.clone()),
-                "fake".into(),
-                vec!["ipv6exposed".into(), "absent".into()],
-                tx,
-                state_tx,
-            ));
+            let (targets, mut state) = follow_fake(&path, &["ipv6exposed", "absent"]);
             // No engine yet: one outage, however many retries, with its reason.
             let down = state_when(&mut state, |s| s.error.is_some()).await;
             assert!(!down.connected, "{down:?}");
@@ -777,6 +759,28 @@ mod tests {
         assert!(!reread(r#"{"status":"no type"}"#));
     }
 
+    /// Follow `networks` on the fake engine at `path` (from a task of the current runtime):
+    /// the published targets and engine state.
+    fn follow_fake(
+        path: &Path,
+        networks: &[&str],
+    ) -> (
+        watch::Receiver<Arc<DockerTargets>>,
+        watch::Receiver<EngineState>,
+    ) {
+        let (tx, targets) = watch::channel(Arc::new(DockerTargets::new()));
+        let (state_tx, state) = watch::channel(EngineState::default());
+        let socket = path.to_path_buf();
+        tokio::spawn(follow(
+            move || Ok(socket.clone()),
+            "fake".into(),
+            networks.iter().map(|n| n.to_string()).collect(),
+            tx,
+            state_tx,
+        ));
+        (targets, state)
+    }
+
     /// Follow a fake engine that sends `events`; the paths it was asked for after 2 s.
     fn requests_after(name: &str, events: &'static [&'static str]) -> Vec<String> {
         let dir = TempDir::new(name);
@@ -790,16 +794,7 @@ mod tests {
                 hang_up_rx,
                 events,
             ));
-            let (tx, _rx) = watch::channel(Arc::new(DockerTargets::new()));
-            let (state, _) = watch::channel(EngineState::default());
-            let socket = path.clone();
-            tokio::spawn(follow(
-                move || Ok(socket.clone()),
-                "fake".into(),
-                vec!["ipv6exposed".into()],
-                tx,
-                state,
-            ));
+            let _watch = follow_fake(&path, &["ipv6exposed"]);
             tokio::time::sleep(Duration::from_secs(2)).await;
         });
         let seen = seen.lock().unwrap().clone();

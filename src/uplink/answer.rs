@@ -16,7 +16,7 @@ use tracing::{debug, info, warn};
 use super::Responder;
 use crate::decide::policy::{self, Decision};
 use crate::decide::probe::Verdict;
-use crate::decide::targets::{Mode, Rule};
+use crate::decide::targets::{Mode, Rule, Snapshot};
 use crate::link::{self};
 use crate::ndp::{NeighborAdvert, NeighborSolicit};
 
@@ -195,12 +195,14 @@ impl Responder {
         let snap = self.table.load();
         match policy::decide(&ns, &snap, &self.settings) {
             Decision::Answer { kind, rule, advert } => {
-                self.send_answer(&ns, &advert, Why::Rule(kind, rule));
+                self.send_answer(&snap, &ns, &advert, Why::Rule(kind, rule));
             }
             Decision::Probe { kind, rule, via } => {
                 match self.cache.solicit(ns.target, ns, self.now) {
                     Verdict::Answer => match policy::advert(&ns, &snap, &self.settings) {
-                        Ok(advert) => self.send_answer(&ns, &advert, Why::Probed(kind, rule)),
+                        Ok(advert) => {
+                            self.send_answer(&snap, &ns, &advert, Why::Probed(kind, rule))
+                        }
                         Err(why) => self.count_ignored(&ns, kind, why),
                     },
                     Verdict::Probe => self.send_probe(&snap, ns.target, via),
@@ -242,6 +244,7 @@ impl Responder {
 
     pub(super) fn send_answer(
         &mut self,
+        snap: &Snapshot,
         ns: &NeighborSolicit,
         advert: &NeighborAdvert,
         why: Why<'_>,
@@ -252,7 +255,7 @@ impl Responder {
         let now = self.now;
         // A gateway (known by the MAC the kernel holds for it) has buckets of its own: one for
         // targets known to be live, one for the rest (see `ratelimit`).
-        let verdict = if self.table.load().is_gateway_mac(&ns.eth_src) {
+        let verdict = if snap.is_gateway_mac(&ns.eth_src) {
             self.limiter.check_gateway(ns.eth_src, why.live(), now)
         } else {
             self.limiter.check(ns.ip_src, now)

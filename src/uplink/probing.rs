@@ -175,7 +175,7 @@ impl Responder {
         for ns in waiters {
             if let Ok(advert) = policy::advert(&ns, &snap, &self.settings) {
                 let kind = policy::kind_of(&ns);
-                self.send_answer(&ns, &advert, Why::ProbeAnswered(kind));
+                self.send_answer(&snap, &ns, &advert, Why::ProbeAnswered(kind));
             }
         }
         self.flush_answers();

@@ -548,3 +548,21 @@ pub fn exit_within(
     }
     (exited, child.wait_with_output().unwrap())
 }
+
+/// A steady stream from the router: `frames` sent on r0 `gap` apart from a thread, while a
+/// capture on r0 collects the advertisements that come back (room for the stream and some).
+pub fn steady_stream(
+    topo: &Topology,
+    frames: Vec<Vec<u8>>,
+    gap: std::time::Duration,
+) -> (Capture, std::thread::JoinHandle<usize>) {
+    let capture = start_capture(
+        &topo.router(),
+        "r0",
+        frames.len() + 100,
+        "icmp6 and ip6[40] == 136",
+    );
+    let router = topo.router();
+    let sender = std::thread::spawn(move || send_paced_in(&router, "r0", &frames, gap));
+    (capture, sender)
+}
