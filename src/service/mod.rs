@@ -12,6 +12,7 @@
 pub mod commands;
 pub mod control;
 pub mod logging;
+pub mod memory;
 pub mod metrics;
 pub mod privileges;
 pub mod setup;
@@ -340,6 +341,7 @@ impl Service {
         );
         info!("{summary}");
         notify(&[NotifyState::Ready, NotifyState::Status(&summary)]);
+        memory::release_startup_pages();
     }
 }
 
@@ -466,6 +468,9 @@ async fn supervise(
         NotifyState::Ready,
         NotifyState::Status(&format!("answering on {names}")),
     ]);
+    // Start-up's code and heap are not needed any more (see memory.rs).
+    let dropped = memory::release_startup_pages();
+    tracing::debug!("start-up pages given back: {} KiB", dropped / 1024);
     // With WatchdogSec=, prove the uplinks' loops are alive at half the interval; STATUS= is
     // refreshed on the same beat (or every 30 s).
     let watchdog = sd_notify::watchdog_enabled();
