@@ -17,4 +17,5 @@ pub mod policy;
 pub mod probe;
 pub mod ratelimit;
 pub mod schedule;
+pub mod slaac;
 pub mod targets;

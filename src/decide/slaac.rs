@@ -1,0 +1,833 @@
+//! SLAAC on a downstream interface: who the stations are, which of their addresses we may
+//! stand for upstream, duplicate detection across the proxy, and when to advertise.
+//!
+//! Owns, for one SLAAC interface, all pure with time passed in:
+//! - [`Stations`]: the addresses learned on the interface (by MAC), bounded per MAC and in
+//!   all, first come first served; the guests' DAD relayed upstream (pending) and the
+//!   addresses that failed it (remembered); which stations are due a liveness probe and which
+//!   are gone. RFC 4861 5.4 / RFC 4862 5.4 (DAD), RFC 4389 4.1 (DAD across a proxy).
+//! - [`RaSchedule`]: periodic Router Advertisements (RFC 4861 6.2.4, the first ones faster) and
+//!   the answers to Router Solicitations (6.2.6: delayed by at most MAX_RA_DELAY_TIME, unicast
+//!   when the solicitation has a source, else multicast no sooner than MIN_DELAY_BETWEEN_RAS
+//!   after the last one).
+//! - [`Prefixes`]: the prefixes advertised, and those that went away, advertised with
+//!   lifetime 0 a few times rather than left to expire.
+//! - [`advert`]: the advertisement itself (A=1, L=0: guests send everything through the host).
+//!
+//! Must not: do I/O, read clocks, or log. The uplink's SLAAC duty ([`crate::uplink`]) does.
+
+use std::collections::HashMap;
+use std::net::Ipv6Addr;
+use std::time::{Duration, Instant};
+
+use ipnet::Ipv6Net;
+
+use super::schedule::Jitter;
+use crate::ndp::router::{PrefixInfo, RouterAdvert};
+use crate::ndp::{multicast_mac, MacAddr, ALL_NODES};
+
+/// Bounds and times of the station table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Addresses per MAC (privacy addresses rotate: RFC 8981 keeps a few at once).
+    pub per_mac: usize,
+    /// Addresses in all, on this interface.
+    pub total: usize,
+    /// How long a relayed DAD waits for an answer upstream (RFC 4861 RetransTimer, 1 s,
+    /// times DupAddrDetectTransmits, 1) before the address is taken as free.
+    pub dad_wait: Duration,
+    /// How long an address that failed DAD is neither learned nor answered.
+    pub failed_memory: Duration,
+    /// A station not heard from for this long is probed.
+    pub stale_after: Duration,
+    /// Probes are this far apart.
+    pub probe_every: Duration,
+    /// Unanswered probes after which the station is gone.
+    pub probe_misses: u8,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            per_mac: 16,
+            total: 1024,
+            dad_wait: Duration::from_millis(1000),
+            failed_memory: Duration::from_secs(600),
+            stale_after: Duration::from_secs(5),
+            probe_every: Duration::from_secs(3),
+            probe_misses: 3,
+        }
+    }
+}
+
+/// Why an address seen on the SLAAC interface is not stood for upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Refused {
+    OutsidePrefix,
+    HostAddress,
+    Gateway,
+    TakenByOtherMac,
+    PerMacCap,
+    TotalCap,
+    FailedDad,
+}
+
+impl crate::status::Reason for Refused {
+    fn reason(&self) -> &'static str {
+        match self {
+            Refused::OutsidePrefix => "outside_prefix",
+            Refused::HostAddress => "host_address",
+            Refused::Gateway => "gateway",
+            Refused::TakenByOtherMac => "taken_by_other_mac",
+            Refused::PerMacCap => "per_mac_cap",
+            Refused::TotalCap => "total_cap",
+            Refused::FailedDad => "failed_dad",
+        }
+    }
+}
+
+/// What the host knows that no guest may claim.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    /// The prefixes shared on the interface.
+    pub prefixes: &'a [Ipv6Net],
+    /// The host's own addresses (uplink and the interface itself).
+    pub host: &'a [Ipv6Addr],
+    pub gateways: &'a [Ipv6Addr],
+}
+
+/// One learned address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Station {
+    pub mac: MacAddr,
+    pub since: Instant,
+    /// Last heard from (a packet from it, or an answer to a probe).
+    pub seen: Instant,
+    probed: Option<Instant>,
+    misses: u8,
+}
+
+/// The outcome of a guest's DAD solicitation for an address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dad {
+    /// The address is in use where the guest cannot see it: answer its DAD downstream at once
+    /// so that it marks the address failed.
+    Defend(Refused),
+    /// Ask upstream: relay the DAD solicitation on the uplink, and wait.
+    Relay,
+    /// Already this MAC's address: nothing to do.
+    Known,
+    /// Not ours to care about (outside the prefix, or a bound): not learned, not defended.
+    Ignore(Refused),
+}
+
+/// Whether an address just seen is newly learned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Learned {
+    /// New: install its route, announce it.
+    New,
+    /// Already known from this MAC (refreshed).
+    Known,
+}
+
+/// What the timers say, once polled.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Poll {
+    /// Relayed DADs nobody answered upstream: learned now (or refused by a bound meanwhile).
+    pub learned: Vec<(Ipv6Addr, Result<Learned, Refused>)>,
+    /// Stations to probe now (unicast NS to their MAC).
+    pub probe: Vec<(Ipv6Addr, MacAddr)>,
+    /// Stations gone (probes unanswered): remove their route.
+    pub gone: Vec<Ipv6Addr>,
+}
+
+/// The stations of one SLAAC interface.
+#[derive(Debug, Clone)]
+pub struct Stations {
+    limits: Limits,
+    by_addr: HashMap<Ipv6Addr, Station>,
+    per_mac: HashMap<MacAddr, usize>,
+    /// Relayed DADs: address -> (guest MAC, when the window closes).
+    pending: HashMap<Ipv6Addr, (MacAddr, Instant)>,
+    /// Addresses that failed DAD, until when they are remembered.
+    failed: HashMap<Ipv6Addr, Instant>,
+}
+
+impl Stations {
+    pub fn new(limits: Limits) -> Self {
+        Stations {
+            limits,
+            by_addr: HashMap::new(),
+            per_mac: HashMap::new(),
+            pending: HashMap::new(),
+            failed: HashMap::new(),
+        }
+    }
+
+    pub fn get(&self, addr: &Ipv6Addr) -> Option<&Station> {
+        self.by_addr.get(addr)
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_addr.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_addr.is_empty()
+    }
+
+    /// Every learned address and its station, in no order.
+    pub fn iter(&self) -> impl Iterator<Item = (&Ipv6Addr, &Station)> {
+        self.by_addr.iter()
+    }
+
+    /// Addresses whose DAD is relayed and not yet decided.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Addresses remembered as failed DAD.
+    pub fn failed(&self) -> impl Iterator<Item = &Ipv6Addr> {
+        self.failed.keys()
+    }
+
+    /// The checks every claim goes through, bounds last.
+    fn check(
+        &self,
+        addr: &Ipv6Addr,
+        mac: MacAddr,
+        now: Instant,
+        ctx: &Context,
+    ) -> Result<Option<Learned>, Refused> {
+        if !ctx.prefixes.iter().any(|p| p.contains(addr)) {
+            return Err(Refused::OutsidePrefix);
+        }
+        if ctx.host.contains(addr) {
+            return Err(Refused::HostAddress);
+        }
+        if ctx.gateways.contains(addr) {
+            return Err(Refused::Gateway);
+        }
+        if self.failed.get(addr).is_some_and(|until| *until > now) {
+            return Err(Refused::FailedDad);
+        }
+        match self.by_addr.get(addr) {
+            Some(s) if s.mac == mac => return Ok(Some(Learned::Known)),
+            // First come, first served while the first is alive.
+            Some(_) => return Err(Refused::TakenByOtherMac),
+            None => {}
+        }
+        if self
+            .pending
+            .get(addr)
+            .is_some_and(|(other, _)| *other != mac)
+        {
+            return Err(Refused::TakenByOtherMac);
+        }
+        if self.per_mac.get(&mac).copied().unwrap_or(0) >= self.limits.per_mac {
+            return Err(Refused::PerMacCap);
+        }
+        if self.by_addr.len() >= self.limits.total {
+            return Err(Refused::TotalCap);
+        }
+        Ok(None)
+    }
+
+    /// `addr` was used by `mac` on the interface (the source of its NS or NA, the target of
+    /// its NA, the kernel's neighbour entry): learn it, or refresh it.
+    pub fn seen(
+        &mut self,
+        addr: Ipv6Addr,
+        mac: MacAddr,
+        now: Instant,
+        ctx: &Context,
+    ) -> Result<Learned, Refused> {
+        match self.check(&addr, mac, now, ctx)? {
+            Some(known) => {
+                if let Some(s) = self.by_addr.get_mut(&addr) {
+                    s.seen = now;
+                    s.probed = None;
+                    s.misses = 0;
+                }
+                Ok(known)
+            }
+            None => {
+                // A station that uses the address is past its DAD.
+                self.pending.remove(&addr);
+                self.insert(addr, mac, now);
+                Ok(Learned::New)
+            }
+        }
+    }
+
+    fn insert(&mut self, addr: Ipv6Addr, mac: MacAddr, now: Instant) {
+        self.by_addr.insert(
+            addr,
+            Station {
+                mac,
+                since: now,
+                seen: now,
+                probed: None,
+                misses: 0,
+            },
+        );
+        *self.per_mac.entry(mac).or_default() += 1;
+    }
+
+    /// A guest's DAD solicitation (source ::) for `addr` from `mac`.
+    pub fn dad(&mut self, addr: Ipv6Addr, mac: MacAddr, now: Instant, ctx: &Context) -> Dad {
+        match self.check(&addr, mac, now, ctx) {
+            Ok(Some(_)) => Dad::Known,
+            Ok(None) => {
+                if !self.pending.contains_key(&addr) {
+                    self.pending
+                        .insert(addr, (mac, now + self.limits.dad_wait));
+                }
+                Dad::Relay
+            }
+            Err(why @ (Refused::HostAddress | Refused::Gateway | Refused::FailedDad)) => {
+                Dad::Defend(why)
+            }
+            // Another guest's while it is alive: the guests share the link, but its answer
+            // may be to the host's MAC only (a bridge port isolated, a filter): defend too.
+            Err(Refused::TakenByOtherMac) if self.by_addr.contains_key(&addr) => {
+                Dad::Defend(Refused::TakenByOtherMac)
+            }
+            Err(why) => Dad::Ignore(why),
+        }
+    }
+
+    /// An advertisement for `addr` arrived upstream: if a guest's DAD for it is pending, it
+    /// failed; returns that guest's MAC (to answer its DAD downstream).
+    pub fn upstream_answer(&mut self, addr: &Ipv6Addr, now: Instant) -> Option<MacAddr> {
+        let (mac, _) = self.pending.remove(addr)?;
+        self.failed.insert(*addr, now + self.limits.failed_memory);
+        Some(mac)
+    }
+
+    /// Forget `addr` (its station is gone, or the prefix went away).
+    pub fn remove(&mut self, addr: &Ipv6Addr) -> Option<Station> {
+        let s = self.by_addr.remove(addr)?;
+        if let Some(n) = self.per_mac.get_mut(&s.mac) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_mac.remove(&s.mac);
+            }
+        }
+        Some(s)
+    }
+
+    /// Run the timers: close DAD windows, probe quiet stations, give up on silent ones.
+    pub fn poll(&mut self, now: Instant, ctx: &Context) -> Poll {
+        let mut out = Poll::default();
+        self.failed.retain(|_, until| *until > now);
+        let closed: Vec<(Ipv6Addr, MacAddr)> = self
+            .pending
+            .iter()
+            .filter(|(_, (_, until))| *until <= now)
+            .map(|(a, (mac, _))| (*a, *mac))
+            .collect();
+        for (addr, mac) in closed {
+            self.pending.remove(&addr);
+            out.learned.push((addr, self.seen(addr, mac, now, ctx)));
+        }
+        let limits = self.limits;
+        for (addr, s) in self.by_addr.iter_mut() {
+            if now.saturating_duration_since(s.seen) < limits.stale_after {
+                continue;
+            }
+            if s.probed
+                .is_some_and(|at| now.saturating_duration_since(at) < limits.probe_every)
+            {
+                continue;
+            }
+            if s.misses >= limits.probe_misses {
+                out.gone.push(*addr);
+                continue;
+            }
+            s.misses += 1;
+            s.probed = Some(now);
+            out.probe.push((*addr, s.mac));
+        }
+        // Stations outside the prefixes now (the prefix went away) are gone too.
+        for (addr, _) in self.by_addr.iter() {
+            if !ctx.prefixes.iter().any(|p| p.contains(addr)) {
+                out.gone.push(*addr);
+            }
+        }
+        out.gone.sort();
+        out.gone.dedup();
+        for addr in &out.gone {
+            self.remove(addr);
+        }
+        out
+    }
+}
+
+/// RFC 4861 10: router constants.
+pub const MAX_INITIAL_RTR_ADVERT_INTERVAL: Duration = Duration::from_secs(16);
+pub const MAX_INITIAL_RTR_ADVERTISEMENTS: u8 = 3;
+pub const MIN_DELAY_BETWEEN_RAS: Duration = Duration::from_secs(3);
+pub const MAX_RA_DELAY_TIME: Duration = Duration::from_millis(500);
+/// Our MaxRtrAdvInterval (RFC 4861 6.2.1 allows 4 s to 1800 s; its default is 600 s): a guest
+/// that missed an RA learns the prefix within minutes.
+pub const RTR_ADV_INTERVAL: Duration = Duration::from_secs(180);
+/// AdvDefaultLifetime: 3 x MaxRtrAdvInterval (RFC 4861 6.2.1's default ratio).
+pub const ROUTER_LIFETIME_SECS: u16 = 3 * 180 + 60;
+/// Prefix lifetimes: a day valid, four hours preferred; refreshed by every RA, and a prefix
+/// that goes away is advertised with 0 (RFC 4862 5.5.3 e keeps the addresses 2 h more).
+pub const VALID_LIFETIME_SECS: u32 = 86_400;
+pub const PREFERRED_LIFETIME_SECS: u32 = 14_400;
+/// RDNSS/DNSSL lifetime: at least MaxRtrAdvInterval (RFC 8106 5.1), here three times it.
+pub const DNS_LIFETIME_SECS: u32 = 3 * 180;
+/// A prefix that went away is advertised with lifetime 0 this many times.
+pub const DEPRECATIONS: u8 = 3;
+/// Unicast answers to solicitations waiting at most (more are answered by the next multicast).
+pub const MAX_PENDING_ANSWERS: usize = 64;
+
+/// When to send the next Router Advertisement on one interface.
+#[derive(Debug, Clone)]
+pub struct RaSchedule {
+    next: Instant,
+    initial_left: u8,
+    last_multicast: Option<Instant>,
+    /// Unicast answers to solicitations: (when, IPv6 destination, MAC).
+    answers: Vec<(Instant, Ipv6Addr, MacAddr)>,
+    jitter: Jitter,
+}
+
+/// What is due now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RaDue {
+    Multicast,
+    Unicast(Ipv6Addr, MacAddr),
+}
+
+impl RaSchedule {
+    /// The first advertisement goes out at once (RFC 4861 6.2.4: an interface becoming an
+    /// advertising interface).
+    pub fn new(now: Instant, seed: u64) -> Self {
+        RaSchedule {
+            next: now,
+            initial_left: MAX_INITIAL_RTR_ADVERTISEMENTS,
+            last_multicast: None,
+            answers: Vec::new(),
+            jitter: Jitter::new(seed),
+        }
+    }
+
+    pub fn next_due(&self) -> Instant {
+        self.answers
+            .iter()
+            .map(|(at, _, _)| *at)
+            .fold(self.next, Instant::min)
+    }
+
+    /// A Router Solicitation from `src` (unspecified or not) at `mac` (RFC 4861 6.2.6).
+    pub fn solicited(&mut self, src: Ipv6Addr, mac: Option<MacAddr>, now: Instant) {
+        let delay = self.jitter.below(MAX_RA_DELAY_TIME);
+        match mac {
+            Some(mac) if !src.is_unspecified() => {
+                if self.answers.iter().any(|(_, d, _)| *d == src)
+                    || self.answers.len() >= MAX_PENDING_ANSWERS
+                {
+                    return;
+                }
+                self.answers.push((now + delay, src, mac));
+            }
+            _ => {
+                let mut at = now + delay;
+                if let Some(last) = self.last_multicast {
+                    at = at.max(last + MIN_DELAY_BETWEEN_RAS + delay);
+                }
+                self.next = self.next.min(at);
+            }
+        }
+    }
+
+    /// What is due at `now`, removed from the schedule (call until None). A multicast
+    /// advertisement reschedules the next one.
+    pub fn due(&mut self, now: Instant) -> Option<RaDue> {
+        if let Some(i) = self.answers.iter().position(|(at, _, _)| *at <= now) {
+            let (_, dst, mac) = self.answers.swap_remove(i);
+            return Some(RaDue::Unicast(dst, mac));
+        }
+        if self.next > now {
+            return None;
+        }
+        let mut interval = self.jitter.spread(RTR_ADV_INTERVAL);
+        if self.initial_left > 0 {
+            self.initial_left -= 1;
+            interval = interval.min(MAX_INITIAL_RTR_ADVERT_INTERVAL);
+        }
+        self.last_multicast = Some(now);
+        self.next = now + interval;
+        Some(RaDue::Multicast)
+    }
+
+    /// Advertise again soon (the prefixes changed): as a solicitation from :: would.
+    pub fn soon(&mut self, now: Instant) {
+        self.initial_left = self.initial_left.max(1);
+        self.solicited(Ipv6Addr::UNSPECIFIED, None, now);
+    }
+}
+
+/// The prefixes advertised on one interface, and those going away.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Prefixes {
+    live: Vec<Ipv6Net>,
+    /// Gone from the uplink: advertised with lifetime 0 this many more times.
+    going: Vec<(Ipv6Net, u8)>,
+}
+
+impl Prefixes {
+    /// The prefixes now; returns whether anything changed (then advertise soon).
+    pub fn update(&mut self, now: &[Ipv6Net]) -> bool {
+        let mut now: Vec<Ipv6Net> = now.to_vec();
+        now.sort();
+        now.dedup();
+        if now == self.live {
+            return false;
+        }
+        for gone in self.live.iter().filter(|p| !now.contains(p)) {
+            self.going.retain(|(p, _)| p != gone);
+            self.going.push((*gone, DEPRECATIONS));
+        }
+        self.going.retain(|(p, _)| !now.contains(p));
+        self.live = now;
+        true
+    }
+
+    pub fn live(&self) -> &[Ipv6Net] {
+        &self.live
+    }
+
+    /// The Prefix Information options of the next multicast advertisement; `sent` says it
+    /// was sent (one deprecation less).
+    pub fn options(&self) -> Vec<PrefixInfo> {
+        let pi = |prefix: Ipv6Net, valid, preferred| PrefixInfo {
+            prefix,
+            // L=0: guests send everything, on-link destinations too, through the host, so
+            // nothing downstream needs neighbour resolution across the proxy.
+            on_link: false,
+            autonomous: true,
+            valid_lifetime: valid,
+            preferred_lifetime: preferred,
+        };
+        self.live
+            .iter()
+            .map(|p| pi(*p, VALID_LIFETIME_SECS, PREFERRED_LIFETIME_SECS))
+            .chain(self.going.iter().map(|(p, _)| pi(*p, 0, 0)))
+            .collect()
+    }
+
+    /// A multicast advertisement carried the deprecations.
+    pub fn sent(&mut self) {
+        for (_, left) in &mut self.going {
+            *left = left.saturating_sub(1);
+        }
+        self.going.retain(|(_, left)| *left > 0);
+    }
+
+    /// Every prefix still in an advertisement, live or going.
+    pub fn going(&self) -> impl Iterator<Item = &Ipv6Net> {
+        self.going.iter().map(|(p, _)| p)
+    }
+}
+
+/// What an advertisement says besides the prefixes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Content {
+    /// The interface's MAC and link-local address (the RA's source, RFC 4861 6.1.2).
+    pub mac: MacAddr,
+    pub link_local: Ipv6Addr,
+    /// The uplink's MTU.
+    pub mtu: Option<u32>,
+    pub dns: Vec<Ipv6Addr>,
+    pub search: Vec<String>,
+}
+
+/// A Router Advertisement (RFC 4861 6.2.3) to `dst` (ff02::1, or a soliciting guest at
+/// `dst_mac`); `stopping` makes it the final one (router lifetime 0, RFC 4861 6.2.5).
+pub fn advert(
+    content: &Content,
+    prefixes: Vec<PrefixInfo>,
+    dst: Option<(Ipv6Addr, MacAddr)>,
+    stopping: bool,
+) -> RouterAdvert {
+    let (ip_dst, eth_dst) = dst.unwrap_or((ALL_NODES, multicast_mac(&ALL_NODES)));
+    RouterAdvert {
+        eth_src: content.mac,
+        eth_dst,
+        ip_src: content.link_local,
+        ip_dst,
+        hop_limit: 255,
+        code: 0,
+        cur_hop_limit: 64,
+        managed: false,
+        other: false,
+        router_lifetime: if stopping { 0 } else { ROUTER_LIFETIME_SECS },
+        reachable_time: 0,
+        retrans_timer: 0,
+        source_lladdr: Some(content.mac),
+        mtu: content.mtu,
+        prefixes,
+        rdnss: (!content.dns.is_empty()).then(|| (DNS_LIFETIME_SECS, content.dns.clone())),
+        dnssl: (!content.search.is_empty()).then(|| (DNS_LIFETIME_SECS, content.search.clone())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xa]);
+    const B: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xb]);
+
+    fn ip(s: &str) -> Ipv6Addr {
+        s.parse().unwrap()
+    }
+
+    struct World {
+        prefixes: Vec<Ipv6Net>,
+        host: Vec<Ipv6Addr>,
+        gateways: Vec<Ipv6Addr>,
+    }
+
+    impl World {
+        fn new() -> Self {
+            World {
+                prefixes: vec!["2001:db8:1::/64".parse().unwrap()],
+                host: vec![ip("2001:db8:1::2")],
+                gateways: vec![ip("2001:db8:1::1")],
+            }
+        }
+        fn ctx(&self) -> Context<'_> {
+            Context {
+                prefixes: &self.prefixes,
+                host: &self.host,
+                gateways: &self.gateways,
+            }
+        }
+    }
+
+    #[test]
+    fn a_guest_cannot_claim_what_is_not_its_to_claim() {
+        let w = World::new();
+        let t0 = Instant::now();
+        let mut s = Stations::new(Limits::default());
+        let ctx = w.ctx();
+        assert_eq!(
+            s.seen(ip("2001:db8:9::5"), A, t0, &ctx),
+            Err(Refused::OutsidePrefix)
+        );
+        assert_eq!(
+            s.seen(ip("2001:db8:1::2"), A, t0, &ctx),
+            Err(Refused::HostAddress)
+        );
+        assert_eq!(
+            s.seen(ip("2001:db8:1::1"), A, t0, &ctx),
+            Err(Refused::Gateway)
+        );
+        assert_eq!(s.seen(ip("2001:db8:1::a"), A, t0, &ctx), Ok(Learned::New));
+        assert_eq!(s.seen(ip("2001:db8:1::a"), A, t0, &ctx), Ok(Learned::Known));
+        // First come, first served.
+        assert_eq!(
+            s.seen(ip("2001:db8:1::a"), B, t0, &ctx),
+            Err(Refused::TakenByOtherMac)
+        );
+        assert_eq!(
+            s.dad(ip("2001:db8:1::a"), B, t0, &ctx),
+            Dad::Defend(Refused::TakenByOtherMac)
+        );
+        assert_eq!(s.len(), 1);
+    }
+
+    #[test]
+    fn bounds_per_mac_and_in_all() {
+        let w = World::new();
+        let t0 = Instant::now();
+        let mut s = Stations::new(Limits {
+            per_mac: 2,
+            total: 3,
+            ..Limits::default()
+        });
+        let ctx = w.ctx();
+        for i in 1..=2u16 {
+            let a = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0xa, i);
+            assert_eq!(s.seen(a, A, t0, &ctx), Ok(Learned::New));
+        }
+        assert_eq!(
+            s.seen(ip("2001:db8:1::a:3"), A, t0, &ctx),
+            Err(Refused::PerMacCap)
+        );
+        assert_eq!(s.seen(ip("2001:db8:1::b:1"), B, t0, &ctx), Ok(Learned::New));
+        assert_eq!(
+            s.seen(ip("2001:db8:1::b:2"), B, t0, &ctx),
+            Err(Refused::TotalCap)
+        );
+        // Removing one frees its MAC's slot.
+        s.remove(&ip("2001:db8:1::a:1"));
+        assert_eq!(s.seen(ip("2001:db8:1::a:3"), A, t0, &ctx), Ok(Learned::New));
+    }
+
+    #[test]
+    fn dad_is_defended_relayed_and_remembered() {
+        let w = World::new();
+        let t0 = Instant::now();
+        let mut s = Stations::new(Limits::default());
+        let ctx = w.ctx();
+        assert_eq!(
+            s.dad(ip("2001:db8:1::1"), A, t0, &ctx),
+            Dad::Defend(Refused::Gateway)
+        );
+        assert_eq!(
+            s.dad(ip("2001:db8:1::2"), A, t0, &ctx),
+            Dad::Defend(Refused::HostAddress)
+        );
+        assert_eq!(
+            s.dad(ip("fe80::5"), A, t0, &ctx),
+            Dad::Ignore(Refused::OutsidePrefix)
+        );
+        // Relayed, answered upstream: failed, defended from then on, never learned.
+        let used = ip("2001:db8:1::77");
+        assert_eq!(s.dad(used, A, t0, &ctx), Dad::Relay);
+        assert_eq!(s.upstream_answer(&used, t0), Some(A));
+        assert_eq!(s.upstream_answer(&used, t0), None);
+        assert_eq!(s.dad(used, A, t0, &ctx), Dad::Defend(Refused::FailedDad));
+        assert_eq!(s.seen(used, A, t0, &ctx), Err(Refused::FailedDad));
+        // ...for a while.
+        let later = t0 + Limits::default().failed_memory + Duration::from_secs(1);
+        s.poll(later, &ctx);
+        assert_eq!(s.seen(used, A, later, &ctx), Ok(Learned::New));
+
+        // Relayed, not answered within the window: learned when it closes.
+        let free = ip("2001:db8:1::88");
+        assert_eq!(s.dad(free, B, t0, &ctx), Dad::Relay);
+        assert_eq!(
+            s.dad(free, A, t0, &ctx),
+            Dad::Ignore(Refused::TakenByOtherMac)
+        );
+        assert!(s.poll(t0 + Duration::from_millis(500), &ctx).learned.is_empty());
+        let p = s.poll(t0 + Duration::from_millis(1000), &ctx);
+        assert_eq!(p.learned, vec![(free, Ok(Learned::New))]);
+        assert_eq!(s.get(&free).unwrap().mac, B);
+        assert_eq!(s.dad(free, B, t0, &ctx), Dad::Known);
+    }
+
+    #[test]
+    fn quiet_stations_are_probed_then_dropped_within_30_seconds() {
+        let w = World::new();
+        let t0 = Instant::now();
+        let l = Limits::default();
+        let mut s = Stations::new(l);
+        let ctx = w.ctx();
+        let a = ip("2001:db8:1::a");
+        s.seen(a, A, t0, &ctx).unwrap();
+        let mut probes = 0;
+        let mut gone_at = None;
+        for tick in 0..60 {
+            let now = t0 + Duration::from_secs(tick);
+            let p = s.poll(now, &ctx);
+            probes += p.probe.len();
+            if p.gone == vec![a] {
+                gone_at = Some(tick);
+                break;
+            }
+        }
+        assert_eq!(probes, usize::from(l.probe_misses));
+        let gone_at = gone_at.expect("dropped");
+        assert!(gone_at < 30, "gone after {gone_at} s");
+        assert!(s.is_empty());
+
+        // A station that answers its probe stays.
+        s.seen(a, A, t0, &ctx).unwrap();
+        for tick in 0..60 {
+            let now = t0 + Duration::from_secs(tick);
+            let p = s.poll(now, &ctx);
+            if !p.probe.is_empty() {
+                s.seen(a, A, now, &ctx).unwrap();
+            }
+            assert!(p.gone.is_empty());
+        }
+        // A prefix that goes away takes its stations with it.
+        let none = World {
+            prefixes: vec![],
+            ..World::new()
+        };
+        assert_eq!(s.poll(t0, &none.ctx()).gone, vec![a]);
+    }
+
+    #[test]
+    fn advertisements_start_fast_then_slow_and_solicitations_are_answered_within_a_second() {
+        let t0 = Instant::now();
+        let mut r = RaSchedule::new(t0, 7);
+        assert_eq!(r.due(t0), Some(RaDue::Multicast));
+        assert_eq!(r.due(t0), None);
+        assert!(r.next_due() <= t0 + MAX_INITIAL_RTR_ADVERT_INTERVAL);
+        // An RS with a source: a unicast answer within MAX_RA_DELAY_TIME.
+        let guest = ip("fe80::c");
+        r.solicited(guest, Some(A), t0);
+        r.solicited(guest, Some(A), t0); // one answer per guest
+        assert!(r.next_due() <= t0 + MAX_RA_DELAY_TIME);
+        let at = r.next_due();
+        assert_eq!(r.due(at), Some(RaDue::Unicast(guest, A)));
+        assert_eq!(r.due(at), None);
+        // An RS from ::, just after a multicast: no sooner than MIN_DELAY_BETWEEN_RAS.
+        r.solicited(Ipv6Addr::UNSPECIFIED, None, t0);
+        assert!(r.next_due() >= t0 + MIN_DELAY_BETWEEN_RAS);
+        assert!(r.next_due() <= t0 + MIN_DELAY_BETWEEN_RAS + MAX_RA_DELAY_TIME);
+        // Steady state: around RTR_ADV_INTERVAL.
+        let mut now = r.next_due();
+        for _ in 0..5 {
+            assert_eq!(r.due(now), Some(RaDue::Multicast));
+            now = r.next_due();
+        }
+        let gap = r.next_due() - now;
+        assert!(gap == Duration::ZERO || gap >= RTR_ADV_INTERVAL.mul_f64(0.89));
+    }
+
+    #[test]
+    fn a_prefix_that_goes_away_is_deprecated_a_few_times() {
+        let p1: Ipv6Net = "2001:db8:1::/64".parse().unwrap();
+        let p2: Ipv6Net = "2001:db8:2::/64".parse().unwrap();
+        let mut p = Prefixes::default();
+        assert!(p.update(&[p1]));
+        assert!(!p.update(&[p1]));
+        assert!(p.update(&[p2]));
+        let opts = p.options();
+        assert_eq!(opts.len(), 2);
+        assert_eq!((opts[0].prefix, opts[0].valid_lifetime), (p2, VALID_LIFETIME_SECS));
+        assert_eq!((opts[1].prefix, opts[1].valid_lifetime), (p1, 0));
+        assert!(opts.iter().all(|o| o.autonomous && !o.on_link));
+        for _ in 0..DEPRECATIONS {
+            assert!(p.options().iter().any(|o| o.prefix == p1));
+            p.sent();
+        }
+        assert_eq!(p.options().len(), 1);
+        // Coming back ends its deprecation.
+        p.update(&[p1, p2]);
+        p.update(&[p2]);
+        p.update(&[p1, p2]);
+        assert_eq!(p.going().count(), 0);
+    }
+
+    #[test]
+    fn the_advert_is_a_router_with_the_interface_as_source() {
+        let c = Content {
+            mac: A,
+            link_local: ip("fe80::a"),
+            mtu: Some(1500),
+            dns: vec![ip("2001:db8::53")],
+            search: vec![],
+        };
+        let ra = advert(&c, vec![], None, false);
+        assert_eq!((ra.ip_src, ra.ip_dst, ra.hop_limit), (c.link_local, ALL_NODES, 255));
+        assert!(ra.router_lifetime > 0);
+        assert_eq!(ra.rdnss, Some((DNS_LIFETIME_SECS, c.dns.clone())));
+        assert_eq!(ra.dnssl, None);
+        assert_eq!(advert(&c, vec![], None, true).router_lifetime, 0);
+        let to = advert(&c, vec![], Some((ip("fe80::b"), B)), false);
+        assert_eq!((to.ip_dst, to.eth_dst), (ip("fe80::b"), B));
+    }
+}
