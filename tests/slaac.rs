@@ -599,3 +599,115 @@ fn restarting_the_daemon_keeps_the_guests_reachable_and_clears_stale_routes() {
         .unwrap();
     assert!(String::from_utf8_lossy(&statics.stdout).contains("2001:db8:1::beef dev br0"));
 }
+
+/// `doctor -i eth0 --json ARGS` in the host namespace: (exit code, report).
+fn doctor(topo: &Topology, args: &[&str]) -> (i32, serde_json::Value) {
+    let mut full = vec![common::EXE, "doctor", "-i", "eth0", "--json"];
+    full.extend_from_slice(args);
+    let out = topo.try_exec(&topo.host(), &full).unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let report = serde_json::from_str(&text).unwrap_or_else(|e| {
+        panic!(
+            "doctor printed no JSON ({e}): {text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code().unwrap_or(-1), report)
+}
+
+/// The findings of `check` in a report, as (severity, message).
+fn findings(report: &serde_json::Value, check: &str) -> Vec<(String, String)> {
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["check"] == check)
+        .map(|f| {
+            (
+                f["severity"].as_str().unwrap().to_string(),
+                f["message"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn doctor_checks_what_the_slaac_mode_needs() {
+    let topo = slaac_topology(1);
+    let host = topo.host();
+    // A ready host: nothing to fix, and it says what it would share.
+    let (code, report) = doctor(&topo, &["--slaac", "br0"]);
+    assert_eq!(code, 0, "{report:#}");
+    assert!(
+        findings(&report, "slaac_prefix")
+            .iter()
+            .any(|(s, m)| s == "ok" && m.contains("sharing 2001:db8:1::/64 of eth0")),
+        "{report:#}"
+    );
+    // Our routes are listed, one elsewhere is a stray; routes of others are not ours.
+    topo.exec(&host, &["ip", "link", "add", "br9", "type", "bridge"])
+        .unwrap();
+    topo.exec(&host, &["ip", "link", "set", "br9", "up"])
+        .unwrap();
+    for (addr, dev, proto) in [
+        ("2001:db8:1::5", "br0", "110"),
+        ("2001:db8:1::6", "br9", "110"),
+        ("2001:db8:1::7", "br0", "static"),
+    ] {
+        topo.exec(
+            &host,
+            &["ip", "-6", "route", "add", addr, "dev", dev, "proto", proto],
+        )
+        .unwrap();
+    }
+    let (code, report) = doctor(&topo, &["--slaac", "br0"]);
+    assert_eq!(code, 1, "{report:#}");
+    let routes = findings(&report, "slaac_routes");
+    assert!(
+        routes.contains(&(
+            "ok".into(),
+            "1 /128 route(s) of ndp-responder (proto 110) on br0: 2001:db8:1::5".into()
+        )),
+        "{routes:?}"
+    );
+    assert!(
+        routes
+            .iter()
+            .any(|(s, m)| s == "warning" && m.contains("2001:db8:1::6 leaves by br9")),
+        "{routes:?}"
+    );
+    // Forwarding off, an address of the /64 on br0, a guests' interface that does not exist.
+    topo.sysctl(&host, "net/ipv6/conf/all/forwarding", "0")
+        .unwrap();
+    topo.exec(
+        &host,
+        &[
+            "ip",
+            "-6",
+            "addr",
+            "add",
+            "2001:db8:1::b/64",
+            "dev",
+            "br0",
+            "nodad",
+        ],
+    )
+    .unwrap();
+    let (_, report) = doctor(&topo, &["--slaac", "br0", "--slaac", "nosuch0"]);
+    assert_eq!(
+        findings(&report, "forwarding")[0].0,
+        "problem",
+        "{report:#}"
+    );
+    assert_eq!(
+        findings(&report, "slaac_on_link")[0].0,
+        "problem",
+        "{report:#}"
+    );
+    assert!(
+        findings(&report, "slaac_interface")
+            .iter()
+            .any(|(s, m)| s == "problem" && m.contains("'nosuch0'")),
+        "{report:#}"
+    );
+}
