@@ -122,7 +122,11 @@ pub fn run_file(path: &std::path::Path, json: bool) -> std::process::ExitCode {
         let mut reports = Vec::new();
         for uplink in &config.uplinks {
             let mut prefixes: Vec<Ipv6Net> = Vec::new();
-            for rule in uplink.rules.iter().filter(|r| r.prefix.prefix_len() > 0) {
+            // A slaac rule's /64 is on-link on the uplink by design: its checks are its own.
+            let checked = |r: &&crate::decide::targets::Rule| {
+                r.prefix.prefix_len() > 0 && r.slaac_interface().is_none()
+            };
+            for rule in uplink.rules.iter().filter(checked) {
                 if !prefixes.contains(&rule.prefix) {
                     prefixes.push(rule.prefix);
                 }
@@ -145,8 +149,14 @@ pub fn run_file(path: &std::path::Path, json: bool) -> std::process::ExitCode {
 }
 
 /// The SLAAC interfaces of an uplink's rules.
-fn slaac_interfaces(_uplink: &crate::uplink::Options) -> Vec<String> {
-    Vec::new()
+fn slaac_interfaces(uplink: &crate::uplink::Options) -> Vec<String> {
+    let mut found: Vec<String> = Vec::new();
+    for name in uplink.rules.iter().filter_map(|r| r.slaac_interface()) {
+        if !found.iter().any(|f| f == name) {
+            found.push(name.to_string());
+        }
+    }
+    found
 }
 
 fn block_on<T>(work: impl std::future::Future<Output = Result<T, String>>) -> Result<T, String> {
