@@ -56,7 +56,13 @@ fn assert_every_scenario_passed(out: &Output) {
         "lab failed:\n{text}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(text.matches("[PASS]").count(), 6, "{text}");
+    // Six on the default topology, two on the SLAAC one (guests that autoconfigure).
+    assert_eq!(text.matches("[PASS]").count(), 8, "{text}");
+    assert!(
+        text.contains("guests that autoconfigure")
+            || text.contains("Guests that autoconfigure (SLAAC)"),
+        "{text}"
+    );
     assert!(!text.contains("[FAIL]"), "{text}");
     assert!(
         text.contains("All scenarios behaved as expected."),

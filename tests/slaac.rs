@@ -12,9 +12,11 @@ mod common;
 use std::net::Ipv6Addr;
 use std::time::{Duration, Instant};
 
-use common::{exe, require_tools, start_capture_with};
+use common::{exe, slaac_topology, start_capture_with};
 use ndp_responder::sources::netlink::{self, routes};
-use ndp_responder::tools::lab::{self, wait_until, Daemon, Topology, GATEWAY, INTERNET_ADDR};
+use ndp_responder::tools::lab::{
+    self, wait_until, Daemon, Topology, GATEWAY, INTERNET_ADDR, NEIGHBOUR_ADDR,
+};
 use ndp_responder::tools::netns;
 
 /// A bare namespace of one test (no topology), removed when dropped.
@@ -140,4 +142,572 @@ fn host_routes_touch_only_routes_of_our_protocol() {
     assert_eq!(left, vec![(a("2001:db8::11"), d1)]);
     assert_eq!(ns.ip("-6 route show proto 110").trim(), "");
     assert_eq!(others(&ns), before, "a route of another protocol changed");
+}
+
+// ---------------------------------------------------------------------------------------
+// The SLAAC topology: guests behind br0, the daemon run with `-i eth0 --slaac br0`.
+
+/// How long a guest may take to autoconfigure once the daemon runs: its router solicitation
+/// is answered within a second, then one second of duplicate address detection; the rest is
+/// room for a loaded machine.
+const CONFIGURED_WITHIN: Duration = Duration::from_secs(20);
+/// The issue's bound for a gone station: no answer and no route within 30 s.
+const GONE_WITHIN: Duration = Duration::from_secs(35);
+
+fn uplink_prefix() -> ipnet::Ipv6Net {
+    lab::UPLINK_PREFIX.parse().unwrap()
+}
+
+/// The bridge's link-local address (from its fixed MAC, EUI-64): the guests' router.
+fn bridge_link_local() -> String {
+    let mac: ndp_responder::ndp::MacAddr = lab::GUEST_BRIDGE_MAC.parse().unwrap();
+    let m = mac.0;
+    let word = |a: u8, b: u8| u16::from_be_bytes([a, b]);
+    Ipv6Addr::new(
+        0xfe80,
+        0,
+        0,
+        0,
+        word(m[0] ^ 2, m[1]),
+        word(m[2], 0xff),
+        word(0xfe, m[3]),
+        word(m[4], m[5]),
+    )
+    .to_string()
+}
+
+fn start(topo: &Topology) -> Daemon {
+    topo.start_daemon(exe(), &["--slaac", "br0"])
+        .unwrap_or_else(|e| panic!("starting the daemon with --slaac br0: {e}"))
+}
+
+/// Guest `n`'s stable (or temporary) address from the uplink's /64, once usable; panics
+/// with what the guest and the daemon show if it does not come.
+fn configured(topo: &Topology, daemon: &Daemon, n: usize, temporary: bool) -> Ipv6Addr {
+    let found = topo
+        .wait_guest_addr(n, uplink_prefix(), temporary, CONFIGURED_WITHIN)
+        .unwrap();
+    found.unwrap_or_else(|| {
+        panic!(
+            "guest {n} has no usable {} address in {} after {CONFIGURED_WITHIN:?}: {:?}, default route {:?}\n{}",
+            if temporary { "temporary" } else { "stable" },
+            lab::UPLINK_PREFIX,
+            topo.guest_addrs(n),
+            topo.guest_default_route(n),
+            daemon.log()
+        )
+    })
+}
+
+/// Ping `dst` from namespace `ns` (from `src` if given) until one reply comes, up to
+/// `within`; whether one did.
+fn replies(topo: &Topology, ns: &str, src: Option<&str>, dst: &str, within: Duration) -> bool {
+    wait_until(within, || {
+        topo.ping_in(ns, src, dst, 2)
+            .map(|(_, received)| received > 0)
+            .unwrap_or(false)
+    })
+}
+
+/// The router and the Internet stand-in reach `addr` (through the anti-spoof filter: the
+/// router resolves it with a solicitation the daemon answers).
+fn assert_reachable_from_outside(topo: &Topology, daemon: &Daemon, addr: &str) {
+    for src in [GATEWAY, INTERNET_ADDR] {
+        let ns = if src == GATEWAY {
+            topo.router()
+        } else {
+            topo.internet()
+        };
+        assert!(
+            replies(topo, &ns, Some(src), addr, Duration::from_secs(10)),
+            "{addr} does not answer pings from {src}; router's entry {:?}; host routes {:?}\n{}",
+            topo.router_neighbour(addr),
+            topo.host_slaac_routes(),
+            daemon.log()
+        );
+    }
+}
+
+/// rdisc6 in guest `n` (once its link-local address is usable): `tries` solicitations a
+/// second apart, until the first advertisement (printed); it fails if none comes.
+fn solicit_router(topo: &Topology, n: usize, tries: u32) -> std::process::Output {
+    assert!(
+        topo.wait_guest_link_local(n, Duration::from_secs(10))
+            .unwrap(),
+        "guest {n}'s link-local address stays tentative"
+    );
+    let tries = tries.to_string();
+    topo.try_exec(
+        &topo.guest(n),
+        &["rdisc6", "-1", "-r", &tries, "-w", "1000", "eth0"],
+    )
+    .unwrap()
+}
+
+fn has_route(topo: &Topology, addr: Ipv6Addr) -> bool {
+    topo.host_slaac_routes()
+        .unwrap()
+        .iter()
+        .any(|(a, dev)| *a == addr && dev == "br0")
+}
+
+#[test]
+fn without_the_daemon_guests_get_neither_address_nor_router() {
+    let topo = slaac_topology(1);
+    let out = solicit_router(&topo, 1, 2);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    // It did solicit (twice, a second apart), and no advertisement came.
+    assert!(
+        stdout.contains("Soliciting") && stderr.trim().is_empty(),
+        "{stdout}{stderr}"
+    );
+    assert!(
+        !out.status.success(),
+        "an advertisement came with no daemon: the topology is broken:\n{stdout}"
+    );
+    assert_eq!(topo.guest_addrs(1).unwrap(), vec![]);
+    assert_eq!(topo.guest_default_route(1).unwrap(), None);
+}
+
+#[test]
+fn guests_autoconfigure_and_are_reachable_through_the_antispoof_filter() {
+    let topo = slaac_topology(2);
+    let daemon = start(&topo);
+    let router_ll = bridge_link_local();
+    for n in 1..=2 {
+        let addr = configured(&topo, &daemon, n, false);
+        // EUI-64 from the guest's MAC (addr_gen_mode 0): the kernel's own choice.
+        let route = topo.guest_default_route(n).unwrap().unwrap_or_default();
+        assert!(
+            route.contains(&format!("via {router_ll} dev eth0")) && route.contains("proto ra"),
+            "guest {n}'s default route: {route:?}"
+        );
+        let addr = addr.to_string();
+        assert_reachable_from_outside(&topo, &daemon, &addr);
+        // And the guest reaches out, to the router and beyond it.
+        for dst in [GATEWAY, INTERNET_ADDR] {
+            assert!(
+                replies(
+                    &topo,
+                    &topo.guest(n),
+                    Some(&addr),
+                    dst,
+                    Duration::from_secs(10)
+                ),
+                "guest {n} ({addr}) does not reach {dst}\n{}",
+                daemon.log()
+            );
+        }
+        assert!(
+            has_route(&topo, addr.parse().unwrap()),
+            "no route of ours to {addr}: {:?}",
+            topo.host_slaac_routes()
+        );
+    }
+    // Guest to guest, through the host (L=0: nothing is on-link for the guests).
+    let other = configured(&topo, &daemon, 2, false).to_string();
+    assert!(replies(
+        &topo,
+        &topo.guest(1),
+        None,
+        &other,
+        Duration::from_secs(10)
+    ));
+
+    // Guest 2's temporary (privacy) address works too, both ways.
+    let temporary = configured(&topo, &daemon, 2, true).to_string();
+    assert_reachable_from_outside(&topo, &daemon, &temporary);
+    assert!(
+        replies(
+            &topo,
+            &topo.guest(2),
+            Some(&temporary),
+            INTERNET_ADDR,
+            Duration::from_secs(10)
+        ),
+        "guest 2 does not reach the Internet from its temporary address {temporary}\n{}",
+        daemon.log()
+    );
+    assert!(has_route(&topo, temporary.parse().unwrap()));
+
+    // Routed, never bridged: no guest frame reached the provider link, and no answer of the
+    // daemon was dropped for a link-local source.
+    assert_eq!(topo.mac_filter_drops().unwrap(), 0);
+    assert_eq!(topo.antispoof_drops().unwrap(), 0);
+
+    // A clean stop removes every route it installed.
+    let stopped = daemon.stop().unwrap();
+    assert!(stopped.status.success(), "{}", stopped.log);
+    assert_eq!(topo.host_slaac_routes().unwrap(), vec![], "{}", stopped.log);
+}
+
+#[test]
+fn the_advertisement_answers_a_solicitation_within_a_second_and_carries_the_uplink() {
+    let topo = slaac_topology(1);
+    let daemon = start(&topo);
+    configured(&topo, &daemon, 1, false);
+    let capture = start_capture_with(
+        &topo.guest(1),
+        "eth0",
+        100,
+        &[],
+        "icmp6 and (ip6[40] == 133 or ip6[40] == 134)",
+    );
+    let out = solicit_router(&topo, 1, 1);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "no advertisement within 1 s of a solicitation:\n{text}\n{}",
+        daemon.log()
+    );
+    // The delay, from the capture's timestamps: the solicitation, then the next advertisement.
+    assert!(capture.wait_for(Duration::from_secs(2), |t| t
+        .lines()
+        .skip_while(|l| !l.contains("router solicitation"))
+        .any(|l| l.contains("router advertisement"))));
+    let stamp = |l: &str| {
+        l.split_whitespace()
+            .next()
+            .and_then(|t| t.parse::<f64>().ok())
+    };
+    let lines: Vec<String> = capture.text().lines().map(str::to_string).collect();
+    let rs = lines
+        .iter()
+        .position(|l| l.contains("router solicitation"))
+        .unwrap();
+    let ra = lines[rs..]
+        .iter()
+        .find(|l| l.contains("router advertisement"))
+        .unwrap();
+    let delay = stamp(ra).unwrap() - stamp(&lines[rs]).unwrap();
+    eprintln!("RS answered after {:.1} ms", delay * 1000.0);
+    assert!(
+        delay <= 1.0,
+        "RS answered after {delay:.3} s:\n{}",
+        capture.text()
+    );
+
+    // What it says (RFC 4861 4.2, 6.2): from the bridge's link-local address, a router for
+    // some time, the uplink's MTU and source MAC, the uplink's /64 with A=1, L=0.
+    let has = |needle: &str| {
+        text.lines().any(|l| {
+            l.split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+                .contains(needle)
+        })
+    };
+    assert!(has(&format!("from {}", bridge_link_local())), "{text}");
+    assert!(has(&format!("MTU : {} bytes", lab::UPLINK_MTU)), "{text}");
+    assert!(
+        has(&format!(
+            "Source link-layer address: {}",
+            lab::GUEST_BRIDGE_MAC.to_uppercase()
+        )),
+        "{text}"
+    );
+    assert!(has(&format!("Prefix : {}", lab::UPLINK_PREFIX)), "{text}");
+    assert!(
+        has("On-link : No") && has("Autonomous address conf.: Yes"),
+        "{text}"
+    );
+    let lifetime = text
+        .lines()
+        .find(|l| l.starts_with("Router lifetime"))
+        .and_then(|l| l.split(':').nth(1))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse::<u32>().ok());
+    assert!(
+        lifetime.is_some_and(|l| l > 0),
+        "router lifetime {lifetime:?}:\n{text}"
+    );
+}
+
+#[test]
+fn dns_servers_from_the_file_are_advertised() {
+    let topo = slaac_topology(1);
+    let scratch = common::Scratch::new("slaac-dns");
+    let config = scratch.path("ndp-responder.toml");
+    std::fs::write(
+        &config,
+        "[[uplink]]\ninterface = \"eth0\"\n\n[[uplink.rule]]\nmode = \"slaac\"\ninterface = \"br0\"\ndns = [\"2001:db8:ff::53\"]\n",
+    )
+    .unwrap();
+    let config = config.display().to_string();
+    let daemon = topo
+        .start_daemon_args(exe(), &["-c", &config])
+        .unwrap_or_else(|e| panic!("starting with {config}: {e}"));
+    configured(&topo, &daemon, 1, false);
+    let out = solicit_router(&topo, 1, 2);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.contains("Recursive DNS server") && l.contains("2001:db8:ff::53")),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_removed_guest_stops_being_answered_and_its_route_goes() {
+    let mut topo = slaac_topology(2);
+    let daemon = start(&topo);
+    let gone = configured(&topo, &daemon, 1, false);
+    let stays = configured(&topo, &daemon, 2, false);
+    assert_reachable_from_outside(&topo, &daemon, &gone.to_string());
+    assert!(has_route(&topo, gone));
+
+    topo.remove_guest(1).unwrap();
+    let started = Instant::now();
+    assert!(
+        wait_until(GONE_WITHIN, || !has_route(&topo, gone)),
+        "the route to the removed guest {gone} is still there after {GONE_WITHIN:?}: {:?}\n{}",
+        topo.host_slaac_routes(),
+        daemon.log()
+    );
+    eprintln!(
+        "route to the removed guest gone after {:?}",
+        started.elapsed()
+    );
+    // Nobody answers for it on the provider link any more (the router's NS goes unanswered).
+    topo.router_forget(&gone.to_string()).unwrap();
+    let answer = common::solicit(&topo, &gone.to_string());
+    assert!(
+        answer.is_none(),
+        "{gone} is still answered after its guest went: {answer:?}\n{}",
+        daemon.log()
+    );
+    // The other guest is untouched.
+    assert!(has_route(&topo, stays));
+    assert_reachable_from_outside(&topo, &daemon, &stays.to_string());
+}
+
+#[test]
+fn an_address_in_use_upstream_fails_duplicate_detection_in_the_guest() {
+    let topo = slaac_topology(1);
+    let daemon = start(&topo);
+    configured(&topo, &daemon, 1, false);
+    // The other station's address (only the station itself answers: the daemon relays the
+    // guest's check upstream), the gateway's and the host's own uplink address.
+    for taken in [NEIGHBOUR_ADDR, GATEWAY, lab::HOST_ADDR] {
+        topo.guest_add_addr(1, taken).unwrap();
+        let failed = wait_until(Duration::from_secs(5), || {
+            topo.guest_addrs(1)
+                .unwrap()
+                .iter()
+                .any(|a| a.addr.to_string() == taken && a.dadfailed)
+        });
+        assert!(
+            failed,
+            "the guest's duplicate address detection for {taken} did not fail: {:?}\n{}",
+            topo.guest_addrs(1),
+            daemon.log()
+        );
+        assert!(!has_route(&topo, taken.parse().unwrap()));
+    }
+    // The host never answers for the other station's address: the station does.
+    topo.router_forget(NEIGHBOUR_ADDR).unwrap();
+    let answer = common::solicit(&topo, NEIGHBOUR_ADDR).unwrap_or_default();
+    assert!(
+        !answer.contains(lab::HOST_MAC),
+        "the host answered for {NEIGHBOUR_ADDR}: {answer}"
+    );
+    // A free address passes the same check and is then reachable.
+    let free = "2001:db8:1::abcd";
+    topo.guest_add_addr(1, free).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(5), || topo
+            .guest_addrs(1)
+            .unwrap()
+            .iter()
+            .any(|a| a.addr.to_string() == free && a.usable())),
+        "{free} did not become usable: {:?}",
+        topo.guest_addrs(1)
+    );
+    assert_reachable_from_outside(&topo, &daemon, free);
+}
+
+#[test]
+fn restarting_the_daemon_keeps_the_guests_reachable_and_clears_stale_routes() {
+    let topo = slaac_topology(2);
+    let daemon = start(&topo);
+    let addrs: Vec<String> = (1..=2)
+        .map(|n| configured(&topo, &daemon, n, false).to_string())
+        .collect();
+    for a in &addrs {
+        assert_reachable_from_outside(&topo, &daemon, a);
+    }
+
+    // A clean restart (SIGTERM, start again).
+    daemon.stop().unwrap();
+    let daemon = start(&topo);
+    for a in &addrs {
+        assert_reachable_from_outside(&topo, &daemon, a);
+    }
+
+    // A crash: SIGKILL leaves the routes; the next start removes stale ones of its own (a
+    // route of ours to an address nobody has), relearns the guests and keeps the routes of
+    // others.
+    daemon.signal(libc::SIGKILL);
+    let host = topo.host();
+    topo.exec(
+        &host,
+        &[
+            "ip",
+            "-6",
+            "route",
+            "add",
+            "2001:db8:1::dead/128",
+            "dev",
+            "br0",
+            "proto",
+            "110",
+        ],
+    )
+    .unwrap();
+    topo.exec(
+        &host,
+        &[
+            "ip",
+            "-6",
+            "route",
+            "add",
+            "2001:db8:1::beef/128",
+            "dev",
+            "br0",
+            "proto",
+            "static",
+        ],
+    )
+    .unwrap();
+    drop(daemon);
+    let daemon = start(&topo);
+    let dead: Ipv6Addr = "2001:db8:1::dead".parse().unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || !has_route(&topo, dead)),
+        "the stale route to {dead} stayed: {:?}\n{}",
+        topo.host_slaac_routes(),
+        daemon.log()
+    );
+    for a in &addrs {
+        assert_reachable_from_outside(&topo, &daemon, a);
+    }
+    let statics = topo
+        .exec(&host, &["ip", "-6", "route", "show", "proto", "static"])
+        .unwrap();
+    assert!(String::from_utf8_lossy(&statics.stdout).contains("2001:db8:1::beef dev br0"));
+}
+
+/// `doctor -i eth0 --json ARGS` in the host namespace: (exit code, report).
+fn doctor(topo: &Topology, args: &[&str]) -> (i32, serde_json::Value) {
+    let mut full = vec![common::EXE, "doctor", "-i", "eth0", "--json"];
+    full.extend_from_slice(args);
+    let out = topo.try_exec(&topo.host(), &full).unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let report = serde_json::from_str(&text).unwrap_or_else(|e| {
+        panic!(
+            "doctor printed no JSON ({e}): {text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code().unwrap_or(-1), report)
+}
+
+/// The findings of `check` in a report, as (severity, message).
+fn findings(report: &serde_json::Value, check: &str) -> Vec<(String, String)> {
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["check"] == check)
+        .map(|f| {
+            (
+                f["severity"].as_str().unwrap().to_string(),
+                f["message"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn doctor_checks_what_the_slaac_mode_needs() {
+    let topo = slaac_topology(1);
+    let host = topo.host();
+    // A ready host: nothing to fix, and it says what it would share.
+    let (code, report) = doctor(&topo, &["--slaac", "br0"]);
+    assert_eq!(code, 0, "{report:#}");
+    assert!(
+        findings(&report, "slaac_prefix")
+            .iter()
+            .any(|(s, m)| s == "ok" && m.contains("sharing 2001:db8:1::/64 of eth0")),
+        "{report:#}"
+    );
+    // Our routes are listed, one elsewhere is a stray; routes of others are not ours.
+    topo.exec(&host, &["ip", "link", "add", "br9", "type", "bridge"])
+        .unwrap();
+    topo.exec(&host, &["ip", "link", "set", "br9", "up"])
+        .unwrap();
+    for (addr, dev, proto) in [
+        ("2001:db8:1::5", "br0", "110"),
+        ("2001:db8:1::6", "br9", "110"),
+        ("2001:db8:1::7", "br0", "static"),
+    ] {
+        topo.exec(
+            &host,
+            &["ip", "-6", "route", "add", addr, "dev", dev, "proto", proto],
+        )
+        .unwrap();
+    }
+    let (code, report) = doctor(&topo, &["--slaac", "br0"]);
+    assert_eq!(code, 1, "{report:#}");
+    let routes = findings(&report, "slaac_routes");
+    assert!(
+        routes.contains(&(
+            "ok".into(),
+            "1 /128 route(s) of ndp-responder (proto 110) on br0: 2001:db8:1::5".into()
+        )),
+        "{routes:?}"
+    );
+    assert!(
+        routes
+            .iter()
+            .any(|(s, m)| s == "warning" && m.contains("2001:db8:1::6 leaves by br9")),
+        "{routes:?}"
+    );
+    // Forwarding off, an address of the /64 on br0, a guests' interface that does not exist.
+    topo.sysctl(&host, "net/ipv6/conf/all/forwarding", "0")
+        .unwrap();
+    topo.exec(
+        &host,
+        &[
+            "ip",
+            "-6",
+            "addr",
+            "add",
+            "2001:db8:1::b/64",
+            "dev",
+            "br0",
+            "nodad",
+        ],
+    )
+    .unwrap();
+    let (_, report) = doctor(&topo, &["--slaac", "br0", "--slaac", "nosuch0"]);
+    assert_eq!(
+        findings(&report, "forwarding")[0].0,
+        "problem",
+        "{report:#}"
+    );
+    assert_eq!(
+        findings(&report, "slaac_on_link")[0].0,
+        "problem",
+        "{report:#}"
+    );
+    assert!(
+        findings(&report, "slaac_interface")
+            .iter()
+            .any(|(s, m)| s == "problem" && m.contains("'nosuch0'")),
+        "{report:#}"
+    );
 }

@@ -284,6 +284,11 @@ pub struct DoctorArgs {
     )]
     pub config: Option<std::path::PathBuf>,
 
+    /// An interface whose hosts get addresses from the uplink's /64 (repeatable): checks
+    /// what the SLAAC mode needs there
+    #[arg(long = "slaac", value_name = "IFACE", conflicts_with = "config")]
+    pub slaac: Vec<String>,
+
     /// Actively ask the gateway, from this test address and from link-local, which NS
     /// sources it answers (sends at most 3 solicitations per source)
     #[arg(long, value_name = "ADDR", value_parser = parse_probe_addr)]

@@ -444,7 +444,10 @@ fn rule_from(entry: &RuleEntry) -> Result<Rule, RuleError> {
     let mode = entry.mode.get_ref().as_str();
     if mode != "slaac" {
         if let Some(dns) = &entry.dns {
-            return Err((Some(dns.span()), format!("dns applies to slaac rules, not {mode}: remove it")));
+            return Err((
+                Some(dns.span()),
+                format!("dns applies to slaac rules, not {mode}: remove it"),
+            ));
         }
     }
     match mode {
@@ -461,7 +464,9 @@ fn rule_from(entry: &RuleEntry) -> Result<Rule, RuleError> {
                         .to_string(),
                 ))?;
             let prefix = match &entry.prefix {
-                Some(p) => values::parse_slaac_prefix(p.get_ref()).map_err(|e| (Some(p.span()), e))?,
+                Some(p) => {
+                    values::parse_slaac_prefix(p.get_ref()).map_err(|e| (Some(p.span()), e))?
+                }
                 None => Ipv6Net::default(),
             };
             let dns = match &entry.dns {
@@ -881,28 +886,53 @@ mode = "auto"
                 dns: vec!["2001:db8::53".parse().unwrap()]
             }
         );
-        assert_eq!(rules[0].prefix.prefix_len(), 0, "the uplink's /64s, resolved live");
-        assert_eq!(rules[1].prefix, "2001:db8:7::/64".parse::<Ipv6Net>().unwrap());
-        let slaac = |rest: &str| format!("[[uplink]]\ninterface = \"eth0\"\n[[uplink.rule]]\nmode = \"slaac\"\n{rest}");
+        assert_eq!(
+            rules[0].prefix.prefix_len(),
+            0,
+            "the uplink's /64s, resolved live"
+        );
+        assert_eq!(
+            rules[1].prefix,
+            "2001:db8:7::/64".parse::<Ipv6Net>().unwrap()
+        );
+        let slaac = |rest: &str| {
+            format!("[[uplink]]\ninterface = \"eth0\"\n[[uplink.rule]]\nmode = \"slaac\"\n{rest}")
+        };
         let e = error(&slaac(""));
         assert!(e.message.contains("needs interface = \"br0\""), "{e}");
-        let e = error(&slaac("interface = \"br0\"\nprefix = \"2001:db8:1::d:0/112\"\n"));
+        let e = error(&slaac(
+            "interface = \"br0\"\nprefix = \"2001:db8:1::d:0/112\"\n",
+        ));
         assert!(e.message.contains("SLAAC needs a /64"), "{e}");
         assert_eq!(e.line, 6);
         let e = error(&slaac("interface = \"br0\"\ndns = [\"fe80::1\"]\n"));
-        assert!(e.message.contains("dns: 'fe80::1' cannot be a DNS server"), "{e}");
+        assert!(
+            e.message.contains("dns: 'fe80::1' cannot be a DNS server"),
+            "{e}"
+        );
         let e = error(&slaac("interface = \"eth0\"\n"));
         assert!(e.message.contains("names the uplink eth0 itself"), "{e}");
         let e = error("[[uplink]]\ninterface = \"eth0\"\n[[uplink.rule]]\nmode = \"static\"\nprefix = \"2001:db8:1::d:0/112\"\ndns = [\"2001:db8::53\"]\n");
         assert!(e.message.contains("dns applies to slaac rules"), "{e}");
 
-        let cli = args::Cli::try_parse_from(["ndp-responder", "-i", "eth0", "--slaac", "br0", "--slaac", "br1"])
-            .unwrap();
+        let cli = args::Cli::try_parse_from([
+            "ndp-responder",
+            "-i",
+            "eth0",
+            "--slaac",
+            "br0",
+            "--slaac",
+            "br1",
+        ])
+        .unwrap();
         let options = from_flags(&cli.run).unwrap();
         assert_eq!(options.rules, vec![Rule::slaac("br0"), Rule::slaac("br1")]);
         assert_eq!(options.rules[0].to_string(), "uplink /64 (slaac on br0)");
-        let cli = args::Cli::try_parse_from(["ndp-responder", "-i", "eth0", "--slaac", "eth0"]).unwrap();
-        assert!(from_flags(&cli.run).unwrap_err().contains("names the uplink itself"));
+        let cli =
+            args::Cli::try_parse_from(["ndp-responder", "-i", "eth0", "--slaac", "eth0"]).unwrap();
+        assert!(from_flags(&cli.run)
+            .unwrap_err()
+            .contains("names the uplink itself"));
         assert!(args::Cli::try_parse_from(["ndp-responder", "--slaac", "br0"]).is_err());
     }
 

@@ -69,10 +69,13 @@ pub fn parse_probe_addr(s: &str) -> Result<std::net::Ipv6Addr, String> {
 /// A DNS server advertised to SLAAC guests (RDNSS, RFC 8106): a unicast address they can
 /// reach (a link-local one is only reachable on the uplink, not on the guests' link).
 pub fn parse_dns_server(s: &str) -> Result<std::net::Ipv6Addr, String> {
-    let addr: std::net::Ipv6Addr = s
-        .parse()
-        .map_err(|_| format!("'{s}' is not an IPv6 address: give a DNS server, e.g. 2001:db8::53"))?;
-    if addr.is_multicast() || addr.is_unspecified() || addr.is_loopback() || addr.is_unicast_link_local()
+    let addr: std::net::Ipv6Addr = s.parse().map_err(|_| {
+        format!("'{s}' is not an IPv6 address: give a DNS server, e.g. 2001:db8::53")
+    })?;
+    if addr.is_multicast()
+        || addr.is_unspecified()
+        || addr.is_loopback()
+        || addr.is_unicast_link_local()
     {
         return Err(format!(
             "'{s}' cannot be a DNS server for the guests: give a global unicast address"

@@ -280,8 +280,7 @@ impl Stations {
             Ok(Some(_)) => Dad::Known,
             Ok(None) => {
                 if !self.pending.contains_key(&addr) {
-                    self.pending
-                        .insert(addr, (mac, now + self.limits.dad_wait));
+                    self.pending.insert(addr, (mac, now + self.limits.dad_wait));
                 }
                 Dad::Relay
             }
@@ -708,7 +707,10 @@ mod tests {
             s.dad(free, A, t0, &ctx),
             Dad::Ignore(Refused::TakenByOtherMac)
         );
-        assert!(s.poll(t0 + Duration::from_millis(500), &ctx).learned.is_empty());
+        assert!(s
+            .poll(t0 + Duration::from_millis(500), &ctx)
+            .learned
+            .is_empty());
         let p = s.poll(t0 + Duration::from_millis(1000), &ctx);
         assert_eq!(p.learned, vec![(free, Ok(Learned::New))]);
         assert_eq!(s.get(&free).unwrap().mac, B);
@@ -797,7 +799,10 @@ mod tests {
         assert!(p.update(&[p2]));
         let opts = p.options();
         assert_eq!(opts.len(), 2);
-        assert_eq!((opts[0].prefix, opts[0].valid_lifetime), (p2, VALID_LIFETIME_SECS));
+        assert_eq!(
+            (opts[0].prefix, opts[0].valid_lifetime),
+            (p2, VALID_LIFETIME_SECS)
+        );
         assert_eq!((opts[1].prefix, opts[1].valid_lifetime), (p1, 0));
         assert!(opts.iter().all(|o| o.autonomous && !o.on_link));
         for _ in 0..DEPRECATIONS {
@@ -822,7 +827,10 @@ mod tests {
             search: vec![],
         };
         let ra = advert(&c, vec![], None, false);
-        assert_eq!((ra.ip_src, ra.ip_dst, ra.hop_limit), (c.link_local, ALL_NODES, 255));
+        assert_eq!(
+            (ra.ip_src, ra.ip_dst, ra.hop_limit),
+            (c.link_local, ALL_NODES, 255)
+        );
         assert!(ra.router_lifetime > 0);
         assert_eq!(ra.rdnss, Some((DNS_LIFETIME_SECS, c.dns.clone())));
         assert_eq!(ra.dnssl, None);

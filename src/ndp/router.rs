@@ -252,7 +252,11 @@ impl RouterAdvert {
             }
         }
         if let Some((lifetime, names)) = &self.dnssl {
-            let mut encoded: Vec<u8> = names.iter().filter_map(|n| encode_name(n)).flatten().collect();
+            let mut encoded: Vec<u8> = names
+                .iter()
+                .filter_map(|n| encode_name(n))
+                .flatten()
+                .collect();
             if !encoded.is_empty() {
                 // Padded with zeros to a multiple of 8 octets (RFC 8106 5.2).
                 encoded.resize((8 + encoded.len()).div_ceil(8) * 8 - 8, 0);
@@ -291,7 +295,9 @@ fn encode_name(name: &str) -> Option<Vec<u8>> {
     let name = name.trim_end_matches('.');
     let mut out = Vec::with_capacity(name.len() + 2);
     for label in name.split('.') {
-        let len = u8::try_from(label.len()).ok().filter(|l| (1..=63).contains(l))?;
+        let len = u8::try_from(label.len())
+            .ok()
+            .filter(|l| (1..=63).contains(l))?;
         out.push(len);
         out.extend_from_slice(label.as_bytes());
     }
