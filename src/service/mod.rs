@@ -104,7 +104,8 @@ pub fn run(setup: Setup) -> ExitCode {
         },
     };
     // CAP_NET_ADMIN only where a feature writes the neighbour table (the keepalive).
-    let keep = privileges::keep(setup.uplinks.iter().any(|u| u.keepalive.is_some()));
+    // The keepalive writes neighbour entries, SLAAC its guests' routes: CAP_NET_ADMIN.
+    let keep = privileges::keep(setup.uplinks.iter().any(needs_net_admin));
     let kept: Vec<String> = keep.iter().map(|c| c.to_string()).collect();
     match privileges::drop_extra(&keep) {
         Ok(privileges::Outcome::Dropped(n)) => {
@@ -255,9 +256,9 @@ impl Service {
         // The keepalive writes neighbour entries: CAP_NET_ADMIN, dropped at start when no
         // uplink used it, cannot come back without a restart.
         let loaded = loaded.and_then(|c| {
-            match c.uplinks.iter().find(|u| u.keepalive.is_some()) {
+            match c.uplinks.iter().find(|u| needs_net_admin(u)) {
                 Some(u) if !privileges::has_net_admin() => Err(format!(
-                    "uplink {}: gateway_keepalive needs CAP_NET_ADMIN, which the daemon gave up at start because no uplink used the keepalive then: restart it (systemctl restart ndp-responder) to turn the keepalive on",
+                    "uplink {}: gateway_keepalive and slaac rules need CAP_NET_ADMIN, which the daemon gave up at start because no uplink used them then: restart it (systemctl restart ndp-responder) to turn them on",
                     u.ifname
                 )),
                 _ => Ok(c),
@@ -506,4 +507,9 @@ async fn supervise(
         running.stop().await;
     }
     ExitCode::SUCCESS
+}
+
+/// Does this uplink write to the kernel (the keepalive's neighbour entries, SLAAC's routes)?
+fn needs_net_admin(u: &uplink::Options) -> bool {
+    u.keepalive.is_some() || u.rules.iter().any(|r| r.slaac_interface().is_some())
 }
