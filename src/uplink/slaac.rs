@@ -34,7 +34,7 @@ use crate::ndp::router::{RouterAdvert, RouterSolicit, ICMPV6_ROUTER_ADVERT, ICMP
 use crate::ndp::{
     self, multicast_mac, solicited_node, MacAddr, NeighborAdvert, NeighborSolicit, ALL_NODES,
 };
-use crate::sources::netlink::routes;
+use crate::sources::netlink::{self, routes};
 use crate::status::SlaacStatus;
 
 /// Frames queued from the readers to the loop; more are dropped (counted).
@@ -340,6 +340,32 @@ impl Responder {
                 self.ifname,
                 crate::status::list_nets(&prefixes_of(&snap, name))
             );
+            // The guests the kernel knows there (it forwarded to them): asked at once, so that
+            // a restart relearns them without waiting for the router to ask (their answers
+            // are learned like any other).
+            let prefixes = prefixes_of(&snap, name);
+            if let Ok(view) = netlink::kernel_view(&self.handle).await {
+                let mut asked = 0;
+                for n in view.neighbours.iter().filter(|n| {
+                    n.ifindex == index && n.valid && prefixes.iter().any(|p| p.contains(&n.addr))
+                }) {
+                    let Some(lladdr) = n.lladdr else { continue };
+                    let ns = NeighborSolicit {
+                        eth_dst: lladdr,
+                        ip_dst: n.addr,
+                        ..NeighborSolicit::resolution(mac, link_local, n.addr)
+                    };
+                    if send_small(&reader, |b| ns.emit(b)) {
+                        asked += 1;
+                    }
+                    if asked >= plan::Limits::default().total {
+                        break;
+                    }
+                }
+                if asked > 0 {
+                    info!("{name}: asking the {asked} guest address(es) the kernel knows there");
+                }
+            }
             self.slaac.ifaces.insert(
                 name.clone(),
                 Iface {
