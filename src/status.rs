@@ -436,7 +436,11 @@ impl Status {
                     s,
                     "  slaac on {}: prefixes {}{}; {} route(s); DNS {}",
                     sl.interface,
-                    if sl.prefixes.is_empty() { "none".into() } else { sl.prefixes.join(", ") },
+                    if sl.prefixes.is_empty() {
+                        "none".into()
+                    } else {
+                        sl.prefixes.join(", ")
+                    },
                     if sl.deprecating.is_empty() {
                         String::new()
                     } else {

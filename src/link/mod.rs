@@ -128,8 +128,7 @@ impl PacketSocket {
             Err(e) => return Err(io_err("creating the packet socket")(e)),
         };
         let fd: OwnedFd = socket.into();
-        attach_filter(&fd, &capture.filter())
-            .map_err(io_err("attaching the BPF filter"))?;
+        attach_filter(&fd, &capture.filter()).map_err(io_err("attaching the BPF filter"))?;
         set_ignore_outgoing(&fd);
         // The uplink's solicitations are the load: they arrive in a ring. Advertisements
         // (probes, keepalive answers) are few and read one by one.
@@ -539,7 +538,11 @@ mod tests {
         let up = Capture::UplinkRouter.filter();
         assert_eq!(run(&up, &frame(0x86dd, 58, 134), 0), RECV_BUF_LEN as u32);
         assert_eq!(run(&up, &frame(0x86dd, 58, 136), 0), RECV_BUF_LEN as u32);
-        assert_eq!(run(&up, &frame(0x86dd, 58, 135), 0), 0, "NS stays on the ring");
+        assert_eq!(
+            run(&up, &frame(0x86dd, 58, 135), 0),
+            0,
+            "NS stays on the ring"
+        );
         assert_eq!(run(&up, &frame(0x86dd, 58, 133), 0), 0);
     }
 

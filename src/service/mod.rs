@@ -103,8 +103,8 @@ pub fn run(setup: Setup) -> ExitCode {
             }
         },
     };
-    // CAP_NET_ADMIN only where a feature writes the neighbour table (the keepalive).
-    // The keepalive writes neighbour entries, SLAAC its guests' routes: CAP_NET_ADMIN.
+    // CAP_NET_ADMIN only where a feature writes the kernel's tables: the keepalive (the
+    // neighbour table), a slaac rule (its guests' /128 routes).
     let keep = privileges::keep(setup.uplinks.iter().any(needs_net_admin));
     let kept: Vec<String> = keep.iter().map(|c| c.to_string()).collect();
     match privileges::drop_extra(&keep) {
@@ -345,6 +345,12 @@ impl Service {
 }
 
 /// Seconds since the Unix epoch.
+/// Does this uplink write the kernel's tables (CAP_NET_ADMIN)? The gateway keepalive
+/// confirms neighbour entries; a slaac rule installs its guests' /128 routes.
+fn needs_net_admin(u: &uplink::Options) -> bool {
+    u.keepalive.is_some() || u.rules.iter().any(|r| r.slaac_interface().is_some())
+}
+
 fn unix_secs(t: SystemTime) -> f64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
@@ -507,9 +513,4 @@ async fn supervise(
         running.stop().await;
     }
     ExitCode::SUCCESS
-}
-
-/// Does this uplink write to the kernel (the keepalive's neighbour entries, SLAAC's routes)?
-fn needs_net_admin(u: &uplink::Options) -> bool {
-    u.keepalive.is_some() || u.rules.iter().any(|r| r.slaac_interface().is_some())
 }

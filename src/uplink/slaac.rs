@@ -27,10 +27,14 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use super::Responder;
-use crate::decide::slaac::{self as plan, Content, Dad, Learned, Prefixes, RaDue, RaSchedule, Stations};
+use crate::decide::slaac::{
+    self as plan, Content, Dad, Learned, Prefixes, RaDue, RaSchedule, Stations,
+};
 use crate::decide::targets::Snapshot;
 use crate::link::{Capture, PacketSocket, RECV_BUF_LEN};
-use crate::ndp::router::{RouterAdvert, RouterSolicit, ICMPV6_ROUTER_ADVERT, ICMPV6_ROUTER_SOLICIT};
+use crate::ndp::router::{
+    RouterAdvert, RouterSolicit, ICMPV6_ROUTER_ADVERT, ICMPV6_ROUTER_SOLICIT,
+};
 use crate::ndp::{
     self, multicast_mac, solicited_node, MacAddr, NeighborAdvert, NeighborSolicit, ALL_NODES,
 };
@@ -254,7 +258,11 @@ impl Responder {
     }
 
     pub(super) fn slaac_due(&self) -> Option<Instant> {
-        let configured = self.opts.rules.iter().any(|r| r.slaac_interface().is_some());
+        let configured = self
+            .opts
+            .rules
+            .iter()
+            .any(|r| r.slaac_interface().is_some());
         self.slaac.next_due(configured)
     }
 
@@ -301,7 +309,10 @@ impl Responder {
             }
             let Some(index) = snap.downstream_named(name) else {
                 if self.slaac.failed.insert(name.clone()) {
-                    warn!("{}: SLAAC interface {name} does not exist (yet): waiting for it", self.ifname);
+                    warn!(
+                        "{}: SLAAC interface {name} does not exist (yet): waiting for it",
+                        self.ifname
+                    );
                 }
                 continue;
             };
@@ -323,7 +334,10 @@ impl Responder {
                 Ok(r) => r,
                 Err(e) => {
                     if self.slaac.failed.insert(name.clone()) {
-                        warn!("{}: cannot listen on SLAAC interface {name}: {e}", self.ifname);
+                        warn!(
+                            "{}: cannot listen on SLAAC interface {name}: {e}",
+                            self.ifname
+                        );
                     }
                     continue;
                 }
@@ -332,7 +346,9 @@ impl Responder {
             // Stale routes of ours on it: left by a crash (a clean stop removes them).
             match routes::flush_own_routes(&self.handle, Some(index)).await {
                 Ok(0) => {}
-                Ok(n) => info!("{name}: removed {n} stale route(s) of ours (left by an earlier run)"),
+                Ok(n) => {
+                    info!("{name}: removed {n} stale route(s) of ours (left by an earlier run)")
+                }
                 Err(e) => warn!("{name}: could not remove stale routes of ours: {e}"),
             }
             info!(
@@ -391,7 +407,9 @@ impl Responder {
             }
         }
         // The uplink socket: the router's RAs (DNS) and answers to relayed DAD.
-        let want = (!self.slaac.ifaces.is_empty()).then_some(snap.uplink).flatten();
+        let want = (!self.slaac.ifaces.is_empty())
+            .then_some(snap.uplink)
+            .flatten();
         if self.slaac.uplink.as_ref().map(|(i, _)| *i) != want {
             self.slaac.uplink = want.and_then(|index| {
                 Reader::open(
@@ -634,7 +652,10 @@ impl Responder {
                 let Ok(ra) = RouterAdvert::parse(frame) else {
                     return;
                 };
-                if ra.hop_limit != 255 || ra.eth_src == snap.mac || !ra.ip_src.is_unicast_link_local() {
+                if ra.hop_limit != 255
+                    || ra.eth_src == snap.mac
+                    || !ra.ip_src.is_unicast_link_local()
+                {
                     return;
                 }
                 let dns = ra.rdnss.clone().unwrap_or_default();
@@ -699,7 +720,10 @@ impl Responder {
             Err(plan::Refused::OutsidePrefix) if addr.is_unicast_link_local() => {}
             Err(why) => {
                 self.counters.slaac_refused.add(why);
-                debug!("{name}: {addr} not learned: {}", crate::status::Reason::reason(&why));
+                debug!(
+                    "{name}: {addr} not learned: {}",
+                    crate::status::Reason::reason(&why)
+                );
             }
         }
     }

@@ -315,10 +315,13 @@ impl Topology {
         Ok((!text.is_empty()).then_some(text))
     }
 
-    /// Configure `addr`/64 on guest `n` by hand (with duplicate address detection), as an
-    /// operator or a guest with a static configuration would.
+    /// Configure `addr` on guest `n` by hand (with duplicate address detection), as an
+    /// operator or a guest with a static configuration would. As a /128: a /64 would make
+    /// the whole uplink prefix on-link in the guest, which the host's advertisements (L=0)
+    /// never do, and the guest would then look for the router and other upstream stations
+    /// on its own link.
     pub fn guest_add_addr(&self, n: usize, addr: &str) -> Result<(), LabError> {
-        let cidr = format!("{addr}/64");
+        let cidr = format!("{addr}/128");
         self.exec(
             &self.guest(n),
             &["ip", "-6", "addr", "add", &cidr, "dev", "eth0"],
