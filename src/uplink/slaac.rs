@@ -361,6 +361,7 @@ impl Responder {
             // are learned like any other).
             let prefixes = prefixes_of(&snap, name);
             if let Ok(view) = netlink::kernel_view(&self.handle).await {
+                self.slaac_checks(&view, name);
                 let mut asked = 0;
                 for n in view.neighbours.iter().filter(|n| {
                     n.ifindex == index && n.valid && prefixes.iter().any(|p| p.contains(&n.addr))
@@ -424,6 +425,26 @@ impl Responder {
                 .ok()
                 .map(|r| (index, r))
             });
+        }
+    }
+
+    /// What SLAAC needs of the host, checked as an interface starts (the doctor explains
+    /// more): forwarding on; an uplink configured by router advertisements keeps accepting
+    /// them with forwarding on only with accept_ra=2.
+    fn slaac_checks(&self, view: &netlink::KernelView, name: &str) {
+        let ifname = &self.ifname;
+        if routes::forwarding() == Some(false) {
+            warn!(
+                "{name}: IPv6 forwarding is off: the guests get addresses but no packet of theirs is routed; turn it on (sysctl -w net.ipv6.conf.all.forwarding=1, and accept_ra=2 on {ifname} first if it is configured by router advertisements)"
+            );
+        }
+        let by_ra = view
+            .index_of(ifname)
+            .is_some_and(|i| view.default_routes_via(i).any(|r| r.protocol == "ra"));
+        if by_ra && routes::accept_ra(ifname).is_some_and(|v| v != 2) {
+            warn!(
+                "{ifname} is configured by router advertisements but accept_ra is not 2: with forwarding on, the kernel ignores them and the uplink loses its default route and prefix when they expire; set sysctl -w net.ipv6.conf.{ifname}.accept_ra=2"
+            );
         }
     }
 
