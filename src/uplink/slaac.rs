@@ -161,7 +161,8 @@ impl Slaac {
         Some(
             self.ifaces
                 .values()
-                .map(|i| i.ra.next_due())
+                .flat_map(|i| [Some(i.ra.next_due()), i.stations.next_deadline()])
+                .flatten()
                 .fold(self.next_tick, Instant::min),
         )
     }
@@ -273,6 +274,14 @@ impl Responder {
         if now >= self.slaac.next_tick {
             self.slaac.next_tick = now + TICK;
             self.slaac_reconcile(now).await;
+            self.slaac_poll(now).await;
+        } else if self
+            .slaac
+            .ifaces
+            .values()
+            .any(|i| i.stations.next_deadline().is_some_and(|at| at <= now))
+        {
+            // A verification window closed: learn without waiting for the tick.
             self.slaac_poll(now).await;
         }
         self.slaac_send_due(now);
@@ -605,7 +614,7 @@ impl Responder {
                                 self.counters.send_errors += 1;
                             }
                         }
-                        Dad::Relay => self.slaac_relay_dad(&ns),
+                        Dad::Relay => self.slaac_relay_dad(ns.target, ns.nonce),
                         Dad::Known => {}
                         Dad::Ignore(why) => self.counters.slaac_refused.add(why),
                     }
@@ -637,13 +646,14 @@ impl Responder {
         }
     }
 
-    /// Relay a guest's DAD upstream (RFC 4389 4.1): the same question, from the uplink.
-    fn slaac_relay_dad(&mut self, ns: &NeighborSolicit) {
+    /// Relay a guest's DAD upstream (RFC 4389 4.1): the same question, from the uplink (also
+    /// asked for an address a guest uses without a DAD we saw, before it is learned).
+    fn slaac_relay_dad(&mut self, target: Ipv6Addr, nonce: Option<[u8; 6]>) {
         let snap = self.table.load();
         let Some((_, uplink)) = &self.slaac.uplink else {
             return;
         };
-        let group = solicited_node(&ns.target);
+        let group = solicited_node(&target);
         let relayed = NeighborSolicit {
             eth_src: snap.mac,
             eth_dst: multicast_mac(&group),
@@ -651,13 +661,13 @@ impl Responder {
             ip_dst: group,
             hop_limit: 255,
             code: 0,
-            target: ns.target,
+            target,
             source_lladdr: None,
-            nonce: ns.nonce,
+            nonce,
         };
         if send_small(uplink, |b| relayed.emit(b)) {
             self.counters.dad_relayed += 1;
-            debug!("relayed the DAD of {} upstream", ns.target);
+            debug!("relayed the DAD of {target} upstream");
         } else {
             self.counters.send_errors += 1;
         }
@@ -725,7 +735,9 @@ impl Responder {
         outcome: Result<Learned, plan::Refused>,
     ) {
         match outcome {
-            Ok(Learned::Known) => {}
+            Ok(Learned::Known | Learned::Pending) => {}
+            // Asked upstream before it is believed (see `Learned::Verify`).
+            Ok(Learned::Verify) => self.slaac_relay_dad(addr, None),
             Ok(Learned::New) => match routes::add_host_route(&self.handle, addr, index).await {
                 Ok(()) => {
                     self.counters.slaac_routes_added += 1;
