@@ -499,6 +499,17 @@ fn probe_route<'a>(snap: &'a Snapshot, target: &Ipv6Addr) -> Option<(&'a Rule, u
     })
 }
 
+/// Is `target` a SLAAC guest's address not learned yet? Its probe only makes the guest speak
+/// on its interface, where the SLAAC duty verifies and learns it: it is answered once its
+/// route is there (a guest answering a probe for an address in use upstream must not get it).
+pub fn awaits_route(snap: &Snapshot, target: &Ipv6Addr) -> bool {
+    !snap.known.contains(target)
+        && snap
+            .rules_for(target)
+            .next()
+            .is_some_and(|r| r.slaac_interface().is_some())
+}
+
 /// The first SLAAC rule covering `target` whose interface exists, and that interface.
 fn slaac_route<'a>(snap: &'a Snapshot, target: &Ipv6Addr) -> Option<(&'a Rule, u32)> {
     snap.rules_for(target).find_map(|rule| {

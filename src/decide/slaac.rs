@@ -128,6 +128,12 @@ pub enum Learned {
     New,
     /// Already known from this MAC (refreshed).
     Known,
+    /// New and not verified yet: ask upstream whether it is in use there (a DAD
+    /// solicitation relayed, RFC 4389 4.1) before it is learned; a guest claiming an
+    /// address by simply using it is not believed before that.
+    Verify,
+    /// Being verified already (its DAD, or an earlier claim, is relayed).
+    Pending,
 }
 
 /// What the timers say, once polled.
@@ -224,7 +230,12 @@ impl Stations {
         {
             return Err(Refused::TakenByOtherMac);
         }
-        if self.per_mac.get(&mac).copied().unwrap_or(0) >= self.limits.per_mac {
+        let pending_of_mac = self
+            .pending
+            .iter()
+            .filter(|(a, (m, _))| *m == mac && *a != addr)
+            .count();
+        if self.per_mac.get(&mac).copied().unwrap_or(0) + pending_of_mac >= self.limits.per_mac {
             return Err(Refused::PerMacCap);
         }
         if self.by_addr.len() >= self.limits.total {
@@ -234,7 +245,7 @@ impl Stations {
     }
 
     /// `addr` was used by `mac` on the interface (the source of its NS or NA, the target of
-    /// its NA, the kernel's neighbour entry): learn it, or refresh it.
+    /// its NA): refresh it, or start verifying it upstream ([`Learned::Verify`]).
     pub fn seen(
         &mut self,
         addr: Ipv6Addr,
@@ -251,13 +262,44 @@ impl Stations {
                 }
                 Ok(known)
             }
+            None if self.pending.contains_key(&addr) => Ok(Learned::Pending),
             None => {
-                // A station that uses the address is past its DAD.
-                self.pending.remove(&addr);
+                self.start_pending(addr, mac, now)?;
+                Ok(Learned::Verify)
+            }
+        }
+    }
+
+    /// Verification of `addr` starts (bounded: as many as the table may still take).
+    fn start_pending(&mut self, addr: Ipv6Addr, mac: MacAddr, now: Instant) -> Result<(), Refused> {
+        if self.pending.len() + self.by_addr.len() >= self.limits.total {
+            return Err(Refused::TotalCap);
+        }
+        self.pending.insert(addr, (mac, now + self.limits.dad_wait));
+        Ok(())
+    }
+
+    /// The verification of `addr` for `mac` ended without an answer upstream: learn it.
+    fn learn(
+        &mut self,
+        addr: Ipv6Addr,
+        mac: MacAddr,
+        now: Instant,
+        ctx: &Context,
+    ) -> Result<Learned, Refused> {
+        self.pending.remove(&addr);
+        match self.check(&addr, mac, now, ctx)? {
+            Some(known) => Ok(known),
+            None => {
                 self.insert(addr, mac, now);
                 Ok(Learned::New)
             }
         }
+    }
+
+    /// When the earliest verification window closes.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.pending.values().map(|(_, at)| *at).min()
     }
 
     fn insert(&mut self, addr: Ipv6Addr, mac: MacAddr, now: Instant) {
@@ -280,7 +322,9 @@ impl Stations {
             Ok(Some(_)) => Dad::Known,
             Ok(None) => {
                 if !self.pending.contains_key(&addr) {
-                    self.pending.insert(addr, (mac, now + self.limits.dad_wait));
+                    if let Err(why) = self.start_pending(addr, mac, now) {
+                        return Dad::Ignore(why);
+                    }
                 }
                 Dad::Relay
             }
@@ -327,8 +371,7 @@ impl Stations {
             .map(|(a, (mac, _))| (*a, *mac))
             .collect();
         for (addr, mac) in closed {
-            self.pending.remove(&addr);
-            out.learned.push((addr, self.seen(addr, mac, now, ctx)));
+            out.learned.push((addr, self.learn(addr, mac, now, ctx)));
         }
         let limits = self.limits;
         for (addr, s) in self.by_addr.iter_mut() {
@@ -610,6 +653,49 @@ mod tests {
         }
     }
 
+    /// A claim by use, verified: seen, then the verification window closes unanswered.
+    fn claim(
+        s: &mut Stations,
+        addr: Ipv6Addr,
+        mac: MacAddr,
+        t: Instant,
+        ctx: &Context,
+    ) -> Result<Learned, Refused> {
+        match s.seen(addr, mac, t, ctx)? {
+            Learned::Verify => {
+                let p = s.poll(t + Limits::default().dad_wait, ctx);
+                p.learned
+                    .into_iter()
+                    .find(|(a, _)| *a == addr)
+                    .map(|(_, r)| r)
+                    .expect("decided when the window closes")
+            }
+            other => Ok(other),
+        }
+    }
+
+    #[test]
+    fn a_claim_by_use_is_verified_upstream_before_it_is_learned() {
+        let w = World::new();
+        let t0 = Instant::now();
+        let mut s = Stations::new(Limits::default());
+        let ctx = w.ctx();
+        let a = ip("2001:db8:1::a");
+        assert_eq!(s.seen(a, A, t0, &ctx), Ok(Learned::Verify));
+        assert_eq!(s.seen(a, A, t0, &ctx), Ok(Learned::Pending));
+        assert_eq!(s.next_deadline(), Some(t0 + Limits::default().dad_wait));
+        assert!(s.is_empty(), "not learned while verified");
+        // Another customer's address upstream, claimed by a guest that just answers for it:
+        // the relayed question is answered upstream, the claim fails.
+        let theirs = ip("2001:db8:1::77");
+        assert_eq!(s.seen(theirs, B, t0, &ctx), Ok(Learned::Verify));
+        assert_eq!(s.upstream_answer(&theirs, t0), Some(B));
+        assert_eq!(s.seen(theirs, B, t0, &ctx), Err(Refused::FailedDad));
+        let p = s.poll(t0 + Limits::default().dad_wait, &ctx);
+        assert_eq!(p.learned, vec![(a, Ok(Learned::New))]);
+        assert_eq!(s.next_deadline(), None);
+    }
+
     #[test]
     fn a_guest_cannot_claim_what_is_not_its_to_claim() {
         let w = World::new();
@@ -628,7 +714,10 @@ mod tests {
             s.seen(ip("2001:db8:1::1"), A, t0, &ctx),
             Err(Refused::Gateway)
         );
-        assert_eq!(s.seen(ip("2001:db8:1::a"), A, t0, &ctx), Ok(Learned::New));
+        assert_eq!(
+            claim(&mut s, ip("2001:db8:1::a"), A, t0, &ctx),
+            Ok(Learned::New)
+        );
         assert_eq!(s.seen(ip("2001:db8:1::a"), A, t0, &ctx), Ok(Learned::Known));
         // First come, first served.
         assert_eq!(
@@ -654,20 +743,37 @@ mod tests {
         let ctx = w.ctx();
         for i in 1..=2u16 {
             let a = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0xa, i);
-            assert_eq!(s.seen(a, A, t0, &ctx), Ok(Learned::New));
+            assert_eq!(claim(&mut s, a, A, t0, &ctx), Ok(Learned::New));
         }
         assert_eq!(
             s.seen(ip("2001:db8:1::a:3"), A, t0, &ctx),
             Err(Refused::PerMacCap)
         );
-        assert_eq!(s.seen(ip("2001:db8:1::b:1"), B, t0, &ctx), Ok(Learned::New));
+        // Claims being verified count towards the bounds too.
+        assert_eq!(
+            s.seen(ip("2001:db8:1::b:1"), B, t0, &ctx),
+            Ok(Learned::Verify)
+        );
+        assert_eq!(
+            s.seen(ip("2001:db8:1::b:2"), B, t0, &ctx),
+            Err(Refused::TotalCap)
+        );
+        assert_eq!(
+            claim(&mut s, ip("2001:db8:1::b:1"), B, t0, &ctx),
+            Ok(Learned::Pending)
+        );
+        s.poll(t0 + Limits::default().dad_wait, &ctx);
+        assert_eq!(s.len(), 3);
         assert_eq!(
             s.seen(ip("2001:db8:1::b:2"), B, t0, &ctx),
             Err(Refused::TotalCap)
         );
         // Removing one frees its MAC's slot.
         s.remove(&ip("2001:db8:1::a:1"));
-        assert_eq!(s.seen(ip("2001:db8:1::a:3"), A, t0, &ctx), Ok(Learned::New));
+        assert_eq!(
+            claim(&mut s, ip("2001:db8:1::a:3"), A, t0, &ctx),
+            Ok(Learned::New)
+        );
     }
 
     #[test]
@@ -698,7 +804,7 @@ mod tests {
         // ...for a while.
         let later = t0 + Limits::default().failed_memory + Duration::from_secs(1);
         s.poll(later, &ctx);
-        assert_eq!(s.seen(used, A, later, &ctx), Ok(Learned::New));
+        assert_eq!(claim(&mut s, used, A, later, &ctx), Ok(Learned::New));
 
         // Relayed, not answered within the window: learned when it closes.
         let free = ip("2001:db8:1::88");
@@ -725,7 +831,7 @@ mod tests {
         let mut s = Stations::new(l);
         let ctx = w.ctx();
         let a = ip("2001:db8:1::a");
-        s.seen(a, A, t0, &ctx).unwrap();
+        claim(&mut s, a, A, t0, &ctx).unwrap();
         let mut probes = 0;
         let mut gone_at = None;
         for tick in 0..60 {
@@ -743,7 +849,7 @@ mod tests {
         assert!(s.is_empty());
 
         // A station that answers its probe stays.
-        s.seen(a, A, t0, &ctx).unwrap();
+        claim(&mut s, a, A, t0, &ctx).unwrap();
         for tick in 0..60 {
             let now = t0 + Duration::from_secs(tick);
             let p = s.poll(now, &ctx);

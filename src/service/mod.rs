@@ -344,13 +344,13 @@ impl Service {
     }
 }
 
-/// Seconds since the Unix epoch.
 /// Does this uplink write the kernel's tables (CAP_NET_ADMIN)? The gateway keepalive
 /// confirms neighbour entries; a slaac rule installs its guests' /128 routes.
 fn needs_net_admin(u: &uplink::Options) -> bool {
     u.keepalive.is_some() || u.rules.iter().any(|r| r.slaac_interface().is_some())
 }
 
+/// Seconds since the Unix epoch.
 fn unix_secs(t: SystemTime) -> f64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())

@@ -75,7 +75,11 @@ impl Responder {
             let rule = rule_of(addr, |m| *m == Mode::Auto);
             add(*addr, "auto", rule.unwrap_or_else(since_reloaded));
         }
-        for addr in self.cache.positives() {
+        for addr in self
+            .cache
+            .positives()
+            .filter(|a| !crate::decide::policy::awaits_route(&snap, a))
+        {
             let rule = rule_of(&addr, |m| matches!(m, Mode::Probe { .. }));
             add(addr, "probe", rule.unwrap_or_else(since_reloaded));
         }

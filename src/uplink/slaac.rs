@@ -38,7 +38,7 @@ use crate::ndp::router::{
 use crate::ndp::{
     self, multicast_mac, solicited_node, MacAddr, NeighborAdvert, NeighborSolicit, ALL_NODES,
 };
-use crate::sources::netlink::routes;
+use crate::sources::netlink::{self, routes};
 use crate::status::SlaacStatus;
 
 /// Frames queued from the readers to the loop; more are dropped (counted).
@@ -161,7 +161,8 @@ impl Slaac {
         Some(
             self.ifaces
                 .values()
-                .map(|i| i.ra.next_due())
+                .flat_map(|i| [Some(i.ra.next_due()), i.stations.next_deadline()])
+                .flatten()
                 .fold(self.next_tick, Instant::min),
         )
     }
@@ -274,6 +275,14 @@ impl Responder {
             self.slaac.next_tick = now + TICK;
             self.slaac_reconcile(now).await;
             self.slaac_poll(now).await;
+        } else if self
+            .slaac
+            .ifaces
+            .values()
+            .any(|i| i.stations.next_deadline().is_some_and(|at| at <= now))
+        {
+            // A verification window closed: learn without waiting for the tick.
+            self.slaac_poll(now).await;
         }
         self.slaac_send_due(now);
     }
@@ -356,6 +365,33 @@ impl Responder {
                 self.ifname,
                 crate::status::list_nets(&prefixes_of(&snap, name))
             );
+            // The guests the kernel knows there (it forwarded to them): asked at once, so that
+            // a restart relearns them without waiting for the router to ask (their answers
+            // are learned like any other).
+            let prefixes = prefixes_of(&snap, name);
+            if let Ok(view) = netlink::kernel_view(&self.handle).await {
+                self.slaac_checks(&view, name);
+                let mut asked = 0;
+                for n in view.neighbours.iter().filter(|n| {
+                    n.ifindex == index && n.valid && prefixes.iter().any(|p| p.contains(&n.addr))
+                }) {
+                    let Some(lladdr) = n.lladdr else { continue };
+                    let ns = NeighborSolicit {
+                        eth_dst: lladdr,
+                        ip_dst: n.addr,
+                        ..NeighborSolicit::resolution(mac, link_local, n.addr)
+                    };
+                    if send_small(&reader, |b| ns.emit(b)) {
+                        asked += 1;
+                    }
+                    if asked >= plan::Limits::default().total {
+                        break;
+                    }
+                }
+                if asked > 0 {
+                    info!("{name}: asking the {asked} guest address(es) the kernel knows there");
+                }
+            }
             self.slaac.ifaces.insert(
                 name.clone(),
                 Iface {
@@ -398,6 +434,26 @@ impl Responder {
                 .ok()
                 .map(|r| (index, r))
             });
+        }
+    }
+
+    /// What SLAAC needs of the host, checked as an interface starts (the doctor explains
+    /// more): forwarding on; an uplink configured by router advertisements keeps accepting
+    /// them with forwarding on only with accept_ra=2.
+    fn slaac_checks(&self, view: &netlink::KernelView, name: &str) {
+        let ifname = &self.ifname;
+        if routes::forwarding() == Some(false) {
+            warn!(
+                "{name}: IPv6 forwarding is off: the guests get addresses but no packet of theirs is routed; turn it on (sysctl -w net.ipv6.conf.all.forwarding=1, and accept_ra=2 on {ifname} first if it is configured by router advertisements)"
+            );
+        }
+        let by_ra = view
+            .index_of(ifname)
+            .is_some_and(|i| view.default_routes_via(i).any(|r| r.protocol == "ra"));
+        if by_ra && routes::accept_ra(ifname).is_some_and(|v| v != 2) {
+            warn!(
+                "{ifname} is configured by router advertisements but accept_ra is not 2: with forwarding on, the kernel ignores them and the uplink loses its default route and prefix when they expire; set sysctl -w net.ipv6.conf.{ifname}.accept_ra=2"
+            );
         }
     }
 
@@ -558,7 +614,7 @@ impl Responder {
                                 self.counters.send_errors += 1;
                             }
                         }
-                        Dad::Relay => self.slaac_relay_dad(&ns),
+                        Dad::Relay => self.slaac_relay_dad(ns.target, ns.nonce),
                         Dad::Known => {}
                         Dad::Ignore(why) => self.counters.slaac_refused.add(why),
                     }
@@ -590,13 +646,14 @@ impl Responder {
         }
     }
 
-    /// Relay a guest's DAD upstream (RFC 4389 4.1): the same question, from the uplink.
-    fn slaac_relay_dad(&mut self, ns: &NeighborSolicit) {
+    /// Relay a guest's DAD upstream (RFC 4389 4.1): the same question, from the uplink (also
+    /// asked for an address a guest uses without a DAD we saw, before it is learned).
+    fn slaac_relay_dad(&mut self, target: Ipv6Addr, nonce: Option<[u8; 6]>) {
         let snap = self.table.load();
         let Some((_, uplink)) = &self.slaac.uplink else {
             return;
         };
-        let group = solicited_node(&ns.target);
+        let group = solicited_node(&target);
         let relayed = NeighborSolicit {
             eth_src: snap.mac,
             eth_dst: multicast_mac(&group),
@@ -604,13 +661,13 @@ impl Responder {
             ip_dst: group,
             hop_limit: 255,
             code: 0,
-            target: ns.target,
+            target,
             source_lladdr: None,
-            nonce: ns.nonce,
+            nonce,
         };
         if send_small(uplink, |b| relayed.emit(b)) {
             self.counters.dad_relayed += 1;
-            debug!("relayed the DAD of {} upstream", ns.target);
+            debug!("relayed the DAD of {target} upstream");
         } else {
             self.counters.send_errors += 1;
         }
@@ -678,7 +735,9 @@ impl Responder {
         outcome: Result<Learned, plan::Refused>,
     ) {
         match outcome {
-            Ok(Learned::Known) => {}
+            Ok(Learned::Known | Learned::Pending) => {}
+            // Asked upstream before it is believed (see `Learned::Verify`).
+            Ok(Learned::Verify) => self.slaac_relay_dad(addr, None),
             Ok(Learned::New) => match routes::add_host_route(&self.handle, addr, index).await {
                 Ok(()) => {
                     self.counters.slaac_routes_added += 1;
