@@ -152,7 +152,10 @@ fn host_routes_touch_only_routes_of_our_protocol() {
 /// room for a loaded machine.
 const CONFIGURED_WITHIN: Duration = Duration::from_secs(20);
 /// The bound for a gone station: no answer and no route within 30 s.
-const GONE_WITHIN: Duration = Duration::from_secs(35);
+const GONE_WITHIN: Duration = Duration::from_secs(30);
+/// Once its route is gone, an address is no longer the host's to answer for: the router's
+/// traffic would leave by the uplink again. Room for the daemon to notice, no more.
+const UNANSWERED_AFTER_ROUTE: Duration = Duration::from_secs(3);
 
 fn uplink_prefix() -> ipnet::Ipv6Net {
     lab::UPLINK_PREFIX.parse().unwrap()
@@ -335,6 +338,35 @@ fn guests_autoconfigure_and_are_reachable_through_the_antispoof_filter() {
     );
     assert!(has_route(&topo, temporary.parse().unwrap()));
 
+    // The control socket's status: the interface, its prefix, each station by MAC with its
+    // addresses, one route per address, RAs sent.
+    let addr1 = configured(&topo, &daemon, 1, false);
+    let st = common::status(&daemon);
+    let sl = &st.uplinks[0].slaac;
+    assert_eq!(sl.len(), 1, "{sl:?}");
+    assert_eq!(sl[0].interface, "br0");
+    assert_eq!(sl[0].prefixes, vec![lab::UPLINK_PREFIX.to_string()]);
+    assert!(
+        sl[0]
+            .stations
+            .get(&lab::guest_mac(1))
+            .is_some_and(|a| a.contains(&addr1)),
+        "{sl:?}"
+    );
+    let guest2 = sl[0]
+        .stations
+        .get(&lab::guest_mac(2))
+        .cloned()
+        .unwrap_or_default();
+    assert!(guest2.contains(&temporary.parse().unwrap()), "{sl:?}");
+    assert_eq!(
+        sl[0].routes,
+        topo.host_slaac_routes().unwrap().len(),
+        "{sl:?}"
+    );
+    let c = &st.uplinks[0].counters;
+    assert!(c.ras_sent > 0 && c.slaac_routes_added >= 3, "{c:?}");
+
     // Routed, never bridged: no guest frame reached the provider link, and no answer of the
     // daemon was dropped for a link-local source.
     assert_eq!(topo.mac_filter_drops().unwrap(), 0);
@@ -390,6 +422,11 @@ fn the_advertisement_answers_a_solicitation_within_a_second_and_carries_the_upli
         delay <= 1.0,
         "RS answered after {delay:.3} s:\n{}",
         capture.text()
+    );
+    assert!(
+        daemon.counters().rs_answered >= 1,
+        "{:?}",
+        daemon.counters()
     );
 
     // What it says (RFC 4861 4.2, 6.2): from the bridge's link-local address, a router for
@@ -473,18 +510,21 @@ fn a_removed_guest_stops_being_answered_and_its_route_goes() {
         "route to the removed guest gone after {:?}",
         started.elapsed()
     );
-    // Nobody answers for it on the provider link any more (the router's NS goes unanswered),
-    // within the same 30 s of the guest's removal.
+    // Nobody answers for it on the provider link any more (the router's NS goes unanswered):
+    // at once after the route went (what is answered must be routed downstream), and within
+    // the same 30 s of the guest's removal.
     let mut answer = None;
-    let unanswered = wait_until(GONE_WITHIN.saturating_sub(started.elapsed()), || {
+    let within = UNANSWERED_AFTER_ROUTE.min(GONE_WITHIN.saturating_sub(started.elapsed()));
+    let unanswered = wait_until(within, || {
         topo.router_forget(&gone.to_string()).unwrap();
         answer = common::solicit(&topo, &gone.to_string());
         answer.is_none()
     });
     assert!(
         unanswered,
-        "{gone} is still answered {:?} after its guest went: {answer:?}\n{}",
+        "{gone} is still answered {:?} after its guest went, its route gone: {answer:?}; status {:?}\n{}",
         started.elapsed(),
+        daemon.status(),
         daemon.log()
     );
     eprintln!(
@@ -534,6 +574,18 @@ fn an_address_in_use_upstream_fails_duplicate_detection_in_the_guest() {
         )
         .unwrap();
     }
+    // Counted: the other station's address relayed upstream, the gateway's and the host's
+    // defended at once; the failed one remembered.
+    let st = common::status(&daemon);
+    let c = &st.uplinks[0].counters;
+    assert!(c.dad_relayed >= 1 && c.dad_defended >= 2, "{c:?}");
+    assert!(
+        st.uplinks[0].slaac[0]
+            .dad_failed
+            .contains(&NEIGHBOUR_ADDR.parse().unwrap()),
+        "{:?}",
+        st.uplinks[0].slaac
+    );
     // The host never answers for the other station's address: the station does.
     topo.router_forget(NEIGHBOUR_ADDR).unwrap();
     let answer = common::solicit(&topo, NEIGHBOUR_ADDR).unwrap_or_default();
@@ -736,5 +788,86 @@ fn doctor_checks_what_the_slaac_mode_needs() {
             .iter()
             .any(|(s, m)| s == "problem" && m.contains("'nosuch0'")),
         "{report:#}"
+    );
+}
+
+#[test]
+fn another_guests_address_fails_detection_and_is_not_taken_over() {
+    let topo = slaac_topology(2);
+    let daemon = start(&topo);
+    let first = configured(&topo, &daemon, 1, false);
+    configured(&topo, &daemon, 2, false);
+    // Guest 2 claims guest 1's address: first come, first served while guest 1 is alive.
+    topo.guest_add_addr(2, &first.to_string()).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(5), || topo
+            .guest_addrs(2)
+            .unwrap()
+            .iter()
+            .any(|a| a.addr == first && a.dadfailed)),
+        "guest 2 took {first}: {:?}\n{}",
+        topo.guest_addrs(2),
+        daemon.log()
+    );
+    let st = common::status(&daemon);
+    let stations = &st.uplinks[0].slaac[0].stations;
+    assert!(
+        stations
+            .get(&lab::guest_mac(1))
+            .is_some_and(|a| a.contains(&first)),
+        "{stations:?}"
+    );
+    assert!(
+        !stations
+            .get(&lab::guest_mac(2))
+            .is_some_and(|a| a.contains(&first)),
+        "{stations:?}"
+    );
+    // Guest 1 keeps it, reachable from outside.
+    assert_reachable_from_outside(&topo, &daemon, &first.to_string());
+}
+
+#[test]
+fn another_router_advertising_on_the_guests_bridge_is_seen_and_counted() {
+    use ndp_responder::ndp::{self, router::RouterAdvert};
+    let topo = slaac_topology(2);
+    let daemon = start(&topo);
+    configured(&topo, &daemon, 2, false);
+    // Guest 2 runs a router advertisement daemon of its own (router lifetime 0: it does not
+    // offer itself as a default router, so the other guest's routing is unchanged).
+    let mac: ndp::MacAddr = lab::guest_mac(2).parse().unwrap();
+    let ra = RouterAdvert {
+        eth_src: mac,
+        eth_dst: ndp::multicast_mac(&ndp::ALL_NODES),
+        ip_src: "fe80::ff:fe00:302".parse().unwrap(),
+        ip_dst: ndp::ALL_NODES,
+        hop_limit: 255,
+        code: 0,
+        cur_hop_limit: 64,
+        managed: false,
+        other: false,
+        router_lifetime: 0,
+        reachable_time: 0,
+        retrans_timer: 0,
+        source_lladdr: Some(mac),
+        mtu: None,
+        prefixes: vec![],
+        rdnss: None,
+        dnssl: None,
+    };
+    let frame = ra.to_frame().unwrap();
+    assert_eq!(common::send_frames_in(&topo.guest(2), "eth0", &[frame]), 1);
+    let seen = common::wait_status(&daemon, Duration::from_secs(5), |st| {
+        st.uplinks[0].counters.foreign_ras >= 1
+            && st.uplinks[0].slaac[0]
+                .other_ra_senders
+                .iter()
+                .any(|s| s.contains("fe80::ff:fe00:302"))
+    });
+    assert!(
+        seen,
+        "the other router was not reported: {:?}\n{}",
+        daemon.status(),
+        daemon.log()
     );
 }

@@ -765,6 +765,9 @@ impl Responder {
     }
 
     async fn slaac_unroute(&mut self, name: &str, index: u32, addr: Ipv6Addr) {
+        // A probe that confirmed it earlier no longer stands for it: without its route the
+        // router's traffic would leave by the uplink again.
+        self.cache.remove(&addr);
         match routes::del_host_route(&self.handle, addr, index).await {
             Ok(()) => self.counters.slaac_routes_removed += 1,
             Err(e) => warn!("{name}: could not remove the route of {addr}: {e}"),
