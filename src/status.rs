@@ -563,6 +563,16 @@ impl Status {
             "docker_addresses",
             "Container addresses on the followed network, as the engine last reported them",
         );
+        let slaac_routes = gauge(
+            registry,
+            "slaac_routes",
+            "Learned SLAAC guest addresses (each with a /128 route of ours), per SLAAC interface",
+        );
+        let slaac_prefixes = gauge(
+            registry,
+            "slaac_prefixes",
+            "Prefixes advertised on a SLAAC interface",
+        );
         let engine_outages = counter(
             registry,
             "docker_engine_outages",
@@ -648,7 +658,17 @@ impl Status {
                     .get_or_create(&labels)
                     .inc_by(d.engine_outages);
             }
-            for why in ["static", "auto", "probe", "docker"] {
+            for sl in &u.slaac {
+                let mut labels = l.clone();
+                labels.push(("interface", sl.interface.clone()));
+                slaac_routes
+                    .get_or_create(&labels)
+                    .set(i64::try_from(sl.routes).unwrap_or(i64::MAX));
+                slaac_prefixes
+                    .get_or_create(&labels)
+                    .set(i64::try_from(sl.prefixes.len()).unwrap_or(i64::MAX));
+            }
+            for why in ["static", "auto", "probe", "docker", "slaac"] {
                 let n = u.answering.iter().filter(|a| a.why == why).count();
                 let mut labels = l.clone();
                 labels.push(("source", why.to_string()));
@@ -739,6 +759,58 @@ mod tests {
                 resident_memory_bytes: 4_194_304,
             },
         }
+    }
+
+    #[test]
+    fn slaac_interfaces_show_in_the_report_and_the_metrics() {
+        let mut status = sample();
+        let mac = "02:00:00:00:03:01".to_string();
+        status.uplinks[0].slaac = vec![SlaacStatus {
+            interface: "br0".into(),
+            index: Some(3),
+            prefixes: vec!["2001:db8:1::/64".into()],
+            deprecating: vec!["2001:db8:2::/64".into()],
+            stations: BTreeMap::from([(mac, vec!["2001:db8:1::ff:fe00:301".parse().unwrap()])]),
+            routes: 1,
+            dad_pending: 0,
+            dad_failed: vec!["2001:db8:1::77".parse().unwrap()],
+            dns: vec![],
+            other_ra_senders: vec!["fe80::9 (02:00:00:00:09:09)".into()],
+        }];
+        status.uplinks[0].counters.ras_sent = 4;
+        status.uplinks[0]
+            .counters
+            .slaac_refused
+            .add(crate::decide::slaac::Refused::FailedDad);
+        let text = status.render();
+        assert!(
+            text.contains("slaac on br0: prefixes 2001:db8:1::/64 (deprecating 2001:db8:2::/64); 1 route(s); DNS none"),
+            "{text}"
+        );
+        assert!(
+            text.contains("station 02:00:00:00:03:01: 2001:db8:1::ff:fe00:301"),
+            "{text}"
+        );
+        assert!(text.contains("failed: 2001:db8:1::77"), "{text}");
+        assert!(
+            text.contains("WARNING: other routers advertise here"),
+            "{text}"
+        );
+        assert!(text.contains("SLAAC refused: failed_dad=1"), "{text}");
+        let metrics = status.prometheus();
+        assert!(
+            metrics.contains("ndp_responder_slaac_routes{uplink=\"eth0\",interface=\"br0\"} 1"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("ndp_responder_slaac_ras_total{uplink=\"eth0\"} 4"),
+            "{metrics}"
+        );
+        assert!(metrics.contains(
+            "ndp_responder_slaac_refused_total{uplink=\"eth0\",reason=\"failed_dad\"} 1"
+        ));
+        let json = serde_json::to_string(&status).unwrap();
+        assert_eq!(serde_json::from_str::<Status>(&json).unwrap(), status);
     }
 
     #[test]

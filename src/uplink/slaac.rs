@@ -496,6 +496,9 @@ impl Responder {
 
     /// Send the advertisements that are due.
     fn slaac_send_due(&mut self, now: Instant) {
+        if !self.slaac.ifaces.values().any(|i| i.ra.next_due() <= now) {
+            return;
+        }
         let snap = self.table.load();
         let mtu = mtu_of(&self.ifname);
         let names: Vec<String> = self.slaac.ifaces.keys().cloned().collect();
