@@ -950,3 +950,43 @@ fn a_prefix_added_to_the_uplink_is_advertised_and_one_that_goes_is_deprecated() 
         .iter()
         .any(|a| uplink_prefix().contains(&a.addr) && a.usable() && !a.deprecated));
 }
+
+#[test]
+fn dns_servers_are_relayed_from_the_uplinks_router() {
+    use ndp_responder::ndp::{self, router::RouterAdvert};
+    let topo = slaac_topology(1);
+    let daemon = start(&topo);
+    configured(&topo, &daemon, 1, false);
+    // The provider's router advertises a DNS server on the uplink (RDNSS only: router lifetime
+    // 0 and no prefix, so the host's own routing is unchanged).
+    let mac: ndp::MacAddr = lab::ROUTER_MAC.parse().unwrap();
+    let ra = RouterAdvert {
+        eth_src: mac,
+        eth_dst: ndp::multicast_mac(&ndp::ALL_NODES),
+        ip_src: "fe80::ff:fe00:101".parse().unwrap(),
+        ip_dst: ndp::ALL_NODES,
+        hop_limit: 255,
+        code: 0,
+        cur_hop_limit: 64,
+        managed: false,
+        other: false,
+        router_lifetime: 0,
+        reachable_time: 0,
+        retrans_timer: 0,
+        source_lladdr: Some(mac),
+        mtu: None,
+        prefixes: vec![],
+        rdnss: Some((1800, vec!["2001:db8:ff::35".parse().unwrap()])),
+        dnssl: None,
+    };
+    let frame = ra.to_frame().unwrap();
+    assert_eq!(common::send_frames_in(&topo.router(), "r0", &[frame]), 1);
+    // The guests hear it from the host (asked with a solicitation: the answer is due at once).
+    let mut text = String::new();
+    let relayed = wait_until(Duration::from_secs(10), || {
+        text = String::from_utf8_lossy(&solicit_router(&topo, 1, 1).stdout).into_owned();
+        text.lines()
+            .any(|l| l.contains("Recursive DNS server") && l.contains("2001:db8:ff::35"))
+    });
+    assert!(relayed, "not relayed:\n{text}\n{}", daemon.log());
+}
