@@ -755,6 +755,29 @@ fn doctor_checks_what_the_slaac_mode_needs() {
             .any(|(s, m)| s == "warning" && m.contains("2001:db8:1::6 leaves by br9")),
         "{routes:?}"
     );
+    // The same from a configuration file with a slaac rule: its interface is checked, and
+    // its /64, on-link on the uplink by design, is not judged as a container prefix.
+    let scratch = common::Scratch::new("slaac-doctor");
+    let config = scratch.s("ndp-responder.toml");
+    std::fs::write(
+        &config,
+        "[[uplink]]\ninterface = \"eth0\"\n\n[[uplink.rule]]\nmode = \"slaac\"\ninterface = \"br0\"\n",
+    )
+    .unwrap();
+    let out = topo
+        .try_exec(&host, &[common::EXE, "doctor", "-c", &config, "--json"])
+        .unwrap();
+    let reports: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    let report = &reports[0];
+    assert!(findings(report, "route").is_empty(), "{report:#}");
+    assert!(
+        findings(report, "slaac_prefix")
+            .iter()
+            .any(|(s, m)| s == "ok" && m.contains("with the hosts on br0")),
+        "{report:#}"
+    );
+
     // Forwarding off, an address of the /64 on br0, a guests' interface that does not exist.
     topo.sysctl(&host, "net/ipv6/conf/all/forwarding", "0")
         .unwrap();
@@ -870,4 +893,60 @@ fn another_router_advertising_on_the_guests_bridge_is_seen_and_counted() {
         daemon.status(),
         daemon.log()
     );
+}
+
+#[test]
+fn a_prefix_added_to_the_uplink_is_advertised_and_one_that_goes_is_deprecated() {
+    let topo = slaac_topology(1);
+    let daemon = start(&topo);
+    configured(&topo, &daemon, 1, false);
+    // The provider adds a second /64 on the link (the host gets an address in it): followed.
+    let second: ipnet::Ipv6Net = "2001:db8:2::/64".parse().unwrap();
+    topo.exec(
+        &topo.host(),
+        &[
+            "ip",
+            "-6",
+            "addr",
+            "add",
+            "2001:db8:2::2/64",
+            "dev",
+            "eth0",
+            "nodad",
+        ],
+    )
+    .unwrap();
+    let found = topo
+        .wait_guest_addr(1, second, false, CONFIGURED_WITHIN)
+        .unwrap();
+    let Some(addr) = found else {
+        panic!(
+            "no address from {second} after the uplink got one: {:?}\n{}",
+            topo.guest_addrs(1),
+            daemon.log()
+        );
+    };
+    // It goes away: advertised with lifetime 0, so the guest stops preferring the address
+    // at once (RFC 4862 5.5.3 e keeps it valid two more hours, deprecated).
+    topo.exec(
+        &topo.host(),
+        &["ip", "-6", "addr", "del", "2001:db8:2::2/64", "dev", "eth0"],
+    )
+    .unwrap();
+    assert!(
+        wait_until(CONFIGURED_WITHIN, || topo
+            .guest_addrs(1)
+            .unwrap()
+            .iter()
+            .any(|a| a.addr == addr && a.deprecated)),
+        "{addr} is not deprecated after {second} left the uplink: {:?}\n{}",
+        topo.guest_addrs(1),
+        daemon.log()
+    );
+    // The first prefix is untouched.
+    assert!(topo
+        .guest_addrs(1)
+        .unwrap()
+        .iter()
+        .any(|a| uplink_prefix().contains(&a.addr) && a.usable() && !a.deprecated));
 }
