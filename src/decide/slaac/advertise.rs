@@ -231,6 +231,59 @@ pub fn advert(
     }
 }
 
+/// Servers and names relayed from one RA at most (an RA has room for a few; guests use 3).
+pub const MAX_RELAYED: usize = 8;
+
+/// What of the uplink router's advertisement may be relayed to the guests (RFC 8106): its
+/// RDNSS servers that the guests can reach (not link-local: that is the uplink's link, not
+/// theirs) and its DNSSL names, and for how long (the shorter of the options' lifetimes, a
+/// week at most). None if the RA is not valid from a router (RFC 4861 6.1.2: hop limit 255,
+/// code 0, a link-local source) or carries nothing to relay.
+pub fn relayable_dns(ra: &RouterAdvert) -> Option<(Vec<Ipv6Addr>, Vec<String>, Duration)> {
+    if ra.hop_limit != 255 || ra.code != 0 || !ra.ip_src.is_unicast_link_local() {
+        return None;
+    }
+    let servers: Vec<Ipv6Addr> = ra
+        .rdnss
+        .iter()
+        .flat_map(|(_, s)| s.iter())
+        .filter(|a| {
+            !(a.is_unicast_link_local()
+                || a.is_multicast()
+                || a.is_unspecified()
+                || a.is_loopback())
+        })
+        .take(MAX_RELAYED)
+        .copied()
+        .collect();
+    let names: Vec<String> = ra
+        .dnssl
+        .iter()
+        .flat_map(|(_, n)| n.iter())
+        .take(MAX_RELAYED)
+        .cloned()
+        .collect();
+    if servers.is_empty() && names.is_empty() {
+        return None;
+    }
+    let lifetime = [
+        ra.rdnss
+            .as_ref()
+            .filter(|_| !servers.is_empty())
+            .map(|(l, _)| *l),
+        ra.dnssl
+            .as_ref()
+            .filter(|_| !names.is_empty())
+            .map(|(l, _)| *l),
+    ]
+    .into_iter()
+    .flatten()
+    .min()
+    .unwrap_or(0)
+    .min(7 * 86_400);
+    Some((servers, names, Duration::from_secs(u64::from(lifetime))))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -319,5 +372,44 @@ mod tests {
         assert_eq!(advert(&c, vec![], None, true).router_lifetime, 0);
         let to = advert(&c, vec![], Some((ip("fe80::b"), B)), false);
         assert_eq!((to.ip_dst, to.eth_dst), (ip("fe80::b"), B));
+    }
+
+    #[test]
+    fn only_what_guests_can_use_is_relayed_from_the_uplink_router() {
+        let c = Content {
+            mac: A,
+            link_local: ip("fe80::1"),
+            mtu: None,
+            dns: vec![ip("fe80::53"), ip("2001:db8::53")],
+            search: vec!["example.net".into()],
+        };
+        let mut ra = advert(&c, vec![], None, false);
+        ra.dnssl = Some((300, c.search.clone()));
+        assert_eq!(
+            relayable_dns(&ra),
+            Some((
+                vec![ip("2001:db8::53")],
+                vec!["example.net".to_string()],
+                Duration::from_secs(300)
+            ))
+        );
+        // Not from a router's link-local address, or forwarded: nothing.
+        let global = RouterAdvert {
+            ip_src: ip("2001:db8::1"),
+            ..ra.clone()
+        };
+        assert_eq!(relayable_dns(&global), None);
+        let forwarded = RouterAdvert {
+            hop_limit: 254,
+            ..ra.clone()
+        };
+        assert_eq!(relayable_dns(&forwarded), None);
+        // Only a link-local server: nothing the guests could reach.
+        let local_only = RouterAdvert {
+            rdnss: Some((600, vec![ip("fe80::53")])),
+            dnssl: None,
+            ..ra
+        };
+        assert_eq!(relayable_dns(&local_only), None);
     }
 }

@@ -11,7 +11,7 @@
 //! its own (it is [`super::Slaac`]'s).
 
 use std::net::Ipv6Addr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tracing::{debug, info, warn};
 
@@ -176,23 +176,12 @@ impl Responder {
                 let Ok(ra) = RouterAdvert::parse(frame) else {
                     return;
                 };
-                if ra.hop_limit != 255
-                    || ra.eth_src == snap.mac
-                    || !ra.ip_src.is_unicast_link_local()
-                {
+                if ra.eth_src == snap.mac {
                     return;
                 }
-                let dns = ra.rdnss.clone().unwrap_or_default();
-                let search = ra.dnssl.clone().unwrap_or_default();
-                let lifetime = dns.0.max(search.0).min(7 * 86_400);
-                if dns.1.is_empty() && search.1.is_empty() {
-                    return;
+                if let Some((dns, search, lifetime)) = plan::relayable_dns(&ra) {
+                    self.slaac.relayed = Some((dns, search, now + lifetime));
                 }
-                self.slaac.relayed = Some((
-                    dns.1,
-                    search.1,
-                    now + Duration::from_secs(u64::from(lifetime)),
-                ));
             }
             Some(ndp::ICMPV6_NEIGHBOR_ADVERT) => {
                 let Ok(na) = NeighborAdvert::parse(frame) else {
