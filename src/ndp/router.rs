@@ -187,9 +187,10 @@ impl RouterAdvert {
                 (OPT_MTU, 8) if ra.mtu.is_none() => ra.mtu = Some(u32_at(o, 4)),
                 (OPT_PREFIX_INFO, 32) => {
                     let addr: [u8; 16] = o[16..32].try_into().unwrap_or_default();
+                    // Host bits after the prefix length are ignored (RFC 4861 4.6.2).
                     if let Ok(prefix) = Ipv6Net::new(Ipv6Addr::from(addr), o[2]) {
                         ra.prefixes.push(PrefixInfo {
-                            prefix,
+                            prefix: prefix.trunc(),
                             on_link: o[3] & PI_FLAG_ON_LINK != 0,
                             autonomous: o[3] & PI_FLAG_AUTONOMOUS != 0,
                             valid_lifetime: u32_at(o, 4),
@@ -207,7 +208,10 @@ impl RouterAdvert {
                     ra.rdnss = Some((u32_at(o, 4), servers));
                 }
                 (OPT_DNSSL, len) if ra.dnssl.is_none() && len >= 16 => {
-                    ra.dnssl = Some((u32_at(o, 4), decode_names(&o[8..])));
+                    let names = decode_names(&o[8..]);
+                    if !names.is_empty() {
+                        ra.dnssl = Some((u32_at(o, 4), names));
+                    }
                 }
                 _ => {}
             }
@@ -320,16 +324,26 @@ fn decode_names(data: &[u8]) -> Vec<String> {
             if len == 0 {
                 break;
             }
-            let Some(label) = data.get(at..at + usize::from(len)).filter(|_| len <= 63) else {
+            // A label is at most 63 octets; one that holds a dot or is not UTF-8 cannot be
+            // written back as a name: the list ends there.
+            let Some(label) = data
+                .get(at..at + usize::from(len))
+                .filter(|l| len <= 63 && !l.contains(&b'.'))
+                .and_then(|l| std::str::from_utf8(l).ok())
+            else {
                 break 'names;
             };
-            labels.push(String::from_utf8_lossy(label).into_owned());
+            labels.push(label.to_string());
             at += usize::from(len);
         }
         if labels.is_empty() {
             break; // padding
         }
-        names.push(labels.join("."));
+        let name = labels.join(".");
+        if encode_name(&name).is_none() {
+            break; // longer than 255 octets
+        }
+        names.push(name);
     }
     names
 }
