@@ -579,3 +579,50 @@ fn dns_servers_are_relayed_from_the_uplinks_router() {
     });
     assert!(relayed, "not relayed:\n{text}\n{}", daemon.log());
 }
+
+#[test]
+fn a_guest_cannot_make_the_host_answer_for_more_than_16_addresses() {
+    use ndp_responder::decide::slaac::Refused;
+    let topo = slaac_topology(1);
+    let daemon = start(&topo);
+    let stable = configured(&topo, &daemon, 1, false);
+    // Twenty more, by hand (each with its duplicate address detection): past the cap of 16
+    // per MAC, the rest are refused and counted, and never answered upstream.
+    let extra: Vec<String> = (1..=20).map(|i| format!("2001:db8:1::c:{i:x}")).collect();
+    for addr in &extra {
+        topo.guest_add_addr(1, addr).unwrap();
+    }
+    let mut last = None;
+    let capped = wait_until(Duration::from_secs(15), || {
+        let Some(st) = daemon.status() else {
+            return false;
+        };
+        let refused = common::by(&st.uplinks[0].counters.slaac_refused, Refused::PerMacCap);
+        let learned = st.uplinks[0].slaac[0]
+            .stations
+            .get(&lab::guest_mac(1))
+            .map_or(0, Vec::len);
+        last = Some((learned, refused));
+        learned == 16 && refused >= 5
+    });
+    assert!(
+        capped,
+        "(learned, refused for the cap) = {last:?}; expected 16 learned and the other 5 of 21 refused\n{}",
+        daemon.log()
+    );
+    let st = common::status(&daemon);
+    let learned = st.uplinks[0].slaac[0].stations[&lab::guest_mac(1)].clone();
+    assert!(learned.contains(&stable), "{learned:?}");
+    assert_eq!(st.uplinks[0].slaac[0].routes, 16);
+    // A refused one is not answered upstream.
+    let refused = extra
+        .iter()
+        .find(|a| !learned.contains(&a.parse().unwrap()))
+        .unwrap();
+    topo.router_forget(refused).unwrap();
+    let answer = common::solicit(&topo, refused);
+    assert!(
+        !answer.as_deref().is_some_and(|l| l.contains(lab::HOST_MAC)),
+        "{refused}, past the cap, answered: {answer:?}"
+    );
+}
