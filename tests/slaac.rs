@@ -626,3 +626,108 @@ fn a_guest_cannot_make_the_host_answer_for_more_than_16_addresses() {
         "{refused}, past the cap, answered: {answer:?}"
     );
 }
+
+#[test]
+fn an_uplink_configured_by_router_advertisements_shares_the_prefix_it_learned() {
+    let topo = slaac_topology(1);
+    let host = topo.host();
+    // The provider's router advertises another /64 on the link, and routes it there; the
+    // host, forwarding, accepts advertisements only with accept_ra=2.
+    topo.exec(
+        &topo.router(),
+        &[
+            "ip",
+            "-6",
+            "addr",
+            "add",
+            "2001:db8:3::1/64",
+            "dev",
+            "r0",
+            "nodad",
+        ],
+    )
+    .unwrap();
+    topo.sysctl(&host, "net/ipv6/conf/eth0/accept_ra", "2")
+        .unwrap();
+    let ra = router_advert(
+        lab::ROUTER_MAC,
+        "fe80::ff:fe00:101",
+        1800,
+        Some("2001:db8:3::/64"),
+        None,
+    );
+    assert_eq!(common::send_frames_in(&topo.router(), "r0", &[ra]), 1);
+    let host_addr = "2001:db8:3::ff:fe00:201";
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            let out = topo
+                .exec(&host, &["ip", "-6", "addr", "show", "dev", "eth0"])
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).contains(host_addr)
+        }),
+        "the host did not autoconfigure {host_addr} on its uplink"
+    );
+    // doctor is content with accept_ra=2, and says what to do without it.
+    let doctor = |args: &[&str]| {
+        let mut full = vec![
+            common::EXE,
+            "doctor",
+            "-i",
+            "eth0",
+            "--json",
+            "--slaac",
+            "br0",
+        ];
+        full.extend_from_slice(args);
+        let out = topo.try_exec(&host, &full).unwrap();
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let problems = |report: &serde_json::Value| -> Vec<String> {
+        report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["severity"] != "ok")
+            .map(|f| f["check"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let report = doctor(&[]);
+    assert_eq!(problems(&report), Vec::<String>::new(), "{report:#}");
+    topo.sysctl(&host, "net/ipv6/conf/eth0/accept_ra", "1")
+        .unwrap();
+    let report = doctor(&[]);
+    assert_eq!(
+        problems(&report),
+        vec!["accept_ra".to_string()],
+        "{report:#}"
+    );
+    topo.sysctl(&host, "net/ipv6/conf/eth0/accept_ra", "2")
+        .unwrap();
+
+    // The daemon shares both /64s of the uplink; the guest takes an address in the learned
+    // one, reachable from the router's address in it.
+    let daemon = start(&topo);
+    let learned: ipnet::Ipv6Net = "2001:db8:3::/64".parse().unwrap();
+    let addr = topo
+        .wait_guest_addr(1, learned, false, CONFIGURED_WITHIN)
+        .unwrap()
+        .unwrap_or_else(|| {
+            panic!(
+                "no address from {learned}: {:?}\n{}",
+                topo.guest_addrs(1),
+                daemon.log()
+            )
+        });
+    configured(&topo, &daemon, 1, false);
+    assert!(
+        replies(
+            &topo,
+            &topo.router(),
+            Some("2001:db8:3::1"),
+            &addr.to_string(),
+            Duration::from_secs(10)
+        ),
+        "{addr} does not answer pings from 2001:db8:3::1\n{}",
+        daemon.log()
+    );
+}

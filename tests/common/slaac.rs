@@ -8,7 +8,10 @@
 use std::net::Ipv6Addr;
 use std::time::Duration;
 
-use ndp_responder::ndp::{self, router::RouterAdvert};
+use ndp_responder::ndp::{
+    self,
+    router::{PrefixInfo, RouterAdvert},
+};
 use ndp_responder::tools::lab::{self, wait_until, Daemon, Topology, GATEWAY, INTERNET_ADDR};
 
 use super::exe;
@@ -126,6 +129,19 @@ pub fn has_route(topo: &Topology, addr: Ipv6Addr) -> bool {
 /// route and no prefix (router lifetime 0), with `rdnss` if given: what another router on a
 /// link could send without changing anyone's routing.
 pub fn quiet_advert(mac: &str, ip_src: &str, rdnss: Option<&str>) -> Vec<u8> {
+    router_advert(mac, ip_src, 0, None, rdnss)
+}
+
+/// A router advertisement frame from `mac`/`ip_src` to all nodes: a default router for
+/// `router_lifetime` seconds, `prefix` on-link and autonomous (valid an hour, preferred half)
+/// if given, `rdnss` if given.
+pub fn router_advert(
+    mac: &str,
+    ip_src: &str,
+    router_lifetime: u16,
+    prefix: Option<&str>,
+    rdnss: Option<&str>,
+) -> Vec<u8> {
     let mac: ndp::MacAddr = mac.parse().unwrap();
     RouterAdvert {
         eth_src: mac,
@@ -137,12 +153,21 @@ pub fn quiet_advert(mac: &str, ip_src: &str, rdnss: Option<&str>) -> Vec<u8> {
         cur_hop_limit: 64,
         managed: false,
         other: false,
-        router_lifetime: 0,
+        router_lifetime,
         reachable_time: 0,
         retrans_timer: 0,
         source_lladdr: Some(mac),
         mtu: None,
-        prefixes: vec![],
+        prefixes: prefix
+            .map(|p| PrefixInfo {
+                prefix: p.parse().unwrap(),
+                on_link: true,
+                autonomous: true,
+                valid_lifetime: 3600,
+                preferred_lifetime: 1800,
+            })
+            .into_iter()
+            .collect(),
         rdnss: rdnss.map(|a| (1800, vec![a.parse().unwrap()])),
         dnssl: None,
     }
