@@ -4,7 +4,7 @@
 //! depends on (forwarding, accept_ra).
 //!
 //! Owns: [`RTPROT_NDP_RESPONDER`], [`add_host_route`], [`del_host_route`], [`own_routes`],
-//! [`flush_own_routes`], [`bridge_macs`], [`ipv6_sysctl`], [`forwarding`], [`accept_ra`].
+//! [`flush_own_routes`], [`ipv6_sysctl`], [`forwarding`], [`accept_ra`].
 //!
 //! Must not: add, replace or delete a route whose protocol is not [`RTPROT_NDP_RESPONDER`],
 //! or a route outside the main table; decide which addresses deserve a route (that is
@@ -15,14 +15,13 @@ use std::net::Ipv6Addr;
 use std::path::Path;
 
 use neli::consts::nl::NlmF;
-use neli::consts::rtnl::{Nda, Nud, RtAddrFamily, RtScope, RtTable, Rta, Rtm, Rtn, Rtprot};
+use neli::consts::rtnl::{RtAddrFamily, RtScope, RtTable, Rta, Rtm, Rtn, Rtprot};
 use neli::err::RouterError;
 use neli::nl::NlPayload;
 use neli::router::asynchronous::NlRouterReceiverHandle;
 use neli::rtnl::{RtattrBuilder, Rtmsg, RtmsgBuilder};
 use neli::types::{Buffer, RtBuffer};
 
-use super::view::neighbours;
 use super::*;
 
 /// The routing protocol number (`rtm_protocol`, `ip route ... proto N`) of every route this
@@ -186,38 +185,6 @@ pub async fn flush_own_routes(h: &Handle, ifindex: Option<u32>) -> Result<usize,
         }
     }
     Ok(removed)
-}
-
-/// The MACs the bridge `bridge` has learned on its ports (its forwarding database, without
-/// the permanent entries of its own and its ports' addresses): is a station still there?
-pub async fn bridge_macs(h: &Handle, bridge: u32) -> Result<Vec<MacAddr>, Error> {
-    consistent(|| read_bridge_macs(h, bridge)).await
-}
-
-async fn read_bridge_macs(h: &Handle, bridge: u32) -> Result<Vec<MacAddr>, Error> {
-    let mut found = Vec::new();
-    let family = RtAddrFamily::UnrecognizedConst(AF_BRIDGE);
-    neighbours(h, family, neli::consts::rtnl::Ntf::empty(), |n| {
-        if n.ndm_state().contains(Nud::PERMANENT) {
-            return;
-        }
-        let (mut mac, mut master) = (None, None);
-        for attr in n.rtattrs().iter() {
-            let payload = attr.rta_payload().as_ref();
-            match attr.rta_type() {
-                Nda::Lladdr => mac = attr_mac(payload),
-                Nda::Master => master = attr_u32(payload),
-                _ => {}
-            }
-        }
-        if let (Some(mac), Some(master)) = (mac, master) {
-            if master == bridge && !found.contains(&mac) {
-                found.push(mac);
-            }
-        }
-    })
-    .await?;
-    Ok(found)
 }
 
 /// An IPv6 sysctl of interface `ifname` ("all" and "default" are names too), e.g.
