@@ -1,8 +1,8 @@
 //! End-to-end tests of the SLAAC mode (`--slaac IFACE`, issue 17): guests on the host's bridge
 //! autoconfigure addresses from the uplink's /64 with the Linux kernel as their stack (nothing
 //! configured by hand inside them), and are reachable from the provider's router and the
-//! Internet stand-in through the hypervisor's anti-spoof filter. Also the kernel side on its
-//! own: the /128 routes of our protocol, and that nothing else is ever touched.
+//! Internet stand-in through the hypervisor's anti-spoof filter. The host side without guests
+//! (the routes API, doctor) is tests/slaac_host.rs; the helpers are tests/common/slaac.rs.
 //!
 //! State is read through the kernel's tables (`ip`), packet captures and the daemon's control
 //! socket, never its log (which is only printed when an assertion fails).
@@ -12,249 +12,9 @@ mod common;
 use std::net::Ipv6Addr;
 use std::time::{Duration, Instant};
 
+use common::slaac::*;
 use common::{exe, slaac_topology, start_capture_with};
-use ndp_responder::sources::netlink::{self, routes};
-use ndp_responder::tools::lab::{
-    self, wait_until, Daemon, Topology, GATEWAY, INTERNET_ADDR, NEIGHBOUR_ADDR,
-};
-use ndp_responder::tools::netns;
-
-/// A bare namespace of one test (no topology), removed when dropped.
-struct Bare(String);
-
-impl Bare {
-    fn new(name: &str) -> Bare {
-        let ns = format!("ndpt{}x{name}", std::process::id());
-        let _ = netns::delete(&ns);
-        netns::add(&ns).unwrap_or_else(|e| panic!("creating namespace {ns}: {e}"));
-        Bare(ns)
-    }
-
-    fn ip(&self, args: &str) -> String {
-        let args: Vec<&str> = args.split_whitespace().collect();
-        let out = netns::exec(&self.0, &[&["ip"], args.as_slice()].concat())
-            .unwrap_or_else(|e| panic!("{e}"));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// Run `f` with a netlink handle inside this namespace, on a runtime of its own.
-    fn netlink<T: Send>(&self, f: impl AsyncFnOnce(&netlink::Handle) -> T + Send) -> T {
-        netns::run_in(&self.0, || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                let h = netlink::connect().await.unwrap();
-                f(&h).await
-            })
-        })
-        .unwrap()
-    }
-}
-
-impl Drop for Bare {
-    fn drop(&mut self) {
-        let _ = netns::delete(&self.0);
-    }
-}
-
-fn a(s: &str) -> Ipv6Addr {
-    s.parse().unwrap()
-}
-
-#[test]
-fn host_routes_touch_only_routes_of_our_protocol() {
-    let ns = Bare::new("routes");
-    // Two veth pairs (the kernel may lack the dummy driver), both ends up: carrier.
-    for (dev, peer) in [("d0", "p0"), ("d1", "p1")] {
-        ns.ip(&format!("link add {dev} type veth peer name {peer}"));
-        ns.ip(&format!("link set {peer} up"));
-        ns.ip(&format!("link set {dev} up"));
-    }
-    let (d0, d1) = ns.netlink(async |_| {
-        (
-            netlink::ifindex("d0").unwrap(),
-            netlink::ifindex("d1").unwrap(),
-        )
-    });
-    // Routes of others: a static and a boot /128, ours in another table, another protocol's
-    // /128 to the same address as one we will be asked for.
-    ns.ip("-6 route add 2001:db8::1/128 dev d0 proto static");
-    ns.ip("-6 route add 2001:db8::2/128 dev d0 proto boot");
-    ns.ip("-6 route add 2001:db8::3/128 dev d0 proto 110 table 100");
-    ns.ip("-6 route add 2001:db8::/64 dev d1 proto static");
-    let others = |ns: &Bare| {
-        let mut all = ns.ip("-6 route show table all");
-        all.retain(|c| c != '\r');
-        all.lines()
-            .filter(|l| {
-                l.starts_with("2001:db8::") && !l.contains("proto 110 ") || l.contains("table 100")
-            })
-            .map(str::to_string)
-            .collect::<Vec<_>>()
-    };
-    let before = others(&ns);
-    assert_eq!(before.len(), 4, "{before:?}");
-
-    let outcome = ns.netlink(async |h| {
-        let mut out = Vec::new();
-        out.push(routes::add_host_route(h, a("2001:db8::10"), d0).await);
-        out.push(routes::add_host_route(h, a("2001:db8::11"), d1).await);
-        // Again: already there, ours: fine.
-        out.push(routes::add_host_route(h, a("2001:db8::10"), d0).await);
-        let listed = routes::own_routes(h).await.unwrap();
-        // Someone else's route to that address: left alone, and an error.
-        let taken = routes::add_host_route(h, a("2001:db8::1"), d0).await;
-        // Deleting "ours" where only someone else's is: nothing happens.
-        out.push(routes::del_host_route(h, a("2001:db8::2"), d0).await);
-        (out, listed, taken)
-    });
-    let (out, mut listed, taken) = outcome;
-    assert!(out.iter().all(Result::is_ok), "{out:?}");
-    listed.sort();
-    assert_eq!(
-        listed,
-        vec![(a("2001:db8::10"), d0), (a("2001:db8::11"), d1)]
-    );
-    let err = taken
-        .expect_err("a static route to the address exists")
-        .to_string();
-    assert!(
-        err.contains("2001:db8::1/128") && err.contains("left alone"),
-        "{err}"
-    );
-    let shown = ns.ip("-6 route show proto 110");
-    assert!(
-        shown.contains("2001:db8::10 dev d0") && shown.contains("2001:db8::11 dev d1"),
-        "{shown}"
-    );
-    assert_eq!(others(&ns), before, "a route of another protocol changed");
-
-    // Flushing one interface, then all: only ours, only in the main table.
-    let (one, rest, left) = ns.netlink(async |h| {
-        let one = routes::flush_own_routes(h, Some(d0)).await.unwrap();
-        let after_one = routes::own_routes(h).await.unwrap();
-        let rest = routes::flush_own_routes(h, None).await.unwrap();
-        (one, rest, after_one)
-    });
-    assert_eq!((one, rest), (1, 1));
-    assert_eq!(left, vec![(a("2001:db8::11"), d1)]);
-    assert_eq!(ns.ip("-6 route show proto 110").trim(), "");
-    assert_eq!(others(&ns), before, "a route of another protocol changed");
-}
-
-// ---------------------------------------------------------------------------------------
-// The SLAAC topology: guests behind br0, the daemon run with `-i eth0 --slaac br0`.
-
-/// How long a guest may take to autoconfigure once the daemon runs: its router solicitation
-/// is answered within a second, then one second of duplicate address detection; the rest is
-/// room for a loaded machine.
-const CONFIGURED_WITHIN: Duration = Duration::from_secs(20);
-/// The issue's bound for a gone station: no answer and no route within 30 s.
-const GONE_WITHIN: Duration = Duration::from_secs(30);
-/// Once its route is gone, an address is no longer the host's to answer for: the router's
-/// traffic would leave by the uplink again. Room for the daemon to notice, no more.
-const UNANSWERED_AFTER_ROUTE: Duration = Duration::from_secs(3);
-
-fn uplink_prefix() -> ipnet::Ipv6Net {
-    lab::UPLINK_PREFIX.parse().unwrap()
-}
-
-/// The bridge's link-local address (from its fixed MAC, EUI-64): the guests' router.
-fn bridge_link_local() -> String {
-    let mac: ndp_responder::ndp::MacAddr = lab::GUEST_BRIDGE_MAC.parse().unwrap();
-    let m = mac.0;
-    let word = |a: u8, b: u8| u16::from_be_bytes([a, b]);
-    Ipv6Addr::new(
-        0xfe80,
-        0,
-        0,
-        0,
-        word(m[0] ^ 2, m[1]),
-        word(m[2], 0xff),
-        word(0xfe, m[3]),
-        word(m[4], m[5]),
-    )
-    .to_string()
-}
-
-fn start(topo: &Topology) -> Daemon {
-    topo.start_daemon(exe(), &["--slaac", "br0"])
-        .unwrap_or_else(|e| panic!("starting the daemon with --slaac br0: {e}"))
-}
-
-/// Guest `n`'s stable (or temporary) address from the uplink's /64, once usable; panics
-/// with what the guest and the daemon show if it does not come.
-fn configured(topo: &Topology, daemon: &Daemon, n: usize, temporary: bool) -> Ipv6Addr {
-    let found = topo
-        .wait_guest_addr(n, uplink_prefix(), temporary, CONFIGURED_WITHIN)
-        .unwrap();
-    found.unwrap_or_else(|| {
-        panic!(
-            "guest {n} has no usable {} address in {} after {CONFIGURED_WITHIN:?}: {:?}, default route {:?}\n{}",
-            if temporary { "temporary" } else { "stable" },
-            lab::UPLINK_PREFIX,
-            topo.guest_addrs(n),
-            topo.guest_default_route(n),
-            daemon.log()
-        )
-    })
-}
-
-/// Ping `dst` from namespace `ns` (from `src` if given) until one reply comes, up to
-/// `within`; whether one did.
-fn replies(topo: &Topology, ns: &str, src: Option<&str>, dst: &str, within: Duration) -> bool {
-    wait_until(within, || {
-        topo.ping_in(ns, src, dst, 2)
-            .map(|(_, received)| received > 0)
-            .unwrap_or(false)
-    })
-}
-
-/// The router and the Internet stand-in reach `addr` (through the anti-spoof filter: the
-/// router resolves it with a solicitation the daemon answers).
-fn assert_reachable_from_outside(topo: &Topology, daemon: &Daemon, addr: &str) {
-    for src in [GATEWAY, INTERNET_ADDR] {
-        let ns = if src == GATEWAY {
-            topo.router()
-        } else {
-            topo.internet()
-        };
-        assert!(
-            replies(topo, &ns, Some(src), addr, Duration::from_secs(10)),
-            "{addr} does not answer pings from {src}; router's entry {:?}; host routes {:?}; host's neighbours on br0: {:?}\n{}",
-            topo.router_neighbour(addr),
-            topo.host_slaac_routes(),
-            topo.exec(&topo.host(), &["ip", "-6", "neigh", "show", "dev", "br0"])
-                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned()),
-            daemon.log()
-        );
-    }
-}
-
-/// rdisc6 in guest `n` (once its link-local address is usable): `tries` solicitations a
-/// second apart, until the first advertisement (printed); it fails if none comes.
-fn solicit_router(topo: &Topology, n: usize, tries: u32) -> std::process::Output {
-    assert!(
-        topo.wait_guest_link_local(n, Duration::from_secs(10))
-            .unwrap(),
-        "guest {n}'s link-local address stays tentative"
-    );
-    let tries = tries.to_string();
-    topo.try_exec(
-        &topo.guest(n),
-        &["rdisc6", "-1", "-r", &tries, "-w", "1000", "eth0"],
-    )
-    .unwrap()
-}
-
-fn has_route(topo: &Topology, addr: Ipv6Addr) -> bool {
-    topo.host_slaac_routes()
-        .unwrap()
-        .iter()
-        .any(|(a, dev)| *a == addr && dev == "br0")
-}
+use ndp_responder::tools::lab::{self, wait_until, GATEWAY, INTERNET_ADDR, NEIGHBOUR_ADDR};
 
 #[test]
 fn without_the_daemon_guests_get_neither_address_nor_router() {
@@ -680,139 +440,6 @@ fn restarting_the_daemon_keeps_the_guests_reachable_and_clears_stale_routes() {
 }
 
 /// `doctor -i eth0 --json ARGS` in the host namespace: (exit code, report).
-fn doctor(topo: &Topology, args: &[&str]) -> (i32, serde_json::Value) {
-    let mut full = vec![common::EXE, "doctor", "-i", "eth0", "--json"];
-    full.extend_from_slice(args);
-    let out = topo.try_exec(&topo.host(), &full).unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let report = serde_json::from_str(&text).unwrap_or_else(|e| {
-        panic!(
-            "doctor printed no JSON ({e}): {text}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    (out.status.code().unwrap_or(-1), report)
-}
-
-/// The findings of `check` in a report, as (severity, message).
-fn findings(report: &serde_json::Value, check: &str) -> Vec<(String, String)> {
-    report["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|f| f["check"] == check)
-        .map(|f| {
-            (
-                f["severity"].as_str().unwrap().to_string(),
-                f["message"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
-}
-
-#[test]
-fn doctor_checks_what_the_slaac_mode_needs() {
-    let topo = slaac_topology(1);
-    let host = topo.host();
-    // A ready host: nothing to fix, and it says what it would share.
-    let (code, report) = doctor(&topo, &["--slaac", "br0"]);
-    assert_eq!(code, 0, "{report:#}");
-    assert!(
-        findings(&report, "slaac_prefix")
-            .iter()
-            .any(|(s, m)| s == "ok" && m.contains("sharing 2001:db8:1::/64 of eth0")),
-        "{report:#}"
-    );
-    // Our routes are listed, one elsewhere is a stray; routes of others are not ours.
-    topo.exec(&host, &["ip", "link", "add", "br9", "type", "bridge"])
-        .unwrap();
-    topo.exec(&host, &["ip", "link", "set", "br9", "up"])
-        .unwrap();
-    for (addr, dev, proto) in [
-        ("2001:db8:1::5", "br0", "110"),
-        ("2001:db8:1::6", "br9", "110"),
-        ("2001:db8:1::7", "br0", "static"),
-    ] {
-        topo.exec(
-            &host,
-            &["ip", "-6", "route", "add", addr, "dev", dev, "proto", proto],
-        )
-        .unwrap();
-    }
-    let (code, report) = doctor(&topo, &["--slaac", "br0"]);
-    assert_eq!(code, 1, "{report:#}");
-    let routes = findings(&report, "slaac_routes");
-    assert!(
-        routes.contains(&(
-            "ok".into(),
-            "1 /128 route(s) of ndp-responder (proto 110) on br0: 2001:db8:1::5".into()
-        )),
-        "{routes:?}"
-    );
-    assert!(
-        routes
-            .iter()
-            .any(|(s, m)| s == "warning" && m.contains("2001:db8:1::6 leaves by br9")),
-        "{routes:?}"
-    );
-    // The same from a configuration file with a slaac rule: its interface is checked, and
-    // its /64, on-link on the uplink by design, is not judged as a container prefix.
-    let scratch = common::Scratch::new("slaac-doctor");
-    let config = scratch.s("ndp-responder.toml");
-    std::fs::write(
-        &config,
-        "[[uplink]]\ninterface = \"eth0\"\n\n[[uplink.rule]]\nmode = \"slaac\"\ninterface = \"br0\"\n",
-    )
-    .unwrap();
-    let out = topo
-        .try_exec(&host, &[common::EXE, "doctor", "-c", &config, "--json"])
-        .unwrap();
-    let reports: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
-    let report = &reports[0];
-    assert!(findings(report, "route").is_empty(), "{report:#}");
-    assert!(
-        findings(report, "slaac_prefix")
-            .iter()
-            .any(|(s, m)| s == "ok" && m.contains("with the hosts on br0")),
-        "{report:#}"
-    );
-
-    // Forwarding off, an address of the /64 on br0, a guests' interface that does not exist.
-    topo.sysctl(&host, "net/ipv6/conf/all/forwarding", "0")
-        .unwrap();
-    topo.exec(
-        &host,
-        &[
-            "ip",
-            "-6",
-            "addr",
-            "add",
-            "2001:db8:1::b/64",
-            "dev",
-            "br0",
-            "nodad",
-        ],
-    )
-    .unwrap();
-    let (_, report) = doctor(&topo, &["--slaac", "br0", "--slaac", "nosuch0"]);
-    assert_eq!(
-        findings(&report, "forwarding")[0].0,
-        "problem",
-        "{report:#}"
-    );
-    assert_eq!(
-        findings(&report, "slaac_on_link")[0].0,
-        "problem",
-        "{report:#}"
-    );
-    assert!(
-        findings(&report, "slaac_interface")
-            .iter()
-            .any(|(s, m)| s == "problem" && m.contains("'nosuch0'")),
-        "{report:#}"
-    );
-}
 
 #[test]
 fn another_guests_address_fails_detection_and_is_not_taken_over() {
@@ -852,33 +479,12 @@ fn another_guests_address_fails_detection_and_is_not_taken_over() {
 
 #[test]
 fn another_router_advertising_on_the_guests_bridge_is_seen_and_counted() {
-    use ndp_responder::ndp::{self, router::RouterAdvert};
     let topo = slaac_topology(2);
     let daemon = start(&topo);
     configured(&topo, &daemon, 2, false);
     // Guest 2 runs a router advertisement daemon of its own (router lifetime 0: it does not
     // offer itself as a default router, so the other guest's routing is unchanged).
-    let mac: ndp::MacAddr = lab::guest_mac(2).parse().unwrap();
-    let ra = RouterAdvert {
-        eth_src: mac,
-        eth_dst: ndp::multicast_mac(&ndp::ALL_NODES),
-        ip_src: "fe80::ff:fe00:302".parse().unwrap(),
-        ip_dst: ndp::ALL_NODES,
-        hop_limit: 255,
-        code: 0,
-        cur_hop_limit: 64,
-        managed: false,
-        other: false,
-        router_lifetime: 0,
-        reachable_time: 0,
-        retrans_timer: 0,
-        source_lladdr: Some(mac),
-        mtu: None,
-        prefixes: vec![],
-        rdnss: None,
-        dnssl: None,
-    };
-    let frame = ra.to_frame().unwrap();
+    let frame = quiet_advert(&lab::guest_mac(2), "fe80::ff:fe00:302", None);
     assert_eq!(common::send_frames_in(&topo.guest(2), "eth0", &[frame]), 1);
     let seen = common::wait_status(&daemon, Duration::from_secs(5), |st| {
         st.uplinks[0].counters.foreign_ras >= 1
@@ -949,4 +555,74 @@ fn a_prefix_added_to_the_uplink_is_advertised_and_one_that_goes_is_deprecated() 
         .unwrap()
         .iter()
         .any(|a| uplink_prefix().contains(&a.addr) && a.usable() && !a.deprecated));
+}
+
+#[test]
+fn dns_servers_are_relayed_from_the_uplinks_router() {
+    let topo = slaac_topology(1);
+    let daemon = start(&topo);
+    configured(&topo, &daemon, 1, false);
+    // The provider's router advertises a DNS server on the uplink (RDNSS only: router lifetime
+    // 0 and no prefix, so the host's own routing is unchanged).
+    let frame = quiet_advert(
+        lab::ROUTER_MAC,
+        "fe80::ff:fe00:101",
+        Some("2001:db8:ff::35"),
+    );
+    assert_eq!(common::send_frames_in(&topo.router(), "r0", &[frame]), 1);
+    // The guests hear it from the host (asked with a solicitation: the answer is due at once).
+    let mut text = String::new();
+    let relayed = wait_until(Duration::from_secs(10), || {
+        text = String::from_utf8_lossy(&solicit_router(&topo, 1, 1).stdout).into_owned();
+        text.lines()
+            .any(|l| l.contains("Recursive DNS server") && l.contains("2001:db8:ff::35"))
+    });
+    assert!(relayed, "not relayed:\n{text}\n{}", daemon.log());
+}
+
+#[test]
+fn a_guest_cannot_make_the_host_answer_for_more_than_16_addresses() {
+    use ndp_responder::decide::slaac::Refused;
+    let topo = slaac_topology(1);
+    let daemon = start(&topo);
+    let stable = configured(&topo, &daemon, 1, false);
+    // Twenty more, by hand (each with its duplicate address detection): past the cap of 16
+    // per MAC, the rest are refused and counted, and never answered upstream.
+    let extra: Vec<String> = (1..=20).map(|i| format!("2001:db8:1::c:{i:x}")).collect();
+    for addr in &extra {
+        topo.guest_add_addr(1, addr).unwrap();
+    }
+    let mut last = None;
+    let capped = wait_until(Duration::from_secs(15), || {
+        let Some(st) = daemon.status() else {
+            return false;
+        };
+        let refused = common::by(&st.uplinks[0].counters.slaac_refused, Refused::PerMacCap);
+        let learned = st.uplinks[0].slaac[0]
+            .stations
+            .get(&lab::guest_mac(1))
+            .map_or(0, Vec::len);
+        last = Some((learned, refused));
+        learned == 16 && refused >= 5
+    });
+    assert!(
+        capped,
+        "(learned, refused for the cap) = {last:?}; expected 16 learned and the other 5 of 21 refused\n{}",
+        daemon.log()
+    );
+    let st = common::status(&daemon);
+    let learned = st.uplinks[0].slaac[0].stations[&lab::guest_mac(1)].clone();
+    assert!(learned.contains(&stable), "{learned:?}");
+    assert_eq!(st.uplinks[0].slaac[0].routes, 16);
+    // A refused one is not answered upstream.
+    let refused = extra
+        .iter()
+        .find(|a| !learned.contains(&a.parse().unwrap()))
+        .unwrap();
+    topo.router_forget(refused).unwrap();
+    let answer = common::solicit(&topo, refused);
+    assert!(
+        !answer.as_deref().is_some_and(|l| l.contains(lab::HOST_MAC)),
+        "{refused}, past the cap, answered: {answer:?}"
+    );
 }

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod engine;
+pub mod slaac;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
