@@ -1,7 +1,8 @@
 //! The rules that say which addresses we answer for, and the snapshot the packet path reads.
 //!
 //! Owns: [`Rule`] (a prefix and how its targets are known: static, auto from the kernel,
-//! probed downstream), [`Snapshot`] (the rules plus the kernel facts the policy needs: the
+//! probed downstream, a Docker network, SLAAC guests routed by the SLAAC duty; a SLAAC rule
+//! without a prefix resolved to the uplink's global /64s, [`Rule::resolve`]), [`Snapshot`] (the rules plus the kernel facts the policy needs: the
 //! uplink's identity and own addresses, the gateways, the routes, the targets known behind
 //! downstream interfaces), its construction from a [`KernelView`] ([`Snapshot::build`], pure),
 //! and [`TargetTable`], which publishes snapshots so the packet path reads the current one

@@ -1,8 +1,9 @@
 //! The classic BPF program that keeps everything but our solicitations out of user space.
 //!
 //! Owns: building the program ([`ndp_filter`]: incoming only, not for other stations, Ethernet
-//! II + IPv6 + ICMPv6 of one type, the target in one of the rules' prefixes) and attaching it
-//! atomically ([`attach_filter`]).
+//! II + IPv6 + ICMPv6 of one type, the target in one of the rules' prefixes; and
+//! [`icmp_types_filter`]: the same without targets, for a few ICMPv6 types, for the SLAAC
+//! sockets) and attaching it atomically ([`attach_filter`]).
 //!
 //! Must not: parse frames in user space.
 

@@ -2,7 +2,7 @@
 //!
 //! Owns: opening the socket (with a clear error when CAP_NET_RAW is missing), the classic BPF
 //! program that lets only incoming ICMPv6 Neighbor Solicitations (or, for probes, Neighbor
-//! Advertisements) reach user space, the per-socket all-multicast membership, the receive ring
+//! Advertisements; for SLAAC, the guests' RS/RA/NS/NA and the uplink's RA/NA) reach user space, the per-socket all-multicast membership, the receive ring
 //! the uplink's solicitations arrive in ([`PacketSocket::recv_batch`]: PACKET_MMAP, no system
 //! call per frame), batched sending ([`TxQueue`], one `sendmmsg` per batch), and non-blocking
 //! `recv`/`send` of single frames for the low-volume sockets.

@@ -6,7 +6,7 @@
 //! Owns: the RS/RA wire layout, [`RouterSolicit`] and [`RouterAdvert`] (parse and emit are
 //! symmetric: what one writes the other reads back), the encoding of DNSSL domain names.
 //! The Ethernet/IPv6 layer, the structural checks and the one checksum are the parent's
-//! ([`super::IcmpFrame`], [`super::packet`]).
+//! (its ICMPv6 frame layer, and [`super::packet`]).
 //!
 //! Must not: do I/O, decide what to advertise (that is [`crate::decide::slaac`]), or panic on
 //! any input: a malformed frame is a [`ParseError`], an option we do not know is skipped.

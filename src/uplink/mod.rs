@@ -5,7 +5,8 @@
 //! [`Responder`] state, and the loop ([`run`]) that waits for frames, advertisements, timers,
 //! snapshot changes, status requests and reloads, and hands each to the file that owns the
 //! duty: [`answer`] (the journey of one solicitation), [`probing`], [`upstream`] (keepalive and
-//! announcements), [`refresh`] (snapshot, reload, interfaces) and [`report`] (status).
+//! announcements), [`refresh`] (snapshot, reload, interfaces), [`report`] (status) and
+//! [`slaac`] (sharing the uplink's /64 with the guests on a bridge).
 //!
 //! Must not: parse packets or decide answers itself; that is [`crate::ndp`] and
 //! [`crate::decide`]. Signals, the control socket and systemd belong to [`crate::service`].

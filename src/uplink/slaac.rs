@@ -31,7 +31,7 @@ use super::Responder;
 use crate::decide::slaac::{self as plan, Content, Prefixes, RaDue, RaSchedule, Stations};
 use crate::decide::targets::Snapshot;
 use crate::link::{Capture, PacketSocket, RECV_BUF_LEN};
-use crate::ndp::router::RouterAdvert;
+use crate::ndp::router::{RouterAdvert, RouterSolicit};
 use crate::ndp::{self, MacAddr, NeighborSolicit};
 use crate::sources::netlink::{self, routes};
 use crate::status::SlaacStatus;
@@ -365,6 +365,21 @@ impl Responder {
             // The guests the kernel knows there (it forwarded to them): asked at once, so that
             // a restart relearns them without waiting for the router to ask (their answers
             // are learned like any other).
+            // Another router on the interface (radvd, networkd's IPv6SendRA) answers this at
+            // once: it is warned about and counted from the start, not at its next RA.
+            let all_routers = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 2);
+            let rs = RouterSolicit {
+                eth_src: mac,
+                eth_dst: ndp::multicast_mac(&all_routers),
+                ip_src: link_local,
+                ip_dst: all_routers,
+                hop_limit: 255,
+                code: 0,
+                source_lladdr: Some(mac),
+            };
+            if !send_small(&reader, |b| rs.emit(b)) {
+                self.counters.send_errors += 1;
+            }
             let prefixes = prefixes_of(&snap, name);
             if let Ok(view) = netlink::kernel_view(&self.handle).await {
                 self.slaac_checks(&view, name);

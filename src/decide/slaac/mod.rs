@@ -20,7 +20,7 @@ use ipnet::Ipv6Net;
 
 use crate::ndp::MacAddr;
 
-mod advertise;
+pub mod advertise;
 pub use advertise::*;
 
 /// Bounds and times of the station table.
