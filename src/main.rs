@@ -33,6 +33,7 @@ fn main() -> ExitCode {
             (None, ifname) => doctor::run(doctor::Request {
                 ifname: ifname.unwrap_or_default(),
                 prefixes: args.subnets,
+                slaac: args.slaac,
                 probe: args.probe,
                 json: args.json,
             }),

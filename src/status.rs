@@ -108,7 +108,33 @@ pub struct UplinkStatus {
     /// switches).
     #[serde(default)]
     pub mld_groups: usize,
+    /// The SLAAC interfaces of its slaac rules (issue 17).
+    #[serde(default)]
+    pub slaac: Vec<SlaacStatus>,
     pub counters: Counters,
+}
+
+/// A SLAAC interface: what is advertised there and who was learned.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlaacStatus {
+    pub interface: String,
+    pub index: Option<u32>,
+    /// Prefixes advertised (A=1, L=0).
+    pub prefixes: Vec<String>,
+    /// Prefixes that went away, advertised with lifetime 0 a few more times.
+    pub deprecating: Vec<String>,
+    /// Learned addresses by station MAC; each has a /128 route of ours to the interface.
+    pub stations: BTreeMap<String, Vec<Ipv6Addr>>,
+    /// Routes of ours to the interface (one per learned address).
+    pub routes: usize,
+    /// Guests' DAD relayed upstream and not yet decided.
+    pub dad_pending: usize,
+    /// Addresses that failed DAD (upstream), neither learned nor answered for a while.
+    pub dad_failed: Vec<Ipv6Addr>,
+    /// DNS servers advertised (configured, or relayed from the uplink's router).
+    pub dns: Vec<Ipv6Addr>,
+    /// Other routers advertising on the interface ("source (MAC)").
+    pub other_ra_senders: Vec<String>,
 }
 
 /// A Docker (or Podman) network an uplink's docker rule follows, as the engine last said.
@@ -259,6 +285,15 @@ counters! {
         /// the next one to the same gateway from the same source replaced them).
         keepalives_failed => "keepalives failed", "keepalives_failed", "Gateway keepalive solicitations the gateway did not answer in time";
         announcements_sent => "announcements sent", "announcements", "Announcements sent (unsolicited NA and NS to the gateway)";
+        /// SLAAC (issue 17): Router Advertisements sent on the guests' interfaces.
+        ras_sent => "RAs sent", "slaac_ras", "Router Advertisements sent on SLAAC interfaces";
+        rs_answered => "RS answered", "slaac_rs_answered", "Router Solicitations answered with a unicast Router Advertisement";
+        dad_relayed => "DAD relayed", "slaac_dad_relayed", "Guests' duplicate address detection relayed to the uplink";
+        dad_defended => "DAD defended", "slaac_dad_defended", "Guests' duplicate address detection answered so that the guest gives the address up";
+        slaac_routes_added => "guest routes added", "slaac_routes_added", "Host routes added for learned SLAAC guest addresses";
+        slaac_routes_removed => "guest routes removed", "slaac_routes_removed", "Host routes of ours removed (station gone, stop, stale)";
+        foreign_ras => "other RAs seen", "slaac_foreign_ras", "Router Advertisements from another router on a SLAAC interface";
+        slaac_dropped => "SLAAC frames dropped", "slaac_dropped", "Frames of SLAAC interfaces dropped because the queue to the loop was full";
     }
     by_reason {
         /// Valid solicitations not answered.
@@ -271,6 +306,8 @@ counters! {
         withheld => "withheld", "withheld", "Sends of our own held back by a bound, by reason";
         /// Solicited-node groups wanted but not joined (each counted once until joined).
         mld_refused => "MLD joins refused", "mld_joins_refused", "Solicited-node groups wanted on the uplink but not joined, by reason";
+        /// Addresses seen on a SLAAC interface and not stood for upstream.
+        slaac_refused => "SLAAC refused", "slaac_refused", "Addresses claimed on a SLAAC interface and not stood for upstream, by reason";
     }
 }
 
@@ -288,6 +325,17 @@ impl Counters {
         }
         s
     }
+}
+
+/// Prefixes as an operator reads them: comma-separated, or "none".
+pub fn list_nets(nets: &[ipnet::Ipv6Net]) -> String {
+    if nets.is_empty() {
+        return "none".into();
+    }
+    nets.iter()
+        .map(|n| n.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Addresses as an operator reads them: comma-separated, or "none".
@@ -383,6 +431,43 @@ impl Status {
                 u.probe_cache_entries, u.probe_cache_max
             );
             let _ = writeln!(s, "  solicited-node groups joined: {}", u.mld_groups);
+            for sl in &u.slaac {
+                let _ = writeln!(
+                    s,
+                    "  slaac on {}: prefixes {}{}; {} route(s); DNS {}",
+                    sl.interface,
+                    if sl.prefixes.is_empty() {
+                        "none".into()
+                    } else {
+                        sl.prefixes.join(", ")
+                    },
+                    if sl.deprecating.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (deprecating {})", sl.deprecating.join(", "))
+                    },
+                    sl.routes,
+                    list(&sl.dns)
+                );
+                for (mac, addrs) in &sl.stations {
+                    let _ = writeln!(s, "    station {mac}: {}", list(addrs));
+                }
+                if sl.dad_pending > 0 || !sl.dad_failed.is_empty() {
+                    let _ = writeln!(
+                        s,
+                        "    DAD: {} relayed and pending; failed: {}",
+                        sl.dad_pending,
+                        list(&sl.dad_failed)
+                    );
+                }
+                if !sl.other_ra_senders.is_empty() {
+                    let _ = writeln!(
+                        s,
+                        "    WARNING: other routers advertise here: {}",
+                        sl.other_ra_senders.join(", ")
+                    );
+                }
+            }
             let c = &u.counters;
             let totals: Vec<String> = c
                 .totals()
@@ -478,6 +563,16 @@ impl Status {
             "docker_addresses",
             "Container addresses on the followed network, as the engine last reported them",
         );
+        let slaac_routes = gauge(
+            registry,
+            "slaac_routes",
+            "Learned SLAAC guest addresses (each with a /128 route of ours), per SLAAC interface",
+        );
+        let slaac_prefixes = gauge(
+            registry,
+            "slaac_prefixes",
+            "Prefixes advertised on a SLAAC interface",
+        );
         let engine_outages = counter(
             registry,
             "docker_engine_outages",
@@ -563,7 +658,17 @@ impl Status {
                     .get_or_create(&labels)
                     .inc_by(d.engine_outages);
             }
-            for why in ["static", "auto", "probe", "docker"] {
+            for sl in &u.slaac {
+                let mut labels = l.clone();
+                labels.push(("interface", sl.interface.clone()));
+                slaac_routes
+                    .get_or_create(&labels)
+                    .set(i64::try_from(sl.routes).unwrap_or(i64::MAX));
+                slaac_prefixes
+                    .get_or_create(&labels)
+                    .set(i64::try_from(sl.prefixes.len()).unwrap_or(i64::MAX));
+            }
+            for why in ["static", "auto", "probe", "docker", "slaac"] {
                 let n = u.answering.iter().filter(|a| a.why == why).count();
                 let mut labels = l.clone();
                 labels.push(("source", why.to_string()));
@@ -623,6 +728,7 @@ mod tests {
                     addresses: 3,
                 }],
                 mld_groups: 5,
+                slaac: vec![],
                 counters: {
                     #[derive(Clone, Copy)]
                     struct NotOurs;
@@ -653,6 +759,58 @@ mod tests {
                 resident_memory_bytes: 4_194_304,
             },
         }
+    }
+
+    #[test]
+    fn slaac_interfaces_show_in_the_report_and_the_metrics() {
+        let mut status = sample();
+        let mac = "02:00:00:00:03:01".to_string();
+        status.uplinks[0].slaac = vec![SlaacStatus {
+            interface: "br0".into(),
+            index: Some(3),
+            prefixes: vec!["2001:db8:1::/64".into()],
+            deprecating: vec!["2001:db8:2::/64".into()],
+            stations: BTreeMap::from([(mac, vec!["2001:db8:1::ff:fe00:301".parse().unwrap()])]),
+            routes: 1,
+            dad_pending: 0,
+            dad_failed: vec!["2001:db8:1::77".parse().unwrap()],
+            dns: vec![],
+            other_ra_senders: vec!["fe80::9 (02:00:00:00:09:09)".into()],
+        }];
+        status.uplinks[0].counters.ras_sent = 4;
+        status.uplinks[0]
+            .counters
+            .slaac_refused
+            .add(crate::decide::slaac::Refused::FailedDad);
+        let text = status.render();
+        assert!(
+            text.contains("slaac on br0: prefixes 2001:db8:1::/64 (deprecating 2001:db8:2::/64); 1 route(s); DNS none"),
+            "{text}"
+        );
+        assert!(
+            text.contains("station 02:00:00:00:03:01: 2001:db8:1::ff:fe00:301"),
+            "{text}"
+        );
+        assert!(text.contains("failed: 2001:db8:1::77"), "{text}");
+        assert!(
+            text.contains("WARNING: other routers advertise here"),
+            "{text}"
+        );
+        assert!(text.contains("SLAAC refused: failed_dad=1"), "{text}");
+        let metrics = status.prometheus();
+        assert!(
+            metrics.contains("ndp_responder_slaac_routes{uplink=\"eth0\",interface=\"br0\"} 1"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("ndp_responder_slaac_ras_total{uplink=\"eth0\"} 4"),
+            "{metrics}"
+        );
+        assert!(metrics.contains(
+            "ndp_responder_slaac_refused_total{uplink=\"eth0\",reason=\"failed_dad\"} 1"
+        ));
+        let json = serde_json::to_string(&status).unwrap();
+        assert_eq!(serde_json::from_str::<Status>(&json).unwrap(), status);
     }
 
     #[test]

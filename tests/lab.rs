@@ -56,7 +56,13 @@ fn assert_every_scenario_passed(out: &Output) {
         "lab failed:\n{text}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(text.matches("[PASS]").count(), 6, "{text}");
+    // Six on the default topology, two on the SLAAC one (guests that autoconfigure).
+    assert_eq!(text.matches("[PASS]").count(), 8, "{text}");
+    assert!(
+        text.contains("guests that autoconfigure")
+            || text.contains("Guests that autoconfigure (SLAAC)"),
+        "{text}"
+    );
     assert!(!text.contains("[FAIL]"), "{text}");
     assert!(
         text.contains("All scenarios behaved as expected."),
@@ -146,13 +152,18 @@ fn keep_leaves_the_lab_until_lab_down_which_is_idempotent() {
     let kept = lab_namespaces();
     assert_eq!(
         kept.len(),
-        7,
-        "router, hv, inet, host, three containers: {kept:?}"
+        14,
+        "router, hv, inet, host, three containers; and the SLAAC lab's router, hv, inet, \
+         host, neighbour station and two guests: {kept:?}"
+    );
+    assert!(
+        text.contains(&format!("ip netns exec {LAB_TAG}-s-g1 bash")),
+        "{text}"
     );
 
     let down = lab(&["down"]);
     assert!(down.status.success());
-    assert!(String::from_utf8_lossy(&down.stdout).contains("removed 7 namespace(s)"));
+    assert!(String::from_utf8_lossy(&down.stdout).contains("removed 14 namespace(s)"));
     assert_eq!(lab_namespaces(), Vec::<String>::new());
     let again = lab(&["down"]);
     assert!(again.status.success());

@@ -332,13 +332,14 @@ fn the_debian_package_holds_a_static_binary_unit_config_man_page_and_completions
             )
         },
     );
-    // Every setting and rule it shows commented out is valid too, once switched on.
+    // Every setting and rule it shows commented out is valid too, once switched on (four
+    // rules and the commented slaac rule).
     let all = scratch.0.join("all-examples.toml");
     std::fs::write(&all, uncomment_examples(&read(&config))).unwrap();
     let checked = output(Command::new(&bin).args(["check-config", "-c"]).arg(&all));
     let text = String::from_utf8_lossy(&checked.stdout);
     problems.check(
-        checked.status.success() && text.contains(": OK, 1 uplink(s), 4 rule(s)"),
+        checked.status.success() && text.contains(": OK, 1 uplink(s), 5 rule(s)"),
         || {
             format!(
                 "check-config of the configuration with its examples switched on: {}\n{text}{}",

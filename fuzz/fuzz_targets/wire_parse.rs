@@ -1,5 +1,5 @@
-//! Arbitrary bytes into the codec: `NeighborSolicit::parse` and `NeighborAdvert::parse` must
-//! never panic, and whatever parses must survive a round trip: emitted again, it re-parses to an
+//! Arbitrary bytes into the codec: `NeighborSolicit::parse`, `NeighborAdvert::parse`,
+//! `RouterSolicit::parse` and `RouterAdvert::parse` must never panic, and whatever parses must survive a round trip: emitted again, it re-parses to an
 //! equal value (parse and emit are symmetric), with a valid checksum, in a frame no longer than
 //! the input.
 //!
@@ -17,6 +17,7 @@
 mod common;
 
 use libfuzzer_sys::fuzz_target;
+use ndp_responder::ndp::router::{RouterAdvert, RouterSolicit};
 use ndp_responder::ndp::{self, NeighborAdvert, NeighborSolicit, ParseError};
 
 fuzz_target!(|frame: &[u8]| {
@@ -71,6 +72,7 @@ fn check(frame: &[u8]) {
         );
         assert_eq!(ns, Err(ParseError::WrongIcmpType));
     }
+    router(frame, ns);
     // Both parsers apply the same structural checks up to the ICMPv6 type, so when neither
     // reached its type check they fail for the same reason.
     if let (Err(a), Err(b)) = (ns, na) {
@@ -79,6 +81,41 @@ fn check(frame: &[u8]) {
                 a, b,
                 "NS and NA parsers disagree on a frame that is neither"
             );
+        }
+    }
+}
+
+/// The RS/RA codec (SLAAC): no panic, and a parsed message emitted again re-parses equal,
+/// with a valid checksum; its layers below ICMPv6 fail as the NS parser's do.
+fn router(frame: &[u8], ns: Result<NeighborSolicit, ParseError>) {
+    let rs = RouterSolicit::parse(frame);
+    let ra = RouterAdvert::parse(frame);
+    if let Ok(rs) = rs {
+        let mut buf = [0u8; 128];
+        let len = rs.emit(&mut buf).expect("an RS always fits 128 octets");
+        assert_eq!(RouterSolicit::parse(&buf[..len]), Ok(rs), "RS re-parse differs");
+        assert!(common::checksum_is_valid(&buf[..len]));
+    }
+    if let Ok(ra) = &ra {
+        // An RA larger than the IPv6 minimum MTU is not emitted (BufferTooSmall).
+        if let Ok(emitted) = ra.to_frame() {
+            assert_eq!(
+                RouterAdvert::parse(&emitted).as_ref(),
+                Ok(ra),
+                "RA re-parse differs; emitted {emitted:02x?}"
+            );
+            assert!(common::checksum_is_valid(&emitted), "{emitted:02x?}");
+        }
+    }
+    for other in [rs.err(), ra.err()].into_iter().flatten() {
+        if let Err(e) = ns {
+            if other != ParseError::WrongIcmpType
+                && other != ParseError::TooShort
+                && e != ParseError::WrongIcmpType
+                && e != ParseError::TooShort
+            {
+                assert_eq!(other, e, "RS/RA and NS parsers disagree below ICMPv6");
+            }
         }
     }
 }

@@ -64,7 +64,7 @@ pub struct Cli {
 #[derive(Debug, Args)]
 #[command(group(
     clap::ArgGroup::new("targets")
-        .args(["subnets", "auto", "probe", "docker_networks"])
+        .args(["subnets", "auto", "probe", "docker_networks", "slaac"])
         .multiple(true)
         .requires("ifname")
 ))]
@@ -114,6 +114,12 @@ pub struct RunArgs {
         value_delimiter = ','
     )]
     pub docker_networks: Vec<String>,
+
+    /// SLAAC rule: share the uplink's /64 with the hosts on IFACE (a bridge): advertise it
+    /// there (RA: A=1, L=0), learn the guests' addresses, route each to IFACE and answer for
+    /// it on the uplink (repeatable)
+    #[arg(long = "slaac", value_name = "IFACE")]
+    pub slaac: Vec<String>,
 
     /// How long a probed address is trusted before it is probed again (when in use; 1s to 1d)
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_probe_ttl)]
@@ -172,7 +178,7 @@ pub struct RunArgs {
 }
 
 impl RunArgs {
-    /// The rules, in the order given: static, auto, probe.
+    /// The rules, in the order given: static, auto, probe, docker, slaac.
     pub fn rules(&self) -> Vec<crate::decide::targets::Rule> {
         use crate::decide::targets::{Mode, Rule};
         let mut rules: Vec<Rule> = self
@@ -192,6 +198,7 @@ impl RunArgs {
             mode: Mode::Probe { via: via.clone() },
         }));
         rules.extend(self.docker_networks.iter().map(|n| Rule::docker(n)));
+        rules.extend(self.slaac.iter().map(|i| Rule::slaac(i)));
         rules
     }
 }
@@ -276,6 +283,11 @@ pub struct DoctorArgs {
         conflicts_with_all = ["ifname", "subnets", "probe"]
     )]
     pub config: Option<std::path::PathBuf>,
+
+    /// An interface whose hosts get addresses from the uplink's /64 (repeatable): checks
+    /// what the SLAAC mode needs there
+    #[arg(long = "slaac", value_name = "IFACE", conflicts_with = "config")]
+    pub slaac: Vec<String>,
 
     /// Actively ask the gateway, from this test address and from link-local, which NS
     /// sources it answers (sends at most 3 solicitations per source)

@@ -111,9 +111,13 @@ Without \fB\-i\fR, the daemon reads its configuration file (\fB/etc/ndp\-respond
 shortcut for one uplink of the same shape. Each rule says how the addresses of a prefix are
 known to be behind this host: \fBstatic\fR (every address of the prefix), \fBauto\fR (what the
 kernel knows behind a downstream interface: addresses, neighbours, /128 routes), \fBprobe\fR (an
-address that answers a Neighbor Solicitation sent downstream) or \fBdocker\fR (the containers of
-a Docker or Podman network). Whatever the rule, an address is answered only while the kernel
-routes it to an interface other than the uplink. Rules may overlap: an address is answered
+address that answers a Neighbor Solicitation sent downstream), \fBdocker\fR (the containers of
+a Docker or Podman network) or \fBslaac\fR (\fB\-\-slaac\fR \fIIFACE\fR: the uplink's /64 is
+shared with the guests on the bridge \fIIFACE\fR; the daemon sends them Router Advertisements
+(A=1, L=0: everything goes through the host), learns their addresses once no one upstream
+holds them, routes each to \fIIFACE\fR with a /128 of its own protocol, and makes a guest's
+duplicate address detection fail for an address in use upstream). Whatever the rule, an
+address is answered only while the kernel routes it to an interface other than the uplink. Rules may overlap: an address is answered
 when any rule that covers it says it is ours (a probe rule probes only what no other rule
 knows).
 .PP
@@ -127,7 +131,8 @@ one \fB[[uplink]]\fR table per uplink (\fBinterface\fR, \fBsource\fR, \fBrouter\
 \fBoverride\fR, \fBgateway_keepalive\fR, \fBannounce_interval\fR, \fBprobe_ttl\fR,
 \fBprobe_negative_ttl\fR, \fBrate_limit\fR, \fBrate_limit_per_source\fR), each with one or more
 \fB[[uplink.rule]]\fR tables (\fBprefix\fR, \fBmode\fR, and \fBinterface\fR for probe or
-\fBnetwork\fR for docker rules). Unknown keys, bad values and a rule covering a gateway of its
+\fBnetwork\fR for docker rules; a slaac rule has \fBinterface\fR, an optional /64 \fBprefix\fR
+(default: the uplink's global /64s, followed) and optional \fBdns\fR servers). Unknown keys, bad values and a rule covering a gateway of its
 uplink are refused with the file, the line and what to
 write instead; \fBndp\-responder check\-config\fR validates a file without changing anything.
 The example installed as \fB/etc/ndp\-responder.toml\fR:

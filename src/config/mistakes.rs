@@ -228,7 +228,7 @@ fn hint_for(message: &str) -> &'static str {
     } else if message.contains("missing field `interface`") {
         " (every [[uplink]] names its interface)"
     } else if message.contains("missing field `mode`") {
-        " (every [[uplink.rule]] has mode = \"static\", \"auto\", \"probe\" or \"docker\")"
+        " (every [[uplink.rule]] has mode = \"static\", \"auto\", \"probe\", \"docker\" or \"slaac\")"
     } else {
         ""
     }

@@ -27,9 +27,12 @@
 //!
 //! [[uplink.rule]]
 //! prefix = "2001:db8:1::d:0/112"
-//! mode = "static"              # static | auto | probe | docker
-//! # interface = "br0"          # probe: downstream interface (else chosen by route)
+//! mode = "static"              # static | auto | probe | docker | slaac
+//! # interface = "br0"          # probe: downstream interface (else chosen by route);
+//! #                            # slaac: the guests' bridge (required)
 //! # network = "ipv6exposed"    # docker: network name (prefix optional: limits the addresses)
+//! # dns = ["2001:db8::53"]     # slaac: RDNSS for the guests (else relayed from the uplink's RA)
+//! # (slaac: prefix optional, a /64; default the uplink's global /64s, followed)
 //! ```
 //!
 //! Must not: touch the system (`check-config` validates without it).
@@ -131,6 +134,8 @@ struct RuleEntry {
     interface: Option<Spanned<String>>,
     #[serde(default)]
     network: Option<Spanned<String>>,
+    #[serde(default)]
+    dns: Option<Spanned<Vec<String>>>,
 }
 
 /// A configuration error, pointing at the line to fix.
@@ -277,6 +282,12 @@ pub fn parse(path: &str, text: &str) -> Result<Config, ConfigError> {
         for entry in &up.rule {
             let rule = rule_from(entry.get_ref())
                 .map_err(|(span, message)| err(span.unwrap_or(entry.span()), message))?;
+            if rule.slaac_interface() == Some(name.as_str()) {
+                return Err(err(
+                    entry.span(),
+                    format!("the slaac rule names the uplink {name} itself: give the bridge the guests are on, e.g. interface = \"br0\""),
+                ));
+            }
             rules.push((rule, entry.span()));
         }
         let limits = crate::decide::ratelimit::Limits::default();
@@ -375,6 +386,14 @@ pub fn from_flags(args: &args::RunArgs) -> Result<Options, String> {
             "-N/--docker-network is empty: name the network (see `docker network ls`)".into(),
         );
     }
+    if args.slaac.iter().any(String::is_empty) {
+        return Err("--slaac is empty: name the guests' bridge, e.g. --slaac br0".into());
+    }
+    if args.slaac.contains(&ifname) {
+        return Err(format!(
+            "--slaac {ifname} names the uplink itself: give the bridge the guests are on (e.g. --slaac br0)"
+        ));
+    }
     let rules = args.rules();
     Ok(Options {
         ifname,
@@ -423,11 +442,51 @@ fn rule_from(entry: &RuleEntry) -> Result<Rule, RuleError> {
         }
     };
     let mode = entry.mode.get_ref().as_str();
+    if mode != "slaac" {
+        if let Some(dns) = &entry.dns {
+            return Err((
+                Some(dns.span()),
+                format!("dns applies to slaac rules, not {mode}: remove it"),
+            ));
+        }
+    }
     match mode {
+        "slaac" => {
+            refuse(&entry.network, "network applies to docker rules, not slaac")?;
+            let interface = entry
+                .interface
+                .as_ref()
+                .map(|i| i.get_ref().clone())
+                .filter(|i| !i.is_empty())
+                .ok_or((
+                    Some(entry.mode.span()),
+                    "a slaac rule needs interface = \"br0\" (the bridge the guests are on)"
+                        .to_string(),
+                ))?;
+            let prefix = match &entry.prefix {
+                Some(p) => {
+                    values::parse_slaac_prefix(p.get_ref()).map_err(|e| (Some(p.span()), e))?
+                }
+                None => Ipv6Net::default(),
+            };
+            let dns = match &entry.dns {
+                Some(d) => d
+                    .get_ref()
+                    .iter()
+                    .map(|s| values::parse_dns_server(s))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| (Some(d.span()), format!("dns: {e}")))?,
+                None => Vec::new(),
+            };
+            Ok(Rule {
+                prefix,
+                mode: Mode::Slaac { interface, dns },
+            })
+        }
         "static" | "auto" => {
             refuse(
                 &entry.interface,
-                &format!("interface applies to probe rules, not {mode}"),
+                &format!("interface applies to probe and slaac rules, not {mode}"),
             )?;
             refuse(
                 &entry.network,
@@ -453,7 +512,7 @@ fn rule_from(entry: &RuleEntry) -> Result<Rule, RuleError> {
         "docker" => {
             refuse(
                 &entry.interface,
-                "interface applies to probe rules, not docker",
+                "interface applies to probe and slaac rules, not docker",
             )?;
             let network = entry
                 .network
@@ -471,7 +530,7 @@ fn rule_from(entry: &RuleEntry) -> Result<Rule, RuleError> {
         }
         other => Err((
             Some(entry.mode.span()),
-            format!("mode \"{other}\" is not one of static, auto, probe, docker"),
+            format!("mode \"{other}\" is not one of static, auto, probe, docker, slaac"),
         )),
     }
 }
@@ -813,6 +872,71 @@ mode = "auto"
     }
 
     #[test]
+    fn slaac_rules_from_the_file_and_the_flags() {
+        let file = parse(
+            "x",
+            "[[uplink]]\ninterface = \"eth0\"\n[[uplink.rule]]\nmode = \"slaac\"\ninterface = \"br0\"\ndns = [\"2001:db8::53\"]\n[[uplink.rule]]\nmode = \"slaac\"\ninterface = \"br1\"\nprefix = \"2001:db8:7::/64\"\n",
+        )
+        .unwrap();
+        let rules = &file.uplinks[0].rules;
+        assert_eq!(
+            rules[0].mode,
+            Mode::Slaac {
+                interface: "br0".into(),
+                dns: vec!["2001:db8::53".parse().unwrap()]
+            }
+        );
+        assert_eq!(
+            rules[0].prefix.prefix_len(),
+            0,
+            "the uplink's /64s, resolved live"
+        );
+        assert_eq!(
+            rules[1].prefix,
+            "2001:db8:7::/64".parse::<Ipv6Net>().unwrap()
+        );
+        let slaac = |rest: &str| {
+            format!("[[uplink]]\ninterface = \"eth0\"\n[[uplink.rule]]\nmode = \"slaac\"\n{rest}")
+        };
+        let e = error(&slaac(""));
+        assert!(e.message.contains("needs interface = \"br0\""), "{e}");
+        let e = error(&slaac(
+            "interface = \"br0\"\nprefix = \"2001:db8:1::d:0/112\"\n",
+        ));
+        assert!(e.message.contains("SLAAC needs a /64"), "{e}");
+        assert_eq!(e.line, 6);
+        let e = error(&slaac("interface = \"br0\"\ndns = [\"fe80::1\"]\n"));
+        assert!(
+            e.message.contains("dns: 'fe80::1' cannot be a DNS server"),
+            "{e}"
+        );
+        let e = error(&slaac("interface = \"eth0\"\n"));
+        assert!(e.message.contains("names the uplink eth0 itself"), "{e}");
+        let e = error("[[uplink]]\ninterface = \"eth0\"\n[[uplink.rule]]\nmode = \"static\"\nprefix = \"2001:db8:1::d:0/112\"\ndns = [\"2001:db8::53\"]\n");
+        assert!(e.message.contains("dns applies to slaac rules"), "{e}");
+
+        let cli = args::Cli::try_parse_from([
+            "ndp-responder",
+            "-i",
+            "eth0",
+            "--slaac",
+            "br0",
+            "--slaac",
+            "br1",
+        ])
+        .unwrap();
+        let options = from_flags(&cli.run).unwrap();
+        assert_eq!(options.rules, vec![Rule::slaac("br0"), Rule::slaac("br1")]);
+        assert_eq!(options.rules[0].to_string(), "uplink /64 (slaac on br0)");
+        let cli =
+            args::Cli::try_parse_from(["ndp-responder", "-i", "eth0", "--slaac", "eth0"]).unwrap();
+        assert!(from_flags(&cli.run)
+            .unwrap_err()
+            .contains("names the uplink itself"));
+        assert!(args::Cli::try_parse_from(["ndp-responder", "--slaac", "br0"]).is_err());
+    }
+
+    #[test]
     fn mode_specific_fields_are_checked() {
         let base = "[[uplink]]\ninterface = \"eth0\"\n[[uplink.rule]]\n";
         let cases = [
@@ -824,7 +948,7 @@ mode = "auto"
             ),
             (
                 "prefix = \"2001:db8::/64\"\nmode = \"auto\"\ninterface = \"br0\"\n",
-                "interface applies to probe rules",
+                "interface applies to probe and slaac rules",
             ),
             (
                 "prefix = \"2001:db8::/64\"\nmode = \"proxy\"\n",

@@ -66,6 +66,37 @@ pub fn parse_probe_addr(s: &str) -> Result<std::net::Ipv6Addr, String> {
     Ok(addr)
 }
 
+/// A DNS server advertised to SLAAC guests (RDNSS, RFC 8106): a unicast address they can
+/// reach (a link-local one is only reachable on the uplink, not on the guests' link).
+pub fn parse_dns_server(s: &str) -> Result<std::net::Ipv6Addr, String> {
+    let addr: std::net::Ipv6Addr = s.parse().map_err(|_| {
+        format!("'{s}' is not an IPv6 address: give a DNS server, e.g. 2001:db8::53")
+    })?;
+    if addr.is_multicast()
+        || addr.is_unspecified()
+        || addr.is_loopback()
+        || addr.is_unicast_link_local()
+    {
+        return Err(format!(
+            "'{s}' cannot be a DNS server for the guests: give a global unicast address"
+        ));
+    }
+    Ok(addr)
+}
+
+/// The prefix of a SLAAC rule: a /64, since SLAAC forms 64-bit interface identifiers
+/// (RFC 4862 5.5.3 d, RFC 4291 2.5.1).
+pub fn parse_slaac_prefix(s: &str) -> Result<Ipv6Net, String> {
+    let net = parse_prefix(s)?;
+    if net.prefix_len() != 64 {
+        return Err(format!(
+            "'{s}' is a /{}: SLAAC needs a /64 (guests form 64-bit interface identifiers); leave prefix out to share the uplink's /64",
+            net.prefix_len()
+        ));
+    }
+    Ok(net)
+}
+
 /// `PREFIX` or `PREFIX@IFACE`.
 pub fn parse_probe_rule(s: &str) -> Result<(Ipv6Net, Option<String>), String> {
     match s.split_once('@') {

@@ -363,7 +363,15 @@ pub fn decide<'a>(ns: &NeighborSolicit, snap: &'a Snapshot, settings: &Settings)
     }
     // We answer only for what the host forwards elsewhere: a target routed back out of the
     // uplink is another station's (or nobody's), and answering for it would loop.
-    let oif = match snap.route_oif(&ns.target) {
+    // A SLAAC prefix is the uplink's own on-link /64: its addresses route out of the uplink
+    // until the SLAAC duty routes a learned guest to its interface. Until then (a guest not
+    // learned yet, or not since a restart) it is probed there, never answered unseen.
+    let route = snap.route_oif(&ns.target);
+    let out_of_uplink = route.is_none() || route == Some(snap.uplink);
+    if let (true, Some((rule, via))) = (out_of_uplink, slaac_route(snap, &ns.target)) {
+        return Decision::Probe { kind, rule, via };
+    }
+    let oif = match route {
         None => return ignore(Ignored::NoRoute),
         Some(Some(oif)) if Some(oif) == snap.uplink => return ignore(Ignored::RoutedToUplink),
         Some(oif) => oif,
@@ -391,6 +399,10 @@ pub fn decide<'a>(ns: &NeighborSolicit, snap: &'a Snapshot, settings: &Settings)
                 probed = true;
                 Err(Ignored::NoDownstream)
             }
+            // Routed to its interface (see above): our /128 says the guest was learned.
+            Mode::Slaac { .. } if snap.known.contains(&ns.target) => Ok(()),
+            // Routed elsewhere (a narrower range on another interface): not a guest's.
+            Mode::Slaac { .. } => Err(Ignored::UnknownDownstream),
         };
         match knows {
             Ok(()) => return answer(ns, kind, rule, snap, settings),
@@ -468,15 +480,41 @@ pub fn probe_interface(snap: &Snapshot, target: &Ipv6Addr) -> Option<u32> {
 /// on, and that interface.
 fn probe_route<'a>(snap: &'a Snapshot, target: &Ipv6Addr) -> Option<(&'a Rule, u32)> {
     snap.rules_for(target).find_map(|rule| {
-        let Mode::Probe { via } = &rule.mode else {
-            return None;
-        };
-        let index = match via {
-            Some(name) => snap.downstream_named(name)?,
-            None => snap.route_oif(target)??,
+        let index = match &rule.mode {
+            Mode::Probe { via: Some(name) } => snap.downstream_named(name)?,
+            Mode::Probe { via: None } => snap.route_oif(target)??,
+            // While the address routes out of the uplink (see `decide`), or to the interface.
+            Mode::Slaac { interface, .. } => {
+                let index = snap.downstream_named(interface)?;
+                let route = snap.route_oif(target);
+                let ours = matches!(route, None | Some(None))
+                    || route == Some(snap.uplink)
+                    || route == Some(Some(index));
+                ours.then_some(index)?
+            }
+            _ => return None,
         };
         (Some(index) != snap.uplink && snap.downstream.contains_key(&index))
             .then_some((rule, index))
+    })
+}
+
+/// Is `target` a SLAAC guest's address not learned yet? Its probe only makes the guest speak
+/// on its interface, where the SLAAC duty verifies and learns it: it is answered once its
+/// route is there (a guest answering a probe for an address in use upstream must not get it).
+pub fn awaits_route(snap: &Snapshot, target: &Ipv6Addr) -> bool {
+    !snap.known.contains(target)
+        && snap
+            .rules_for(target)
+            .next()
+            .is_some_and(|r| r.slaac_interface().is_some())
+}
+
+/// The first SLAAC rule covering `target` whose interface exists, and that interface.
+fn slaac_route<'a>(snap: &'a Snapshot, target: &Ipv6Addr) -> Option<(&'a Rule, u32)> {
+    snap.rules_for(target).find_map(|rule| {
+        let index = snap.downstream_named(rule.slaac_interface()?)?;
+        (Some(index) != snap.uplink).then_some((rule, index))
     })
 }
 
@@ -975,6 +1013,47 @@ mod tests {
     }
 
     #[test]
+    fn slaac_answers_learned_guests_and_probes_the_rest_on_its_interface() {
+        let s = Settings::default();
+        let slaac = Mode::Slaac {
+            interface: "br0".into(),
+            dns: vec![],
+        };
+        let mut snap = with_rules(vec![rule("2001:db8:1::/64", slaac)]);
+        snap.known = HashSet::new();
+        // The /64 is the uplink's on-link prefix: an unknown guest is probed on br0 (3).
+        match decide(&resolution("2001:db8:1::77"), &snap, &s) {
+            Decision::Probe { via, rule, .. } => {
+                assert_eq!(via, 3);
+                assert!(matches!(rule.mode, Mode::Slaac { .. }));
+            }
+            other => panic!("{other:?}"),
+        }
+        // Learned: routed to br0 by our /128, known: answered.
+        snap.routes.insert(0, (net("2001:db8:1::77/128"), Some(3)));
+        snap.known.insert(ip("2001:db8:1::77"));
+        assert!(matches!(
+            decide(&resolution("2001:db8:1::77"), &snap, &s),
+            Decision::Answer { .. }
+        ));
+        // Never the host's own nor the gateway's, whatever a guest claims.
+        assert_eq!(
+            decide(&resolution("2001:db8:1::2"), &snap, &s),
+            Decision::Ignore(Kind::Resolution, Ignored::UplinkAddress)
+        );
+        assert_eq!(
+            decide(&resolution("2001:db8:1::1"), &snap, &s),
+            Decision::Ignore(Kind::Resolution, Ignored::Gateway)
+        );
+        // A range inside the /64 routed elsewhere (containers on wg0) keeps its own rule.
+        assert!(matches!(
+            decide(&resolution("2001:db8:1::e:9"), &snap, &s),
+            Decision::Ignore(..)
+        ));
+        assert_eq!(probe_interface(&snap, &ip("2001:db8:1::78")), Some(3));
+    }
+
+    #[test]
     fn probe_rule_asks_for_a_probe_on_the_routed_or_named_interface() {
         let s = Settings::default();
         let snap = with_rules(vec![rule("2001:db8:1::d:0/112", Mode::Probe { via: None })]);
@@ -1101,7 +1180,8 @@ mod tests {
             Mode::Static => Some(true),
             Mode::Auto => Some(target == "2001:db8:1::d:2"),
             Mode::Docker { .. } => Some(target == "2001:db8:1::d:5"),
-            Mode::Probe { .. } => None,
+            // SLAAC has its own test (the pairs here route ::d:0/112 to br0, not the uplink).
+            Mode::Probe { .. } | Mode::Slaac { .. } => None,
         };
         let refusal = |mode: &Mode| match mode {
             Mode::Auto => Ignored::UnknownDownstream,

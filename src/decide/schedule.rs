@@ -54,8 +54,14 @@ impl Jitter {
     }
 
     /// `interval` times the factor (bounded, so that the product cannot overflow).
-    fn spread(&mut self, interval: Duration) -> Duration {
+    pub(crate) fn spread(&mut self, interval: Duration) -> Duration {
         bounded(bounded(interval).mul_f64(self.factor()))
+    }
+
+    /// A duration drawn uniformly from [0, `max`] (a random delay, e.g. RFC 4861 6.2.6's).
+    pub(crate) fn below(&mut self, max: Duration) -> Duration {
+        let unit = (self.factor() - (1.0 - JITTER)) / (2.0 * JITTER);
+        bounded(max).mul_f64(unit.clamp(0.0, 1.0))
     }
 }
 

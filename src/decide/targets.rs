@@ -1,7 +1,8 @@
 //! The rules that say which addresses we answer for, and the snapshot the packet path reads.
 //!
 //! Owns: [`Rule`] (a prefix and how its targets are known: static, auto from the kernel,
-//! probed downstream), [`Snapshot`] (the rules plus the kernel facts the policy needs: the
+//! probed downstream, a Docker network, SLAAC guests routed by the SLAAC duty; a SLAAC rule
+//! without a prefix resolved to the uplink's global /64s, [`Rule::resolve`]), [`Snapshot`] (the rules plus the kernel facts the policy needs: the
 //! uplink's identity and own addresses, the gateways, the routes, the targets known behind
 //! downstream interfaces), its construction from a [`KernelView`] ([`Snapshot::build`], pure),
 //! and [`TargetTable`], which publishes snapshots so the packet path reads the current one
@@ -34,6 +35,15 @@ pub enum Mode {
     Probe { via: Option<String> },
     /// Addresses of the containers connected to this Docker (or Podman) network.
     Docker { network: String },
+    /// The prefix is shared with the hosts on `interface` by SLAAC (issue 17): we advertise
+    /// it there, learn the guests' addresses and route each to `interface` with a /128 of
+    /// our own; those routes make them targets. `dns`: RDNSS servers to advertise (else the
+    /// uplink's are relayed). Without a prefix of its own (`::/0` in the rule as written),
+    /// [`Snapshot::build`] gives the rule the uplink's global /64s, followed when they change.
+    Slaac {
+        interface: String,
+        dns: Vec<Ipv6Addr>,
+    },
 }
 
 impl fmt::Display for Mode {
@@ -44,6 +54,7 @@ impl fmt::Display for Mode {
             Mode::Probe { via: None } => f.write_str("probe"),
             Mode::Probe { via: Some(i) } => write!(f, "probe@{i}"),
             Mode::Docker { network } => write!(f, "docker network {network}"),
+            Mode::Slaac { interface, .. } => write!(f, "slaac on {interface}"),
         }
     }
 }
@@ -59,12 +70,59 @@ impl fmt::Display for Rule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (&self.mode, self.prefix.prefix_len()) {
             (Mode::Docker { .. }, 0) => write!(f, "{}", self.mode),
+            (Mode::Slaac { .. }, 0) => write!(f, "uplink /64 ({})", self.mode),
             _ => write!(f, "{} ({})", self.prefix, self.mode),
         }
     }
 }
 
 impl Rule {
+    /// A SLAAC rule for `interface` with the uplink's /64s (`--slaac IFACE`).
+    pub fn slaac(interface: &str) -> Rule {
+        Rule {
+            prefix: Ipv6Net::default(),
+            mode: Mode::Slaac {
+                interface: interface.to_string(),
+                dns: Vec::new(),
+            },
+        }
+    }
+
+    /// The rules as the snapshot holds them: a SLAAC rule without a prefix becomes one rule
+    /// per global /64 of the uplink (`uplink_addrs`); none while the uplink has none.
+    pub fn resolve(rules: &[Rule], uplink_addrs: &[Ipv6Addr]) -> Vec<Rule> {
+        let mut sixty_fours: Vec<Ipv6Net> = uplink_addrs
+            .iter()
+            .filter(|a| is_global_unicast(a))
+            .filter_map(|a| Ipv6Net::new(*a, 64).ok())
+            .map(|n| n.trunc())
+            .collect();
+        sixty_fours.sort();
+        sixty_fours.dedup();
+        let mut out = Vec::with_capacity(rules.len());
+        for rule in rules {
+            match &rule.mode {
+                Mode::Slaac { .. } if rule.prefix.prefix_len() == 0 => {
+                    out.extend(sixty_fours.iter().map(|p| Rule {
+                        prefix: *p,
+                        mode: rule.mode.clone(),
+                    }))
+                }
+                _ => out.push(rule.clone()),
+            }
+        }
+        out.dedup();
+        out
+    }
+
+    /// The SLAAC interface of this rule, if it is one.
+    pub fn slaac_interface(&self) -> Option<&str> {
+        match &self.mode {
+            Mode::Slaac { interface, .. } => Some(interface),
+            _ => None,
+        }
+    }
+
     /// A rule for the containers of a Docker network, wherever their addresses are.
     pub fn docker(network: &str) -> Rule {
         Rule {
@@ -74,6 +132,15 @@ impl Rule {
             },
         }
     }
+}
+
+/// Global unicast as far as a SLAAC prefix goes: not link-local, loopback, multicast or
+/// unspecified.
+fn is_global_unicast(a: &Ipv6Addr) -> bool {
+    !(a.is_unspecified()
+        || a.is_loopback()
+        || a.is_multicast()
+        || (a.segments()[0] & 0xffc0) == 0xfe80)
 }
 
 /// A downstream interface, as the policy and the prober need it.
@@ -137,7 +204,11 @@ impl Snapshot {
             .iter()
             .map(|(addr, (network, _))| (*addr, network.clone()))
             .collect();
-        let mut rules = rules.to_vec();
+        let uplink = view.index_of(ifname);
+        let own: Vec<Ipv6Addr> = uplink
+            .map(|i| view.addrs_of(i).collect())
+            .unwrap_or_default();
+        let mut rules = Rule::resolve(rules, &own);
         rules.sort_by_key(|r| std::cmp::Reverse(r.prefix.prefix_len()));
         let overlaps_rule = |net: &Ipv6Net| {
             rules
@@ -152,7 +223,6 @@ impl Snapshot {
             .collect();
         routes.sort_by_key(|(net, _)| std::cmp::Reverse(net.prefix_len()));
 
-        let uplink = view.index_of(ifname);
         let downstream: HashMap<u32, Downstream> = view
             .links
             .iter()
@@ -181,11 +251,21 @@ impl Snapshot {
                 known.insert(*a);
             }
         }
+        // A SLAAC guest is known by the /128 route to its interface (ours: the SLAAC duty
+        // installs it once the guest's address is learned, and removes it when it goes).
+        let slaac_covers = |a: &Ipv6Addr, oif: u32| {
+            rules.iter().any(|r| {
+                r.prefix.contains(a)
+                    && r.slaac_interface()
+                        .is_some_and(|i| downstream.get(&oif).is_some_and(|d| d.name == i))
+            })
+        };
         for r in &view.routes {
             let host_route = r.dst.prefix_len() == 128;
             if host_route
                 && r.oif.is_some_and(|o| downstream.contains_key(&o))
-                && auto_covers(&r.dst.addr())
+                && (auto_covers(&r.dst.addr())
+                    || r.oif.is_some_and(|o| slaac_covers(&r.dst.addr(), o)))
             {
                 known.insert(r.dst.addr());
             }

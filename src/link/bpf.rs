@@ -1,8 +1,9 @@
 //! The classic BPF program that keeps everything but our solicitations out of user space.
 //!
 //! Owns: building the program ([`ndp_filter`]: incoming only, not for other stations, Ethernet
-//! II + IPv6 + ICMPv6 of one type, the target in one of the rules' prefixes) and attaching it
-//! atomically ([`attach_filter`]).
+//! II + IPv6 + ICMPv6 of one type, the target in one of the rules' prefixes; and
+//! [`icmp_types_filter`]: the same without targets, for a few ICMPv6 types, for the SLAAC
+//! sockets) and attaching it atomically ([`attach_filter`]).
 //!
 //! Must not: parse frames in user space.
 
@@ -131,6 +132,39 @@ pub fn ndp_filter(icmp_type: u8, targets: &[Ipv6Net]) -> Vec<libc::sock_filter> 
             k,
         })
         .collect()
+}
+
+/// The classic BPF program of the SLAAC sockets: like [`ndp_filter`] without targets, but
+/// for any of the ICMPv6 `types` (e.g. RS, RA, NS, NA on a guests' bridge). At most 16 types.
+pub fn icmp_types_filter(types: &[u8]) -> Vec<libc::sock_filter> {
+    const LD_H_ABS: u16 = (libc::BPF_LD | libc::BPF_H | libc::BPF_ABS) as u16;
+    const LD_B_ABS: u16 = (libc::BPF_LD | libc::BPF_B | libc::BPF_ABS) as u16;
+    const LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
+    const JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
+    const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
+    const PKTTYPE: u32 = (libc::SKF_AD_OFF + libc::SKF_AD_PKTTYPE) as u32;
+    let types = &types[..types.len().min(16)];
+    let n = types.len() as u8;
+    let ins = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
+    // Header: 8 instructions whose failures jump to the drop after the type tests.
+    let to_drop = |at: u8| 8 + n - at - 1;
+    let mut prog = vec![
+        ins(LD_W_ABS, 0, 0, PKTTYPE),
+        ins(JEQ_K, to_drop(1), 0, PACKET_OUTGOING as u32),
+        ins(JEQ_K, to_drop(2), 0, PACKET_OTHERHOST as u32),
+        ins(LD_H_ABS, 0, 0, ndp::ETH_TYPE_OFFSET as u32),
+        ins(JEQ_K, 0, to_drop(4), ndp::ETHERTYPE_IPV6 as u32),
+        ins(LD_B_ABS, 0, 0, ndp::IPV6_NEXT_HEADER_OFFSET as u32),
+        ins(JEQ_K, 0, to_drop(6), ndp::IPPROTO_ICMPV6 as u32),
+        ins(LD_B_ABS, 0, 0, ndp::ICMPV6_TYPE_OFFSET as u32),
+    ];
+    // Type i matches: jump over the remaining tests and the drop, to the accept.
+    for (i, t) in types.iter().enumerate() {
+        prog.push(ins(JEQ_K, n - i as u8, 0, u32::from(*t)));
+    }
+    prog.push(ins(RET_K, 0, 0, 0));
+    prog.push(ins(RET_K, 0, 0, RECV_BUF_LEN as u32));
+    prog
 }
 
 /// Attach (or atomically replace) the classic BPF program of a socket (SO_ATTACH_FILTER).

@@ -2,7 +2,7 @@
 //!
 //! Owns: opening the socket (with a clear error when CAP_NET_RAW is missing), the classic BPF
 //! program that lets only incoming ICMPv6 Neighbor Solicitations (or, for probes, Neighbor
-//! Advertisements) reach user space, the per-socket all-multicast membership, the receive ring
+//! Advertisements; for SLAAC, the guests' RS/RA/NS/NA and the uplink's RA/NA) reach user space, the per-socket all-multicast membership, the receive ring
 //! the uplink's solicitations arrive in ([`PacketSocket::recv_batch`]: PACKET_MMAP, no system
 //! call per frame), batched sending ([`TxQueue`], one `sendmmsg` per batch), and non-blocking
 //! `recv`/`send` of single frames for the low-volume sockets.
@@ -30,7 +30,7 @@ pub mod groups;
 mod ring;
 mod tx;
 
-pub use bpf::{attach_filter, ndp_filter, MAX_FILTER_PREFIXES};
+pub use bpf::{attach_filter, icmp_types_filter, ndp_filter, MAX_FILTER_PREFIXES};
 use ring::{read_u16, read_u32, slot, RxRing};
 pub use ring::{Batch, RING_FRAMES, RING_FRAME_SIZE};
 pub use tx::{Flushed, TxQueue, TX_BATCH};
@@ -71,13 +71,28 @@ pub enum Capture {
     Solicitations,
     /// Neighbor Advertisements (probes that wait for a router's answer).
     Advertisements,
+    /// Router and Neighbor Discovery on a SLAAC interface (the guests' bridge): RS, RA, NS, NA.
+    Guests,
+    /// Router Advertisements and Neighbor Advertisements on the uplink (for SLAAC: the
+    /// router's DNS options, and answers to relayed DAD).
+    UplinkRouter,
 }
 
 impl Capture {
-    fn icmp_type(self) -> u8 {
+    fn filter(self) -> Vec<libc::sock_filter> {
+        use ndp::router::{ICMPV6_ROUTER_ADVERT, ICMPV6_ROUTER_SOLICIT};
         match self {
-            Capture::Solicitations => ndp::ICMPV6_NEIGHBOR_SOLICIT,
-            Capture::Advertisements => ndp::ICMPV6_NEIGHBOR_ADVERT,
+            Capture::Solicitations => ndp_filter(ndp::ICMPV6_NEIGHBOR_SOLICIT, &[]),
+            Capture::Advertisements => ndp_filter(ndp::ICMPV6_NEIGHBOR_ADVERT, &[]),
+            Capture::Guests => icmp_types_filter(&[
+                ICMPV6_ROUTER_SOLICIT,
+                ICMPV6_ROUTER_ADVERT,
+                ndp::ICMPV6_NEIGHBOR_SOLICIT,
+                ndp::ICMPV6_NEIGHBOR_ADVERT,
+            ]),
+            Capture::UplinkRouter => {
+                icmp_types_filter(&[ICMPV6_ROUTER_ADVERT, ndp::ICMPV6_NEIGHBOR_ADVERT])
+            }
         }
     }
 }
@@ -113,8 +128,7 @@ impl PacketSocket {
             Err(e) => return Err(io_err("creating the packet socket")(e)),
         };
         let fd: OwnedFd = socket.into();
-        attach_filter(&fd, &ndp_filter(capture.icmp_type(), &[]))
-            .map_err(io_err("attaching the BPF filter"))?;
+        attach_filter(&fd, &capture.filter()).map_err(io_err("attaching the BPF filter"))?;
         set_ignore_outgoing(&fd);
         // The uplink's solicitations are the load: they arrive in a ring. Advertisements
         // (probes, keepalive answers) are few and read one by one.
@@ -122,7 +136,7 @@ impl PacketSocket {
             Capture::Solicitations => Some(
                 RxRing::map(&fd).map_err(io_err("setting up the receive ring (PACKET_MMAP)"))?,
             ),
-            Capture::Advertisements => None,
+            Capture::Advertisements | Capture::Guests | Capture::UplinkRouter => None,
         };
         bind(&fd, ifindex).map_err(io_err("binding the packet socket"))?;
         add_allmulti(&fd, ifindex).map_err(io_err("requesting all-multicast reception"))?;
@@ -503,6 +517,33 @@ mod tests {
         assert_eq!(run(&prog, &frame(0x86dd, 58, 136), 0), RECV_BUF_LEN as u32);
         assert_eq!(run(&prog, &frame(0x86dd, 58, 135), 0), 0);
         assert_eq!(run(&prog, &frame(0x86dd, 58, 136), PACKET_OUTGOING), 0);
+    }
+
+    #[test]
+    fn guest_filter_accepts_router_and_neighbor_discovery_only() {
+        let prog = Capture::Guests.filter();
+        for t in [133, 134, 135, 136] {
+            let f = frame(0x86dd, 58, t);
+            assert_eq!(run(&prog, &f, 0), RECV_BUF_LEN as u32, "type {t}");
+            assert_eq!(run(&prog, &f, 2), RECV_BUF_LEN as u32, "type {t} multicast");
+            assert_eq!(run(&prog, &f, PACKET_OUTGOING), 0, "our own {t}");
+            assert_eq!(run(&prog, &f, PACKET_OTHERHOST), 0, "other's {t}");
+        }
+        for t in [128, 129, 137, 143] {
+            assert_eq!(run(&prog, &frame(0x86dd, 58, t), 0), 0, "type {t}");
+        }
+        assert_eq!(run(&prog, &frame(0x0800, 58, 134), 0), 0, "IPv4");
+        assert_eq!(run(&prog, &frame(0x86dd, 0, 134), 0), 0, "hop-by-hop");
+        assert_eq!(run(&prog, &frame(0x86dd, 58, 134)[..40], 0), 0, "truncated");
+        let up = Capture::UplinkRouter.filter();
+        assert_eq!(run(&up, &frame(0x86dd, 58, 134), 0), RECV_BUF_LEN as u32);
+        assert_eq!(run(&up, &frame(0x86dd, 58, 136), 0), RECV_BUF_LEN as u32);
+        assert_eq!(
+            run(&up, &frame(0x86dd, 58, 135), 0),
+            0,
+            "NS stays on the ring"
+        );
+        assert_eq!(run(&up, &frame(0x86dd, 58, 133), 0), 0);
     }
 
     fn ns_for(target: &str) -> Vec<u8> {

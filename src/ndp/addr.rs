@@ -11,7 +11,7 @@ use std::net::Ipv6Addr;
 use std::str::FromStr;
 
 /// An Ethernet MAC address. Displays as lowercase `aa:bb:cc:dd:ee:ff`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct MacAddr(pub [u8; 6]);
 
 impl MacAddr {

@@ -18,6 +18,7 @@
 
 mod addr;
 pub mod packet;
+pub mod router;
 
 pub use addr::{multicast_mac, solicited_node, MacAddr, MacAddrParseError, ALL_NODES};
 
@@ -373,6 +374,66 @@ struct NdFrame<'a> {
 
 impl<'a> NdFrame<'a> {
     fn parse(frame: &'a [u8], icmp_type: u8) -> Result<Self, ParseError> {
+        let icmp = IcmpFrame::parse(frame, icmp_type, ND_MSG_LEN)?;
+        let message = icmp.message;
+        let target: [u8; 16] = message
+            .get(field::TARGET)
+            .and_then(|t| t.try_into().ok())
+            .ok_or(ParseError::TooShort)?;
+        let flags: [u8; 4] = message
+            .get(field::FLAGS)
+            .and_then(|t| t.try_into().ok())
+            .ok_or(ParseError::TooShort)?;
+        Ok(NdFrame {
+            eth_src: icmp.eth_src,
+            eth_dst: icmp.eth_dst,
+            ip_src: icmp.ip_src,
+            ip_dst: icmp.ip_dst,
+            hop_limit: icmp.hop_limit,
+            icmp_type: message[field::TYPE],
+            code: message[field::CODE],
+            flags,
+            target: Ipv6Addr::from(target),
+            options: message.get(field::OPTIONS..).unwrap_or_default(),
+        })
+    }
+
+    fn emit(&self, buf: &mut [u8]) -> Result<usize, BufferTooSmall> {
+        let mut message = [0u8; ND_MSG_LEN + 2 * ND_OPT_LEN];
+        let len = ND_MSG_LEN + self.options.len();
+        let message = message.get_mut(..len).ok_or(BufferTooSmall)?;
+        message[field::TYPE] = self.icmp_type;
+        message[field::CODE] = self.code;
+        message[field::FLAGS].copy_from_slice(&self.flags);
+        message[field::TARGET].copy_from_slice(&self.target.octets());
+        message[field::OPTIONS..].copy_from_slice(self.options);
+        IcmpFrame {
+            eth_src: self.eth_src,
+            eth_dst: self.eth_dst,
+            ip_src: self.ip_src,
+            ip_dst: self.ip_dst,
+            hop_limit: self.hop_limit,
+            message,
+        }
+        .emit(buf)
+    }
+}
+
+/// Any ICMPv6 message in an untagged Ethernet frame: the layer NS/NA ([`NdFrame`]) and RS/RA
+/// ([`router`]) share. The message includes its type, code and checksum octets.
+struct IcmpFrame<'a> {
+    eth_src: MacAddr,
+    eth_dst: MacAddr,
+    ip_src: Ipv6Addr,
+    ip_dst: Ipv6Addr,
+    hop_limit: u8,
+    message: &'a [u8],
+}
+
+impl<'a> IcmpFrame<'a> {
+    /// The structural checks every NDP message gets (see [`NeighborSolicit::parse`]), for a
+    /// message of `icmp_type` at least `min_len` octets long.
+    fn parse(frame: &'a [u8], icmp_type: u8, min_len: usize) -> Result<Self, ParseError> {
         use ParseError::*;
         let eth = Ethernet2Slice::from_slice_without_fcs(frame).map_err(|_| Truncated)?;
         match eth.ether_type() {
@@ -400,36 +461,29 @@ impl<'a> NdFrame<'a> {
             Some(&t) if t != icmp_type => return Err(WrongIcmpType),
             Some(_) => {}
         }
-        if message.len() < ND_MSG_LEN {
+        if message.len() < min_len.max(8) {
             return Err(TooShort);
         }
-        let icmp = Icmpv6Slice::from_slice(message).map_err(|_| TooShort)?;
+        Icmpv6Slice::from_slice(message).map_err(|_| TooShort)?;
         if !packet::checksum_verifies(ip.source_addr(), ip.destination_addr(), message) {
             return Err(BadChecksum);
         }
-        let target: [u8; 16] = message
-            .get(field::TARGET)
-            .and_then(|t| t.try_into().ok())
-            .ok_or(TooShort)?;
-        Ok(NdFrame {
+        Ok(IcmpFrame {
             eth_src: MacAddr(eth.source()),
             eth_dst: MacAddr(eth.destination()),
             ip_src: ip.source_addr(),
             ip_dst: ip.destination_addr(),
             hop_limit: ip.hop_limit(),
-            icmp_type: icmp.type_u8(),
-            code: icmp.code_u8(),
-            flags: icmp.bytes5to8(),
-            target: Ipv6Addr::from(target),
-            options: message.get(field::OPTIONS..).unwrap_or_default(),
+            message,
         })
     }
 
+    /// Write Ethernet + IPv6 + the message (its checksum octets filled in here) to the start
+    /// of `buf`; returns the frame's length.
     fn emit(&self, buf: &mut [u8]) -> Result<usize, BufferTooSmall> {
-        let message_len = ND_MSG_LEN + self.options.len();
-        let frame_len = ICMPV6_TYPE_OFFSET + message_len;
-        // Unreachable for the options NS/NA emit; a frame that long fits no buffer we use.
-        let payload_length = u16::try_from(message_len).map_err(|_| BufferTooSmall)?;
+        let frame_len = ICMPV6_TYPE_OFFSET + self.message.len();
+        // A message that long fits no buffer we use.
+        let payload_length = u16::try_from(self.message.len()).map_err(|_| BufferTooSmall)?;
         let frame = buf.get_mut(..frame_len).ok_or(BufferTooSmall)?;
 
         let eth = Ethernet2Header {
@@ -451,18 +505,7 @@ impl<'a> NdFrame<'a> {
             .split_at_mut_checked(IPV6_HEADER_LEN)
             .ok_or(BufferTooSmall)?;
         ip_bytes.copy_from_slice(&ip.to_bytes());
-
-        let mut fixed = [0u8; ND_MSG_LEN];
-        fixed[field::TYPE] = self.icmp_type;
-        fixed[field::CODE] = self.code;
-        fixed[field::FLAGS].copy_from_slice(&self.flags);
-        fixed[field::TARGET].copy_from_slice(&self.target.octets());
-        let (fixed_bytes, option_bytes) = message
-            .split_at_mut_checked(ND_MSG_LEN)
-            .ok_or(BufferTooSmall)?;
-        fixed_bytes.copy_from_slice(&fixed);
-        option_bytes.copy_from_slice(self.options);
-
+        message.copy_from_slice(self.message);
         // The one checksum of the project (RFC 4443 2.3), over the message just written.
         packet::Packet::new_unchecked(&mut *frame).fill_checksum();
         Ok(frame_len)

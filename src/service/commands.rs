@@ -131,6 +131,30 @@ pub fn check_config(path: &Path) -> ExitCode {
         path.display(),
         config.uplinks.len()
     );
+    // SLAAC rules change the host (RAs on the bridge, routes): say what each will do.
+    for u in &config.uplinks {
+        for rule in &u.rules {
+            let crate::decide::targets::Mode::Slaac { interface, dns } = &rule.mode else {
+                continue;
+            };
+            let prefix = if rule.prefix.prefix_len() == 0 {
+                format!("the global /64(s) of {} (followed)", u.ifname)
+            } else {
+                rule.prefix.to_string()
+            };
+            let dns = if dns.is_empty() {
+                format!("relayed from {}'s router advertisements", u.ifname)
+            } else {
+                crate::status::list(dns)
+            };
+            println!(
+                "  {}: slaac on {interface}: advertises {prefix} there (A=1, L=0), routes learned guests to {interface} with /128 routes of protocol {} and answers for them on {}; DNS {dns}",
+                u.ifname,
+                crate::sources::netlink::routes::RTPROT_NDP_RESPONDER,
+                u.ifname
+            );
+        }
+    }
     ExitCode::SUCCESS
 }
 

@@ -104,8 +104,9 @@ pub fn run(setup: Setup) -> ExitCode {
             }
         },
     };
-    // CAP_NET_ADMIN only where a feature writes the neighbour table (the keepalive).
-    let keep = privileges::keep(setup.uplinks.iter().any(|u| u.keepalive.is_some()));
+    // CAP_NET_ADMIN only where a feature writes the kernel's tables: the keepalive (the
+    // neighbour table), a slaac rule (its guests' /128 routes).
+    let keep = privileges::keep(setup.uplinks.iter().any(needs_net_admin));
     let kept: Vec<String> = keep.iter().map(|c| c.to_string()).collect();
     match privileges::drop_extra(&keep) {
         Ok(privileges::Outcome::Dropped(n)) => {
@@ -256,9 +257,9 @@ impl Service {
         // The keepalive writes neighbour entries: CAP_NET_ADMIN, dropped at start when no
         // uplink used it, cannot come back without a restart.
         let loaded = loaded.and_then(|c| {
-            match c.uplinks.iter().find(|u| u.keepalive.is_some()) {
+            match c.uplinks.iter().find(|u| needs_net_admin(u)) {
                 Some(u) if !privileges::has_net_admin() => Err(format!(
-                    "uplink {}: gateway_keepalive needs CAP_NET_ADMIN, which the daemon gave up at start because no uplink used the keepalive then: restart it (systemctl restart ndp-responder) to turn the keepalive on",
+                    "uplink {}: gateway_keepalive and slaac rules need CAP_NET_ADMIN, which the daemon gave up at start because no uplink used them then: restart it (systemctl restart ndp-responder) to turn them on",
                     u.ifname
                 )),
                 _ => Ok(c),
@@ -343,6 +344,12 @@ impl Service {
         notify(&[NotifyState::Ready, NotifyState::Status(&summary)]);
         memory::release_startup_pages();
     }
+}
+
+/// Does this uplink write the kernel's tables (CAP_NET_ADMIN)? The gateway keepalive
+/// confirms neighbour entries; a slaac rule installs its guests' /128 routes.
+fn needs_net_admin(u: &uplink::Options) -> bool {
+    u.keepalive.is_some() || u.rules.iter().any(|r| r.slaac_interface().is_some())
 }
 
 /// Seconds since the Unix epoch.

@@ -199,6 +199,9 @@ impl Responder {
             }
             Decision::Probe { kind, rule, via } => {
                 match self.cache.solicit(ns.target, ns, self.now) {
+                    Verdict::Answer if policy::awaits_route(&snap, &ns.target) => {
+                        self.count_ignored(&ns, kind, policy::Ignored::UnknownDownstream)
+                    }
                     Verdict::Answer => match policy::advert(&ns, &snap, &self.settings) {
                         Ok(advert) => {
                             self.send_answer(&snap, &ns, &advert, Why::Probed(kind, rule))

@@ -5,7 +5,8 @@
 //! [`Responder`] state, and the loop ([`run`]) that waits for frames, advertisements, timers,
 //! snapshot changes, status requests and reloads, and hands each to the file that owns the
 //! duty: [`answer`] (the journey of one solicitation), [`probing`], [`upstream`] (keepalive and
-//! announcements), [`refresh`] (snapshot, reload, interfaces) and [`report`] (status).
+//! announcements), [`refresh`] (snapshot, reload, interfaces), [`report`] (status) and
+//! [`slaac`] (sharing the uplink's /64 with the guests on a bridge).
 //!
 //! Must not: parse packets or decide answers itself; that is [`crate::ndp`] and
 //! [`crate::decide`]. Signals, the control socket and systemd belong to [`crate::service`].
@@ -14,6 +15,7 @@ mod answer;
 mod probing;
 mod refresh;
 mod report;
+mod slaac;
 mod upstream;
 
 use std::cmp::Reverse;
@@ -142,6 +144,8 @@ pub struct Responder {
     groups: Option<link::groups::Groups>,
     /// The probe cache's positive answers when the groups were last synced, sorted.
     group_positives: Vec<Ipv6Addr>,
+    /// SLAAC on the guests' interfaces (issue 17), see [`slaac`].
+    slaac: slaac::Slaac,
 }
 
 fn open_uplink(ifname: &str, index: u32) -> Result<AsyncFd<PacketSocket>, DaemonError> {
@@ -167,6 +171,10 @@ fn open_uplink(ifname: &str, index: u32) -> Result<AsyncFd<PacketSocket>, Daemon
 pub fn gateway_conflict(opts: &Options, gateways: &[Ipv6Addr]) -> Option<String> {
     opts.rules.iter().enumerate().find_map(|(i, rule)| {
         if matches!(rule.mode, Mode::Docker { .. }) && rule.prefix.prefix_len() == 0 {
+            return None;
+        }
+        // SLAAC shares the uplink's own /64, gateway included: the gateway is never claimed.
+        if matches!(rule.mode, Mode::Slaac { .. }) {
             return None;
         }
         let gw = gateways.iter().find(|gw| rule.prefix.contains(*gw))?;
@@ -258,6 +266,7 @@ pub async fn run(opts: Options, mut control: Control) -> Result<Counters, Daemon
         view,
     ));
     let (adverts_tx, mut adverts) = mpsc::channel(ADVERT_QUEUE);
+    let (slaac_tx, mut slaac_heard) = mpsc::channel(slaac::SLAAC_QUEUE);
     let mut responder = Responder {
         ifname: ifname.clone(),
         opts: opts.clone(),
@@ -291,6 +300,7 @@ pub async fn run(opts: Options, mut control: Control) -> Result<Counters, Daemon
         announced: Default::default(),
         groups: None,
         group_positives: Vec::new(),
+        slaac: slaac::Slaac::new(slaac_tx),
     };
     // What is known at start is announced as new: the router may have forgotten it.
     responder.note_new_addresses(&table.load());
@@ -325,6 +335,7 @@ pub async fn run(opts: Options, mut control: Control) -> Result<Counters, Daemon
         let burst_due = at(responder.bursts.peek().map(|Reverse((when, _, _))| *when));
         let probe_due = at(responder.cache.next_deadline());
         let keepalive_expiry = at(responder.expected.next_expiry());
+        let slaac_due = at(responder.slaac_due());
         tokio::select! {
             // A dropped sender (the service is gone) stops the uplink too.
             stop = control.stop.changed() => {
@@ -367,10 +378,13 @@ pub async fn run(opts: Options, mut control: Control) -> Result<Counters, Daemon
                 responder.positives_changed();
             }
             () = changed.notified() => responder.reconcile(),
+            Some(heard) = slaac_heard.recv() => responder.on_slaac_heard(heard).await,
+            () = slaac_due => responder.on_slaac_timer().await,
             request = control.requests.recv(), if requests_open => match request {
                 Some(Request::Status(reply)) => {
                     responder.count_drops();
                     responder.count_advert_drops();
+                    responder.count_slaac_drops();
                     let _ = reply.send(responder.status(&docker));
                 }
                 None => requests_open = false,
@@ -401,6 +415,8 @@ pub async fn run(opts: Options, mut control: Control) -> Result<Counters, Daemon
             }
         }
     }
+    // Final RAs and our routes removed while the snapshot is still followed.
+    responder.slaac_stop().await;
     refresher.abort();
     drop(docker);
     responder.count_drops();

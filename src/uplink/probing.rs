@@ -169,7 +169,7 @@ impl Responder {
             .cache
             .advert(target, self.now)
             .ok_or(AdvertRefused::Unexpected)?;
-        if waiters.is_empty() {
+        if waiters.is_empty() || policy::awaits_route(&snap, &target) {
             return Ok(());
         }
         for ns in waiters {

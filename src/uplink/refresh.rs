@@ -221,7 +221,7 @@ pub(super) fn warn_unrouted(ifname: &str, snap: &Snapshot) {
     for rule in snap
         .rules
         .iter()
-        .filter(|r| !matches!(r.mode, Mode::Docker { .. }))
+        .filter(|r| !matches!(r.mode, Mode::Docker { .. } | Mode::Slaac { .. }))
     {
         let probe = rule.prefix.addr();
         if let Some(Some(oif)) = snap.route_oif(&probe) {

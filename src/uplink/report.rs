@@ -68,10 +68,18 @@ impl Responder {
             add(*addr, "docker", format!("docker network {network}"));
         }
         for addr in &snap.known {
+            if let Some(rule) = rule_of(addr, |m| matches!(m, Mode::Slaac { .. })) {
+                add(*addr, "slaac", rule);
+                continue;
+            }
             let rule = rule_of(addr, |m| *m == Mode::Auto);
             add(*addr, "auto", rule.unwrap_or_else(since_reloaded));
         }
-        for addr in self.cache.positives() {
+        for addr in self
+            .cache
+            .positives()
+            .filter(|a| !crate::decide::policy::awaits_route(&snap, a))
+        {
             let rule = rule_of(&addr, |m| matches!(m, Mode::Probe { .. }));
             add(addr, "probe", rule.unwrap_or_else(since_reloaded));
         }
@@ -118,6 +126,7 @@ impl Responder {
                 probe_ttl_ms: self.opts.probe.ttl.as_millis() as u64,
                 probe_negative_ttl_ms: self.opts.probe.negative_ttl.as_millis() as u64,
             },
+            slaac: self.slaac.status(&snap, now),
             docker: docker_networks(
                 &docker.networks,
                 &docker.rx.borrow(),

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod engine;
+pub mod slaac;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -50,18 +51,31 @@ fn remove_stale_namespaces() {
     }
 }
 
-/// A topology with a name unique to this test run (tests run in parallel).
-pub fn topology(containers: usize) -> Topology {
+/// A namespace name prefix unique to this test run (tests run in parallel), after removing
+/// what killed earlier runs left.
+fn unique_tag() -> String {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     static CLEANED: std::sync::Once = std::sync::Once::new();
     require_tools();
     CLEANED.call_once(remove_stale_namespaces);
-    let tag = format!(
+    format!(
         "ndpt{}x{}",
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed)
-    );
-    Topology::build(&tag, containers).unwrap_or_else(|e| panic!("building the test topology: {e}"))
+    )
+}
+
+/// A topology with a name unique to this test run (tests run in parallel).
+pub fn topology(containers: usize) -> Topology {
+    Topology::build(&unique_tag(), containers)
+        .unwrap_or_else(|e| panic!("building the test topology: {e}"))
+}
+
+/// The SLAAC topology (guests that autoconfigure behind br0; guest 2 also with temporary
+/// addresses), with a name unique to this test run.
+pub fn slaac_topology(guests: usize) -> Topology {
+    Topology::build_slaac(&unique_tag(), guests)
+        .unwrap_or_else(|e| panic!("building the SLAAC test topology: {e}"))
 }
 
 /// Send raw Ethernet frames out of `ifname` inside namespace `ns` (from a thread that joins

@@ -45,6 +45,9 @@ enum Method {
     Static,
     /// ndppd's `auto` (None) or `iface NAME`: both our probe rule.
     Probe(Option<String>),
+    /// `iface NAME` on a whole /64 under `autowire yes`: the guests on NAME autoconfigure
+    /// from the /64 and each answering address gets a route to NAME: our slaac rule.
+    Slaac(String),
 }
 
 struct RuleIn {
@@ -162,16 +165,15 @@ fn unmapped(item: &Item, lines: &[&str], level: Level) -> Result<String, Refusal
         }
         "autowire" => {
             if boolean(item)? {
-                return Err((
-                    item.line,
-                    "autowire yes cannot be imported: ndppd adds a route for each address that answers, ndp-responder never adds routes and answers only addresses the kernel already routes to a downstream interface; add the routes yourself (e.g. ip -6 route add PREFIX dev IFACE), then remove the line (in a copy) and import again".into(),
-                ));
+                // Which rules it applies to is checked by the proxy (see autowired).
+                "ndppd adds a route to the interface for each address that answers there: ndp-responder's slaac rules install (and remove) those /128 routes themselves".into()
+            } else {
+                "the default: ndp-responder adds no routes for these rules".into()
             }
-            "the default: ndp-responder never adds routes".into()
         }
         "autovia" => {
             boolean(item)?;
-            "no equivalent: it only matters to ndppd's autowire (ndp-responder never adds routes)"
+            "no equivalent: it only matters to ndppd's autowire (the routes of ndp-responder's slaac rules lead to the interface, never via a neighbour)"
                 .into()
         }
         _ => {
@@ -312,6 +314,11 @@ fn proxy(item: &Item, lines: &[&str]) -> Result<UplinkIn, Refusal> {
             format!("proxy {iface} has no rule: ndppd answers nothing on {iface}; add a rule or remove the proxy"),
         ));
     }
+    if let Some(autowire) = once(children, "autowire")? {
+        if boolean(autowire)? {
+            autowired(autowire, &mut rules)?;
+        }
+    }
     check_nesting(&rules)?;
     let probes = rules.iter().any(|r| matches!(r.method, Method::Probe(_)));
     if deadtime.is_none() && probes {
@@ -332,6 +339,37 @@ fn proxy(item: &Item, lines: &[&str]) -> Result<UplinkIn, Refusal> {
         notes,
         rules,
     })
+}
+
+/// `autowire yes`: ndppd routes each address that answers behind a rule's interface to it.
+/// A rule `iface NAME` on a whole /64 is what a SLAAC setup is (radvd advertising the /64 on
+/// NAME, ndppd answering and routing the guests): our slaac rule, which does all three. A
+/// static rule has no interface, so autowire does nothing to it. Anything else is refused:
+/// ndp-responder adds routes only for the guests of a slaac rule.
+fn autowired(autowire: &Item, rules: &mut [RuleIn]) -> Result<(), Refusal> {
+    for rule in rules.iter_mut() {
+        match &rule.method {
+            Method::Static => rule.notes.push(
+                "a static rule has no interface: ndppd's autowire adds no route for it".into(),
+            ),
+            Method::Probe(Some(via)) if rule.prefix.prefix_len() == 64 => {
+                rule.notes.push(format!(
+                    "iface {via} with autowire on a whole /64: a slaac rule. ndp-responder also sends the router advertisements on {via} (A=1, L=0), the job radvd (or systemd-networkd's IPv6SendRA) did next to ndppd: stop that on {via}; `ndp-responder doctor -c FILE` checks"
+                ));
+                rule.method = Method::Slaac(via.clone());
+            }
+            _ => {
+                return Err((
+                    autowire.line,
+                    format!(
+                        "autowire yes cannot be imported for rule {} (line {}): ndp-responder adds routes only for a slaac rule, which is an `iface IFACE` rule on a whole /64 (the guests on IFACE autoconfigure from it); make it one, or add the routes yourself (e.g. ip -6 route add {} dev IFACE) and remove the autowire line (in a copy), then import again",
+                        rule.prefix, rule.line, rule.prefix
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// ndppd tries every rule that matches a target (and a static one answers at once);
@@ -455,6 +493,7 @@ fn translate(source: &str, text: &str) -> Result<String, Refusal> {
             let (mode, interface) = match &rule.method {
                 Method::Static => ("static", None),
                 Method::Probe(via) => ("probe", via.clone()),
+                Method::Slaac(iface) => ("slaac", Some(iface.clone())),
             };
             out.push_str(&table(&RuleOut {
                 prefix: rule.prefix.to_string(),
@@ -666,6 +705,29 @@ mod tests {
     }
 
     #[test]
+    fn autowire_on_a_whole_64_behind_an_interface_becomes_a_slaac_rule() {
+        let (toml, uplinks) = roundtrip(
+            "proxy eth0 {\n autowire yes\n rule 2001:db8:1::/64 {\n  iface br0\n  autovia no\n }\n rule 2001:db8:1::d:5 { static }\n}\n",
+        );
+        let rules = &uplinks[0].rules;
+        assert_eq!(
+            rules[0].prefix,
+            "2001:db8:1::/64".parse::<Ipv6Net>().unwrap()
+        );
+        assert_eq!(rules[0].slaac_interface(), Some("br0"), "{toml}");
+        assert_eq!(rules[1].mode, Mode::Static);
+        assert!(
+            toml.contains("mode = \"slaac\"\ninterface = \"br0\""),
+            "{toml}"
+        );
+        assert!(toml.contains("stop that on br0"), "{toml}");
+        assert!(
+            toml.contains("# line 2: autowire yes: ndppd adds a route"),
+            "{toml}"
+        );
+    }
+
+    #[test]
     fn two_methods_in_one_rule_are_refused() {
         assert!(
             refused("proxy eth0 {\n rule 2001:db8::/64 {\n  static\n  auto\n }\n}\n").starts_with(
@@ -684,7 +746,9 @@ mod tests {
             "proxy eth0 {\n autowire no\n promiscuous no\n rule 2001:db8::/64 { auto }\n}\n",
         );
         assert!(
-            toml.contains("# line 2: autowire no: the default: ndp-responder never adds routes"),
+            toml.contains(
+                "# line 2: autowire no: the default: ndp-responder adds no routes for these rules"
+            ),
             "{toml}"
         );
         assert!(
@@ -693,8 +757,14 @@ mod tests {
         );
         assert!(!toml.contains("routes are followed from the kernel instead"));
         assert!(
-            refused("proxy eth0 {\n autowire yes\n rule 2001:db8::/64 { iface br0 }\n}\n")
-                .starts_with("ndppd.conf:2: autowire yes cannot be imported: ndppd adds a route")
+            refused("proxy eth0 {\n autowire yes\n rule 2001:db8::d:0/112 { iface br0 }\n}\n")
+                .starts_with(
+                "ndppd.conf:2: autowire yes cannot be imported for rule 2001:db8::d:0/112 (line 3)"
+            )
+        );
+        assert!(
+            refused("proxy eth0 {\n autowire yes\n rule 2001:db8::/64 { auto }\n}\n")
+                .contains("ndp-responder adds routes only for a slaac rule")
         );
         assert!(
             refused("proxy eth0 {\n promiscuous yes\n rule 2001:db8::/64 { auto }\n}\n")

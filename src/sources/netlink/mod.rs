@@ -29,6 +29,7 @@ use neli::{FromBytesWithInput, Size, ToBytes};
 
 use crate::ndp::MacAddr;
 
+pub mod routes;
 mod view;
 use view::{neighbours, read_view};
 

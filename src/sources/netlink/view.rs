@@ -283,6 +283,7 @@ fn protocol_name(protocol: Rtprot) -> String {
         12 => "bird".into(),
         16 => "dhcp".into(),
         42 => "babel".into(),
+        routes::RTPROT_NDP_RESPONDER => "ndp-responder".into(),
         186 => "bgp".into(),
         188 => "ospf".into(),
         n => format!("proto {n}"),

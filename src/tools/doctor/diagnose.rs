@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use crate::ndp::MacAddr;
 
+use super::slaac::{diagnose_slaac, SlaacSide};
 use super::*;
 
 /// A default route through the uplink.
@@ -48,6 +49,10 @@ pub struct Observed {
     pub on_link: Vec<Ipv6Net>,
     /// Other responders running in this network namespace: (name, pid).
     pub responders: Vec<(String, u32)>,
+    /// The interfaces whose hosts autoconfigure from the uplink's /64 (`--slaac`).
+    pub slaac: Vec<SlaacSide>,
+    /// Our /128 routes that leave by none of them: (address, device).
+    pub stray_routes: Vec<(Ipv6Addr, String)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -257,6 +262,7 @@ pub fn diagnose(obs: &Observed, prefixes: &[Ipv6Net]) -> Vec<Finding> {
             }
         }
     }
+    out.extend(diagnose_slaac(obs));
     out
 }
 

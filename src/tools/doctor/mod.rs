@@ -11,10 +11,12 @@
 mod diagnose;
 mod observe;
 mod probe;
+mod slaac;
 
 pub use diagnose::{diagnose, judge_probe, DefaultRoute, Finding, Observed, Severity};
 pub use observe::observe;
 pub use probe::{probe, ProbeResult, PROBE_ATTEMPTS};
+pub use slaac::SlaacSide;
 
 use std::net::Ipv6Addr;
 
@@ -84,6 +86,8 @@ impl Report {
 pub struct Request {
     pub ifname: String,
     pub prefixes: Vec<Ipv6Net>,
+    /// Interfaces whose hosts autoconfigure from the uplink's /64 (`--slaac`).
+    pub slaac: Vec<String>,
     pub probe: Option<Ipv6Addr>,
     pub json: bool,
 }
@@ -118,7 +122,11 @@ pub fn run_file(path: &std::path::Path, json: bool) -> std::process::ExitCode {
         let mut reports = Vec::new();
         for uplink in &config.uplinks {
             let mut prefixes: Vec<Ipv6Net> = Vec::new();
-            for rule in uplink.rules.iter().filter(|r| r.prefix.prefix_len() > 0) {
+            // A slaac rule's /64 is on-link on the uplink by design: its checks are its own.
+            let checked = |r: &&crate::decide::targets::Rule| {
+                r.prefix.prefix_len() > 0 && r.slaac_interface().is_none()
+            };
+            for rule in uplink.rules.iter().filter(checked) {
                 if !prefixes.contains(&rule.prefix) {
                     prefixes.push(rule.prefix);
                 }
@@ -126,6 +134,7 @@ pub fn run_file(path: &std::path::Path, json: bool) -> std::process::ExitCode {
             let req = Request {
                 ifname: uplink.ifname.clone(),
                 prefixes,
+                slaac: slaac_interfaces(uplink),
                 probe: None,
                 json,
             };
@@ -137,6 +146,17 @@ pub fn run_file(path: &std::path::Path, json: bool) -> std::process::ExitCode {
         Ok(reports) => print(&reports, json, true),
         Err(e) => fail(&e),
     }
+}
+
+/// The SLAAC interfaces of an uplink's rules.
+fn slaac_interfaces(uplink: &crate::uplink::Options) -> Vec<String> {
+    let mut found: Vec<String> = Vec::new();
+    for name in uplink.rules.iter().filter_map(|r| r.slaac_interface()) {
+        if !found.iter().any(|f| f == name) {
+            found.push(name.to_string());
+        }
+    }
+    found
 }
 
 fn block_on<T>(work: impl std::future::Future<Output = Result<T, String>>) -> Result<T, String> {
@@ -154,7 +174,7 @@ fn fail(e: &str) -> std::process::ExitCode {
 
 /// Observe and judge one uplink (and probe its gateway, if asked).
 async fn examine(handle: &netlink::Handle, req: &Request) -> Result<Report, String> {
-    let obs = observe(handle, &req.ifname, &req.prefixes).await?;
+    let obs = observe(handle, &req.ifname, &req.prefixes, &req.slaac).await?;
     let mut findings = diagnose(&obs, &req.prefixes);
     let mut probed = None;
     if let Some(test_addr) = req.probe {
@@ -274,6 +294,8 @@ mod tests {
             prefix_routes: vec![(net("2001:db8:1::d:0/112"), Some("br0".into()))],
             on_link: vec![net("2001:db8:1::/64")],
             responders: vec![],
+            slaac: vec![],
+            stray_routes: vec![],
         }
     }
 

@@ -6,11 +6,10 @@
 //! Must not: change anything on the host, or judge what it read.
 
 use std::fs;
-use std::path::Path;
 
 use ipnet::Ipv6Net;
 
-use crate::sources::netlink;
+use crate::sources::netlink::{self, routes};
 
 use super::diagnose::probe_address;
 use super::*;
@@ -18,16 +17,14 @@ use super::*;
 /// Other NDP responders that answer on the same interface.
 const OTHER_RESPONDERS: [&str; 2] = ["ndppd", "ndpresponder"];
 
-pub(super) fn read_sysctl(path: &str) -> Option<u8> {
-    fs::read_to_string(Path::new("/proc/sys").join(path))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
-}
-
 /// Processes named like another responder that share our network namespace.
 pub(super) fn other_responders() -> Vec<(String, u32)> {
+    processes_here(&OTHER_RESPONDERS)
+}
+
+/// Processes whose name is one of `names` and that share our network namespace (a process
+/// we may not inspect, or in another namespace, works elsewhere): (name, pid).
+pub(super) fn processes_here(names: &[&str]) -> Vec<(String, u32)> {
     let ours = fs::read_link("/proc/self/ns/net").ok();
     let mut found = Vec::new();
     let Ok(entries) = fs::read_dir("/proc") else {
@@ -43,10 +40,9 @@ pub(super) fn other_responders() -> Vec<(String, u32)> {
         };
         let comm = fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
         let comm = comm.trim();
-        if !OTHER_RESPONDERS.contains(&comm) {
+        if !names.contains(&comm) {
             continue;
         }
-        // A process we may not inspect, or in another namespace, answers elsewhere.
         if fs::read_link(entry.path().join("ns/net")).ok() == ours && ours.is_some() {
             found.push((comm.to_string(), pid));
         }
@@ -59,6 +55,7 @@ pub async fn observe(
     handle: &netlink::Handle,
     ifname: &str,
     prefixes: &[Ipv6Net],
+    slaac: &[String],
 ) -> Result<Observed, String> {
     let mut obs = Observed {
         ifname: ifname.to_string(),
@@ -88,10 +85,10 @@ pub async fn observe(
             })
         })
         .collect();
-    obs.forwarding = read_sysctl("net/ipv6/conf/all/forwarding").map(|v| v != 0);
-    obs.accept_ra = read_sysctl(&format!("net/ipv6/conf/{ifname}/accept_ra"));
-    let proxy_if = read_sysctl(&format!("net/ipv6/conf/{ifname}/proxy_ndp"));
-    let proxy_all = read_sysctl("net/ipv6/conf/all/proxy_ndp");
+    obs.forwarding = routes::forwarding();
+    obs.accept_ra = routes::accept_ra(ifname);
+    let proxy_if = routes::ipv6_sysctl(ifname, "proxy_ndp");
+    let proxy_all = routes::ipv6_sysctl("all", "proxy_ndp");
     obs.proxy_ndp = match (proxy_if, proxy_all) {
         (None, None) => None,
         (a, b) => Some(a.unwrap_or(0) != 0 || b.unwrap_or(0) != 0),
@@ -118,5 +115,13 @@ pub async fn observe(
         }
     }
     obs.responders = other_responders();
+    let own = routes::own_routes(handle)
+        .await
+        .map_err(|e| format!("reading the routes of ndp-responder: {e}"))?;
+    obs.slaac = slaac
+        .iter()
+        .map(|name| super::slaac::observe_side(&view, name, &own))
+        .collect();
+    obs.stray_routes = super::slaac::stray_routes(&view, &own, slaac);
     Ok(obs)
 }

@@ -1,4 +1,5 @@
-//! The built-in demo, `ndp-responder lab`: every scenario on the default topology, with a
+//! The built-in demo, `ndp-responder lab`: every scenario on the default topology (and the
+//! SLAAC one on the SLAAC topology: guests that autoconfigure), with a
 //! PASS/FAIL line and the evidence (the daemon's own log lines, the router's neighbour table,
 //! the anti-spoof filter's counter) for a person to read.
 //!
@@ -12,11 +13,12 @@ use std::io::{self, IsTerminal};
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::thread;
+use std::time::Duration;
 
 use super::cleanup::{clean_up_on_interrupt, lock, remove_lab_namespaces, INTERRUPTED};
 use super::{
     container_addr, preflight, Daemon, LabError, Topology, BRIDGE_ADDR, CONTAINER_PREFIX, GATEWAY,
-    HOST_ADDR, INTERNET_ADDR, LAB_TAG,
+    HOST_ADDR, INTERNET_ADDR, LAB_TAG, UPLINK_PREFIX,
 };
 use crate::tools::netns;
 
@@ -34,6 +36,9 @@ impl Style {
         }
     }
     fn verdict(&self, ok: bool, expected: bool, text: &str) {
+        self.verdict_of("container", ok, expected, text);
+    }
+    fn verdict_of(&self, who: &str, ok: bool, expected: bool, text: &str) {
         let mark = if ok == expected {
             self.paint("32", "PASS")
         } else {
@@ -44,7 +49,7 @@ impl Style {
         } else {
             self.paint("1", "unreachable")
         };
-        println!("[{mark}] {text}: container {state}");
+        println!("[{mark}] {text}: {who} {state}");
     }
     fn evidence(&self, text: &str) {
         println!("       {}", self.paint("2", text));
@@ -176,7 +181,12 @@ fn run_demo(keep: bool) -> Result<ExitCode, LabError> {
     let stopped = daemon.stop()?;
     style.evidence(&format!("daemon stopped on SIGTERM: {}", stopped.status));
 
+    let (slaac_failures, slaac_topo) = slaac_scenario(&exe, &style)?;
+    failures += slaac_failures;
+
     if keep {
+        let slaac_names = slaac_topo.namespaces().to_vec();
+        std::mem::forget(slaac_topo);
         let names = topo.namespaces().to_vec();
         std::mem::forget(topo);
         println!("\nThe lab stays up. Enter a namespace with:");
@@ -187,9 +197,18 @@ fn run_demo(keep: bool) -> Result<ExitCode, LabError> {
             "Start the daemon: ip netns exec {LAB_TAG}-host {} -i eth0 -n {CONTAINER_PREFIX}",
             exe.display()
         );
+        println!("The SLAAC lab (guests that autoconfigure behind br0):");
+        for ns in slaac_names {
+            println!("  ip netns exec {ns} bash");
+        }
+        println!(
+            "Start the daemon: ip netns exec {SLAAC_TAG}-host {} -i eth0 --slaac br0",
+            exe.display()
+        );
         println!("Remove the lab:   ndp-responder lab down");
     } else {
         topo.remove();
+        drop(slaac_topo);
     }
     if failures == 0 {
         println!("\nAll scenarios behaved as expected.");
@@ -198,4 +217,77 @@ fn run_demo(keep: bool) -> Result<ExitCode, LabError> {
         println!("\n{failures} scenario(s) did not behave as expected.");
         Ok(ExitCode::FAILURE)
     }
+}
+
+/// The SLAAC lab's namespace names start with this (and so with [`LAB_TAG`]: `lab down`
+/// removes them too).
+const SLAAC_TAG: &str = "ndplab-s";
+
+/// "Guests that autoconfigure (SLAAC)": two guests behind br0 with nothing configured by
+/// hand get addresses from the uplink's /64 (one also a temporary one) once the daemon runs
+/// with `--slaac br0`, and the Internet reaches them through the anti-spoof filter. How many
+/// scenarios failed, and the topology (kept with --keep).
+fn slaac_scenario(exe: &std::path::Path, style: &Style) -> Result<(u32, Topology), LabError> {
+    println!();
+    println!("Guests that autoconfigure (SLAAC): the same provider, and behind the host's br0 (no address of its own) two");
+    println!("guests whose kernel does everything (router solicitation, SLAAC, DAD, temporary addresses); run with --slaac br0:");
+    let topo = Topology::build_slaac(SLAAC_TAG, 2)?;
+    let prefix: ipnet::Ipv6Net = UPLINK_PREFIX.parse().expect("a valid prefix");
+    let daemon = topo.start_daemon(exe, &["--slaac", "br0"])?;
+    let mut failures = 0;
+    for (n, temporary, what) in [
+        (1, false, "SLAAC guest 1, its stable address"),
+        (2, true, "SLAAC guest 2, its temporary (privacy) address"),
+    ] {
+        let addr = topo.wait_guest_addr(n, prefix, temporary, Duration::from_secs(20))?;
+        let ok = match &addr {
+            Some(a) => topo.ping_from_router(INTERNET_ADDR, &a.to_string(), 3)?,
+            None => false,
+        };
+        let text = match &addr {
+            Some(a) => format!("{what} {a}, from {INTERNET_ADDR}"),
+            None => format!("{what}: none autoconfigured within 20 s"),
+        };
+        style.verdict_of("guest", ok, true, &text);
+        if !ok {
+            failures += 1;
+        }
+        style.evidence(&format!(
+            "guest's default route: {}",
+            topo.guest_default_route(n)?
+                .unwrap_or_else(|| "none".into())
+        ));
+        if let Some(a) = addr {
+            style.evidence(&format!(
+                "router's neighbour table: {}",
+                topo.router_neighbour(&a.to_string())?
+                    .unwrap_or_else(|| "no entry".into())
+            ));
+        }
+    }
+    let routes = topo.host_slaac_routes()?;
+    style.evidence(&format!(
+        "host's routes of ndp-responder: {}",
+        if routes.is_empty() {
+            "none".to_string()
+        } else {
+            routes
+                .iter()
+                .map(|(a, dev)| format!("{a} dev {dev}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    ));
+    style.evidence(&format!(
+        "hypervisor dropped {} frame(s) with a guest's MAC, {} link-local-sourced NA(s)",
+        topo.mac_filter_drops()?,
+        topo.antispoof_drops()?
+    ));
+    let stopped = daemon.stop()?;
+    style.evidence(&format!(
+        "daemon stopped on SIGTERM: {}; routes left: {}",
+        stopped.status,
+        topo.host_slaac_routes()?.len()
+    ));
+    Ok((failures, topo))
 }

@@ -2,7 +2,8 @@
 //!
 //! Owns: the lab's addresses and names, its error type, the check before anything is built,
 //! and [`wait_until`]; one module per duty: [`topology`] (the namespaces and what is done to
-//! them, on [`crate::tools::netns`]), [`daemon`] (the real daemon started there, ready when
+//! them, on [`crate::tools::netns`]), [`guests`] (the SLAAC topology: guests that
+//! autoconfigure behind the host's bridge), [`daemon`] (the real daemon started there, ready when
 //! it says READY=1), [`demo`] (`ndp-responder lab`), [`cleanup`] (the lock, `lab down`,
 //! Ctrl-C). The tests use the same [`Topology`] and [`Daemon`], so the demo and the tests
 //! cannot drift apart.
@@ -23,6 +24,7 @@
 mod cleanup;
 mod daemon;
 mod demo;
+mod guests;
 mod topology;
 
 use std::sync::Mutex;
@@ -32,6 +34,9 @@ use std::time::{Duration, Instant};
 pub use cleanup::{down, LOCK_PATH};
 pub use daemon::{Daemon, Stopped};
 pub use demo::demo;
+pub use guests::{
+    guest_mac, GuestAddr, GUEST_BRIDGE_MAC, NEIGHBOUR_ADDR, UPLINK_MTU, UPLINK_PREFIX,
+};
 pub use topology::Topology;
 
 use crate::tools::netns;

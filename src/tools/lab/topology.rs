@@ -22,9 +22,13 @@ use crate::tools::netns::{self, ip};
 /// The namespaces of one lab and what runs in them. Dropping it removes them all.
 #[derive(Debug)]
 pub struct Topology {
-    tag: String,
-    containers: usize,
-    namespaces: Vec<String>,
+    pub(super) tag: String,
+    pub(super) containers: usize,
+    pub(super) namespaces: Vec<String>,
+    /// A topology of guests that autoconfigure (SLAAC) behind br0 (see [`super::guests`]):
+    /// br0 has no container prefix then.
+    pub(super) slaac: bool,
+    pub(super) guests: usize,
 }
 
 impl Topology {
@@ -35,6 +39,8 @@ impl Topology {
             tag: tag.to_string(),
             containers: 0,
             namespaces: Vec::new(),
+            slaac: false,
+            guests: 0,
         };
         // On error the partly built topology is dropped, which removes what was created.
         topo.build_provider()?;
@@ -64,7 +70,7 @@ impl Topology {
         &self.namespaces
     }
 
-    fn add_netns(&mut self, name: String) -> Result<(), LabError> {
+    pub(super) fn add_netns(&mut self, name: String) -> Result<(), LabError> {
         let creating = CREATING.lock().unwrap_or_else(|e| e.into_inner());
         netns::add(&name)?;
         self.namespaces.push(name.clone());
@@ -90,7 +96,7 @@ impl Topology {
         Ok(netns::try_exec(ns, args)?)
     }
 
-    fn build_provider(&mut self) -> Result<(), LabError> {
+    pub(super) fn build_provider(&mut self) -> Result<(), LabError> {
         let (router, hv) = (self.router(), self.hypervisor());
         self.add_netns(router.clone())?;
         self.add_netns(hv.clone())?;
@@ -198,7 +204,7 @@ impl Topology {
         Ok(())
     }
 
-    fn build_host(&mut self) -> Result<(), LabError> {
+    pub(super) fn build_host(&mut self) -> Result<(), LabError> {
         let host = self.host();
         self.add_netns(host.clone())?;
         self.sysctl(&host, "net/ipv6/conf/all/forwarding", "1")?;
@@ -241,6 +247,9 @@ impl Topology {
     /// Create the container bridge br0 with its address, and attach every container's port.
     /// Also used to bring the bridge back after [`Topology::delete_bridge`].
     pub fn create_bridge(&self) -> Result<(), LabError> {
+        if self.slaac {
+            return self.create_guest_bridge();
+        }
         let host = self.host();
         ip(&[
             "-n",
@@ -349,23 +358,40 @@ impl Topology {
     /// [`INTERNET_ADDR`] (from the Internet stand-in, forwarded by the router). Returns
     /// (transmitted, received).
     pub fn ping_stats(&self, src: &str, dst: &str, count: u32) -> Result<(u32, u32), LabError> {
-        let count = count.to_string();
         let ns = if src == INTERNET_ADDR {
             self.internet()
         } else {
             self.router()
         };
-        let out = self.try_exec(
-            &ns,
-            &[
-                "ping", "-6", "-n", "-q", "-c", &count, "-i", "0.2", "-W", "1", "-I", src, dst,
-            ],
-        )?;
+        self.ping_in(&ns, Some(src), dst, count)
+    }
+
+    /// Ping `dst` `count` times, 0.2 s apart, from namespace `ns` (from address `src`, if
+    /// given). Returns (transmitted, received).
+    pub fn ping_in(
+        &self,
+        ns: &str,
+        src: Option<&str>,
+        dst: &str,
+        count: u32,
+    ) -> Result<(u32, u32), LabError> {
+        let count = count.to_string();
+        let mut args = vec![
+            "ping", "-6", "-n", "-q", "-c", &count, "-i", "0.2", "-W", "1",
+        ];
+        if let Some(src) = src {
+            args.extend(["-I", src]);
+        }
+        args.push(dst);
+        let out = self.try_exec(ns, &args)?;
         let text = String::from_utf8_lossy(&out.stdout);
         // "5 packets transmitted, 5 received, 0% packet loss, time 801ms"
         let Some(summary) = text.lines().find(|l| l.contains("transmitted")) else {
             return Err(netns::Error::Command {
-                command: format!("ping -I {src} {dst} (in {ns})"),
+                command: format!(
+                    "ping {} {dst} (in {ns})",
+                    src.map_or(String::new(), |s| format!("-I {s}"))
+                ),
                 stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
             }
             .into());
