@@ -340,8 +340,14 @@ int ndp_fastpath(struct xdp_md *ctx)
 	if (!(eth_dst[0] & 1) && !mac_eq(eth_dst, cfg->mac))
 		return pass();
 	int dst_multicast = ip_dst[0] == 0xff;
-	if (!dst_multicast && __builtin_memcmp(ip_dst, target, 16) != 0)
-		return pass();
+	if (!dst_multicast) {
+		__u8 diff = 0;
+#pragma unroll
+		for (int k = 0; k < 16; k++)
+			diff |= ip_dst[k] ^ target[k];
+		if (diff)
+			return pass();
+	}
 
 	/* The answer set: exact targets first, then the prefixes. */
 	struct in6 key;

@@ -1,0 +1,325 @@
+//! The in-kernel fast path: the XDP program of bpf/fastpath.bpf.c on the uplink, loaded
+//! with aya, and its maps.
+//!
+//! Owns: loading the checked-in object ([`FastPath::load`]: verifier errors and missing
+//! privileges become a [`LoadError`] naming why), attaching it to the uplink (native XDP where
+//! the driver has it, generic XDP otherwise; through a bpf_link, so the program goes when the
+//! process does, even a crashed one), detaching (on drop), writing a
+//! [`FastSet`](crate::decide::fastmap::FastSet) into the maps as one atomic switch
+//! ([`FastPath::sync`]: the set the program does not read is rewritten, then the `active`
+//! index flips), and reading back its counters and the targets it answered.
+//!
+//! Must-not: decide what is answered (that is [`crate::decide::fastmap`]) or log; the uplink
+//! loop does. Nothing here runs per packet in user space.
+
+pub mod abi;
+
+use std::collections::HashSet;
+use std::net::Ipv6Addr;
+use std::os::fd::{AsFd, BorrowedFd};
+
+use aya::maps::lpm_trie::{Key, LpmTrie};
+use aya::maps::{Array, HashMap, MapData, MapError, PerCpuArray};
+use aya::programs::{ProgramError, Xdp, XdpFlags};
+use aya::{Ebpf, EbpfError};
+use ipnet::Ipv6Net;
+
+use crate::decide::fastmap::FastSet;
+use crate::decide::ratelimit::Limits;
+use abi::{Config, SLOTS};
+
+/// The program, compiled by bpf/build (tests/fastpath.rs checks it is what the source gives).
+/// Aligned for the ELF parser (it reads the headers in place).
+static OBJECT: &Aligned<[u8]> = &Aligned(*include_bytes!("fastpath.bpf.o"));
+
+#[repr(C, align(8))]
+struct Aligned<B: ?Sized>(B);
+
+const PROGRAM: &str = "ndp_fastpath";
+
+/// How the program is attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// In the driver, before any socket buffer is built.
+    Native,
+    /// Generic (skb) XDP: the driver has no XDP; still before the kernel's own processing.
+    Generic,
+    /// Loaded, not attached (BPF_PROG_TEST_RUN only).
+    Detached,
+}
+
+impl Mode {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Mode::Native => "xdp-native",
+            Mode::Generic => "xdp-generic",
+            Mode::Detached => "loaded",
+        }
+    }
+}
+
+/// Why the fast path is not running; the socket path answers everything meanwhile.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(
+        "loading the XDP program failed (it needs CAP_BPF and CAP_NET_ADMIN, or root, and \
+         Linux 5.9 or later): {0}"
+    )]
+    Load(String),
+    #[error("attaching XDP to interface index {ifindex} failed (native: {native}; generic: {generic})")]
+    Attach {
+        ifindex: u32,
+        native: String,
+        generic: String,
+    },
+    #[error("the XDP object lacks {0}: rebuild it with bpf/build")]
+    Missing(&'static str),
+}
+
+/// What is in one set of answer maps, to remove what a new set no longer has.
+#[derive(Debug, Default)]
+struct Installed {
+    prefixes: HashSet<(u32, [u8; 16])>,
+    targets: HashSet<[u8; 16]>,
+}
+
+/// The loaded (and maybe attached) program and its maps.
+pub struct FastPath {
+    ebpf: Ebpf,
+    mode: Mode,
+    /// The set the program reads now.
+    active: u32,
+    installed: [Installed; 2],
+    gateways: HashSet<[u8; 8]>,
+    /// The last set written, so that an unchanged snapshot costs no system call.
+    last: Option<(FastSet, Limits)>,
+}
+
+impl std::fmt::Debug for FastPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FastPath")
+            .field("mode", &self.mode)
+            .finish()
+    }
+}
+
+fn load_error(e: EbpfError) -> LoadError {
+    LoadError::Load(chain(&e))
+}
+
+fn program_error(e: ProgramError) -> String {
+    chain(&e)
+}
+
+/// An error and its causes, as one line.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cause = c.source();
+    }
+    s
+}
+
+fn map<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut aya::maps::Map, MapError> {
+    ebpf.map_mut(name).ok_or(MapError::InvalidName {
+        name: name.to_string(),
+    })
+}
+
+impl FastPath {
+    /// Load and verify the program (nothing attached, maps empty: it passes everything up).
+    pub fn load() -> Result<FastPath, LoadError> {
+        let mut ebpf = Ebpf::load(&OBJECT.0).map_err(load_error)?;
+        let prog: &mut Xdp = ebpf
+            .program_mut(PROGRAM)
+            .ok_or(LoadError::Missing("its program"))?
+            .try_into()
+            .map_err(|e| LoadError::Load(program_error(e)))?;
+        prog.load()
+            .map_err(|e| LoadError::Load(program_error(e)))?;
+        Ok(FastPath {
+            ebpf,
+            mode: Mode::Detached,
+            active: 0,
+            installed: Default::default(),
+            gateways: HashSet::new(),
+            last: None,
+        })
+    }
+
+    /// Attach to interface `ifindex`: native XDP, else generic.
+    pub fn attach(&mut self, ifindex: u32) -> Result<Mode, LoadError> {
+        let prog: &mut Xdp = self
+            .ebpf
+            .program_mut(PROGRAM)
+            .ok_or(LoadError::Missing("its program"))?
+            .try_into()
+            .map_err(|e| LoadError::Load(program_error(e)))?;
+        let native = match prog.attach_to_if_index(ifindex, XdpFlags::DRV_MODE) {
+            Ok(_) => {
+                self.mode = Mode::Native;
+                return Ok(Mode::Native);
+            }
+            Err(e) => program_error(e),
+        };
+        match prog.attach_to_if_index(ifindex, XdpFlags::SKB_MODE) {
+            Ok(_) => {
+                self.mode = Mode::Generic;
+                Ok(Mode::Generic)
+            }
+            Err(e) => Err(LoadError::Attach {
+                ifindex,
+                native,
+                generic: program_error(e),
+            }),
+        }
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// The loaded program, for BPF_PROG_TEST_RUN.
+    pub fn program_fd(&self) -> Option<BorrowedFd<'_>> {
+        let prog: &Xdp = self.ebpf.program(PROGRAM)?.try_into().ok()?;
+        Some(prog.fd().ok()?.as_fd())
+    }
+
+
+    /// Make the program answer as `set` says, with `limits`: the maps it does not read are
+    /// rewritten, then it is switched to them in one write. Unchanged input: nothing done.
+    pub fn sync(&mut self, set: &FastSet, limits: Limits) -> Result<(), MapError> {
+        if self
+            .last
+            .as_ref()
+            .is_some_and(|(s, l)| s == set && *l == limits)
+        {
+            return Ok(());
+        }
+        if set.prefixes.len() > abi::MAX_PREFIXES || set.targets.len() > abi::MAX_TARGETS {
+            // Too many to hold: answer nothing here (the socket path answers all).
+            return self.sync(&FastSet::default(), limits);
+        }
+        let next = self.active ^ 1;
+        let n = next as usize;
+
+        let mut config = Config::default();
+        if let Some(shape) = &set.shape {
+            config.enabled = 1;
+            config.mac = shape.mac.0;
+            config.flags = if shape.router { abi::CONF_ROUTER } else { 0 }
+                | if shape.override_flag {
+                    abi::CONF_OVERRIDE
+                } else {
+                    0
+                };
+            if let Some(src) = shape.source {
+                config.flags |= abi::CONF_FIXED_SOURCE;
+                config.src = src.octets();
+            }
+            config.per_source = limits.per_source;
+            config.total = limits.total;
+        }
+
+        // The prefixes.
+        let wanted: Vec<(u32, [u8; 16], u32)> = set
+            .prefixes
+            .iter()
+            .map(|(net, v): &(Ipv6Net, _)| {
+                (
+                    u32::from(net.prefix_len()),
+                    net.network().octets(),
+                    abi::encode(*v),
+                )
+            })
+            .collect();
+        {
+            let name = if next == 0 { "prefixes0" } else { "prefixes1" };
+            let mut trie: LpmTrie<&mut MapData, [u8; 16], u32> =
+                LpmTrie::try_from(map(&mut self.ebpf, name)?)?;
+            let keep: HashSet<(u32, [u8; 16])> = wanted.iter().map(|(l, a, _)| (*l, *a)).collect();
+            for (len, addr) in self.installed[n].prefixes.difference(&keep) {
+                let _ = trie.remove(&Key::new(*len, *addr));
+            }
+            for (len, addr, v) in &wanted {
+                trie.insert(&Key::new(*len, *addr), v, 0)?;
+            }
+            self.installed[n].prefixes = keep;
+        }
+        // The exact targets.
+        {
+            let name = if next == 0 { "targets0" } else { "targets1" };
+            let mut map: HashMap<&mut MapData, [u8; 16], u32> = HashMap::try_from(map(&mut self.ebpf, name)?)?;
+            let keep: HashSet<[u8; 16]> = set.targets.iter().map(|(a, _)| a.octets()).collect();
+            for addr in self.installed[n].targets.difference(&keep) {
+                let _ = map.remove(addr);
+            }
+            for (addr, v) in &set.targets {
+                map.insert(addr.octets(), abi::encode(*v), 0)?;
+            }
+            self.installed[n].targets = keep;
+        }
+        {
+            let mut conf: Array<&mut MapData, Config> = Array::try_from(map(&mut self.ebpf, "config")?)?;
+            conf.set(next, config, 0)?;
+        }
+        // The switch: one 4-octet write the program reads once per frame.
+        {
+            let mut active: Array<&mut MapData, u32> = Array::try_from(map(&mut self.ebpf, "active")?)?;
+            active.set(0, next, 0)?;
+        }
+        self.active = next;
+        // The gateways' MACs (their buckets keep their state while they stay).
+        {
+            let mut gw: HashMap<&mut MapData, [u8; 8], [u64; 2]> =
+                HashMap::try_from(map(&mut self.ebpf, "gateways")?)?;
+            let keep: HashSet<[u8; 8]> = set
+                .gateway_macs
+                .iter()
+                .take(abi::MAX_GATEWAYS)
+                .map(|m| {
+                    let mut k = [0u8; 8];
+                    k[..6].copy_from_slice(&m.0);
+                    k
+                })
+                .collect();
+            for k in self.gateways.difference(&keep) {
+                let _ = gw.remove(k);
+            }
+            for k in keep.difference(&self.gateways) {
+                gw.insert(*k, [0u64; 2], 0)?;
+            }
+            self.gateways = keep;
+        }
+        self.last = Some((set.clone(), limits));
+        Ok(())
+    }
+
+    /// The counters, summed over the CPUs, by slot of [`abi::SLOTS`].
+    pub fn counters(&mut self) -> Result<[u64; SLOTS.len()], MapError> {
+        let map: PerCpuArray<&mut MapData, u64> = PerCpuArray::try_from(map(&mut self.ebpf, "counters")?)?;
+        let mut out = [0u64; SLOTS.len()];
+        for (i, slot) in out.iter_mut().enumerate() {
+            *slot = map.get(&(i as u32), 0)?.iter().sum();
+        }
+        Ok(out)
+    }
+
+    /// The targets answered since the last call, with the CLOCK_MONOTONIC time (ns) of their
+    /// latest answer; read and removed, so each call costs what was answered since.
+    pub fn take_answered(&mut self) -> Result<Vec<(Ipv6Addr, u64)>, MapError> {
+        let mut map: HashMap<&mut MapData, [u8; 16], u64> =
+            HashMap::try_from(map(&mut self.ebpf, "answered")?)?;
+        let seen: Vec<([u8; 16], u64)> = map.iter().filter_map(Result::ok).collect();
+        for (k, _) in &seen {
+            let _ = map.remove(k);
+        }
+        Ok(seen
+            .into_iter()
+            .map(|(k, t)| (Ipv6Addr::from(k), t))
+            .collect())
+    }
+}
