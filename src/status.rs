@@ -108,6 +108,9 @@ pub struct UplinkStatus {
     /// switches).
     #[serde(default)]
     pub mld_groups: usize,
+    /// The in-kernel fast path: `xdp-native`, `xdp-generic`, or `off` and why.
+    #[serde(default)]
+    pub fast_path: String,
     pub counters: Counters,
 }
 
@@ -245,6 +248,10 @@ counters! {
         /// Neighbor Solicitations read from the uplink.
         ns_seen => "NS seen", "solicitations", "Neighbor Solicitations received on the uplink";
         answered => "answered", "answered", "Neighbor Advertisements sent in answer";
+        /// Of `answered`, those the XDP fast path sent from the kernel.
+        answered_in_kernel => "answered in the kernel", "answered_in_kernel", "Neighbor Advertisements the XDP fast path sent";
+        /// Solicitations the fast path passed up to the kernel and the packet socket.
+        passed_up => "passed up by the fast path", "fast_path_passed", "Solicitations the XDP fast path passed up to the packet socket";
         rate_limited => "rate-limited", "rate_limited", "Answers withheld by the rate limits";
         /// Solicitations the kernel dropped because the receive ring was full (the daemon
         /// could not keep up).
@@ -383,6 +390,7 @@ impl Status {
                 u.probe_cache_entries, u.probe_cache_max
             );
             let _ = writeln!(s, "  solicited-node groups joined: {}", u.mld_groups);
+            let _ = writeln!(s, "  fast path: {}", u.fast_path);
             let c = &u.counters;
             let totals: Vec<String> = c
                 .totals()
@@ -623,6 +631,7 @@ mod tests {
                     addresses: 3,
                 }],
                 mld_groups: 5,
+                fast_path: "xdp-native".into(),
                 counters: {
                     #[derive(Clone, Copy)]
                     struct NotOurs;

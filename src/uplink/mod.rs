@@ -11,6 +11,7 @@
 //! [`crate::decide`]. Signals, the control socket and systemd belong to [`crate::service`].
 
 mod answer;
+mod fast;
 mod probing;
 mod refresh;
 mod report;
@@ -59,6 +60,8 @@ pub struct Options {
     pub keepalive: Option<Duration>,
     /// Re-announce every address in use this often.
     pub announce: Option<Duration>,
+    /// Answer in the kernel with the XDP program where it loads (see [`fast`]).
+    pub fast_path: bool,
 }
 
 /// How the service steers a running uplink.
@@ -142,6 +145,8 @@ pub struct Responder {
     groups: Option<link::groups::Groups>,
     /// The probe cache's positive answers when the groups were last synced, sorted.
     group_positives: Vec<Ipv6Addr>,
+    /// The in-kernel fast path (see [`fast`]).
+    fast: fast::Fast,
 }
 
 fn open_uplink(ifname: &str, index: u32) -> Result<AsyncFd<PacketSocket>, DaemonError> {
@@ -291,10 +296,12 @@ pub async fn run(opts: Options, mut control: Control) -> Result<Counters, Daemon
         announced: Default::default(),
         groups: None,
         group_positives: Vec::new(),
+        fast: fast::Fast::default(),
     };
     // What is known at start is announced as new: the router may have forgotten it.
     responder.note_new_addresses(&table.load());
     responder.apply_filter(&table.load());
+    responder.sync_fast(&table.load());
     // Only now, with the kernel filter in place: "answering on" means ready.
     log_start(&ifname, &opts, &table.load());
     // Before ready, so that a snooping switch has the groups reported (a rule too wide for
@@ -325,6 +332,7 @@ pub async fn run(opts: Options, mut control: Control) -> Result<Counters, Daemon
         let burst_due = at(responder.bursts.peek().map(|Reverse((when, _, _))| *when));
         let probe_due = at(responder.cache.next_deadline());
         let keepalive_expiry = at(responder.expected.next_expiry());
+        let fast_due = at(responder.fast.next_poll());
         tokio::select! {
             // A dropped sender (the service is gone) stops the uplink too.
             stop = control.stop.changed() => {
@@ -367,8 +375,10 @@ pub async fn run(opts: Options, mut control: Control) -> Result<Counters, Daemon
                 responder.positives_changed();
             }
             () = changed.notified() => responder.reconcile(),
+            () = fast_due => responder.poll_fast(),
             request = control.requests.recv(), if requests_open => match request {
                 Some(Request::Status(reply)) => {
+                    responder.poll_fast();
                     responder.count_drops();
                     responder.count_advert_drops();
                     let _ = reply.send(responder.status(&docker));
@@ -403,6 +413,7 @@ pub async fn run(opts: Options, mut control: Control) -> Result<Counters, Daemon
     }
     refresher.abort();
     drop(docker);
+    responder.stop_fast();
     responder.count_drops();
     responder.count_advert_drops();
     info!(
@@ -476,6 +487,7 @@ mod tests {
             rate_limit: ratelimit::Limits::default(),
             keepalive: None,
             announce: None,
+            fast_path: true,
         }
     }
 
