@@ -227,7 +227,8 @@ int ndp_fastpath(struct xdp_md *ctx)
 	if (!cfg || !cfg->enabled)
 		return pass();
 
-	__u32 frame_len = (__u32)(data_end - data);
+	/* (Not data_end - data: pointer subtraction needs CAP_PERFMON, which the daemon drops.) */
+	__u32 frame_len = (__u32)bpf_xdp_get_buff_len(ctx);
 	__u32 plen = ((__u32)p[18] << 8) | p[19];
 	/* The IPv6 payload is the message; bytes after it are link padding (RFC 2464). */
 	if (ICMP_OFF + plen > frame_len)

@@ -103,8 +103,11 @@ pub fn run(setup: Setup) -> ExitCode {
             }
         },
     };
-    // CAP_NET_ADMIN only where a feature writes the neighbour table (the keepalive).
-    let keep = privileges::keep(setup.uplinks.iter().any(|u| u.keepalive.is_some()));
+    // CAP_NET_ADMIN only where a feature writes the neighbour table (the keepalive) or the
+    // fast path runs (with CAP_BPF: loading and attaching it, also after the uplink returns).
+    let keepalive = setup.uplinks.iter().any(|u| u.keepalive.is_some());
+    let fast_path = setup.uplinks.iter().any(|u| u.fast_path);
+    let keep = privileges::keep(keepalive, fast_path);
     let kept: Vec<String> = keep.iter().map(|c| c.to_string()).collect();
     match privileges::drop_extra(&keep) {
         Ok(privileges::Outcome::Dropped(n)) => {
@@ -117,7 +120,9 @@ pub fn run(setup: Setup) -> ExitCode {
         Ok(privileges::Outcome::AlreadyMinimal) => {}
         Err(e) => warn!("{e}; running with the capabilities it was given"),
     }
-    let missing = privileges::missing(&keep);
+    // The fast path's capabilities are optional: without them it says why and the packet
+    // socket answers alone.
+    let missing = privileges::missing(&privileges::keep(keepalive, false));
     if !missing.is_empty() {
         let names: Vec<String> = missing.iter().map(|c| c.to_string()).collect();
         warn!(

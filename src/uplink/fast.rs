@@ -85,7 +85,9 @@ impl Responder {
             if self.fast.failed == Some(index) {
                 return;
             }
-            let attached = FastPath::load().and_then(|mut fp| fp.attach(index).map(|_| fp));
+            let native = crate::link::fastpath::native_preferred(&self.ifname);
+            let attached =
+                FastPath::load().and_then(|mut fp| fp.attach(index, native).map(|_| fp));
             match attached {
                 Ok(fp) => {
                     info!(

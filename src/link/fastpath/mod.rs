@@ -28,6 +28,17 @@ use crate::decide::fastmap::FastSet;
 use crate::decide::ratelimit::Limits;
 use abi::{Config, SLOTS};
 
+/// Should XDP be attached in the driver on interface `ifname`? Only on a device with a
+/// driver of hardware (or virtio): virtual interfaces (veth, bridges, bonds, VLANs) either
+/// lack native XDP or, like veth, drop what XDP_TX sends unless the peer runs XDP too;
+/// generic XDP sends through the normal transmit path on all of them.
+pub fn native_preferred(ifname: &str) -> bool {
+    std::path::Path::new("/sys/class/net")
+        .join(ifname)
+        .join("device")
+        .exists()
+}
+
 /// The program, compiled by bpf/build (tests/fastpath.rs checks it is what the source gives).
 /// Aligned for the ELF parser (it reads the headers in place).
 static OBJECT: &Aligned<[u8]> = &Aligned(*include_bytes!("fastpath.bpf.o"));
@@ -62,8 +73,8 @@ impl Mode {
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error(
-        "loading the XDP program failed (it needs CAP_BPF and CAP_NET_ADMIN, or root, and \
-         Linux 5.9 or later): {0}"
+        "loading the XDP program failed (it needs CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN, or \
+         root, and Linux 5.18 or later): {0}"
     )]
     Load(String),
     #[error("attaching XDP to interface index {ifindex} failed (native: {native}; generic: {generic})")]
@@ -150,20 +161,25 @@ impl FastPath {
         })
     }
 
-    /// Attach to interface `ifindex`: native XDP, else generic.
-    pub fn attach(&mut self, ifindex: u32) -> Result<Mode, LoadError> {
+    /// Attach to interface `ifindex`: native XDP when `native` is asked and the driver has
+    /// it, else generic.
+    pub fn attach(&mut self, ifindex: u32, native: bool) -> Result<Mode, LoadError> {
         let prog: &mut Xdp = self
             .ebpf
             .program_mut(PROGRAM)
             .ok_or(LoadError::Missing("its program"))?
             .try_into()
             .map_err(|e| LoadError::Load(program_error(e)))?;
-        let native = match prog.attach_to_if_index(ifindex, XdpFlags::DRV_MODE) {
-            Ok(_) => {
-                self.mode = Mode::Native;
-                return Ok(Mode::Native);
+        let native = if native {
+            match prog.attach_to_if_index(ifindex, XdpFlags::DRV_MODE) {
+                Ok(_) => {
+                    self.mode = Mode::Native;
+                    return Ok(Mode::Native);
+                }
+                Err(e) => program_error(e),
             }
-            Err(e) => program_error(e),
+        } else {
+            "not tried: a virtual interface".to_string()
         };
         match prog.attach_to_if_index(ifindex, XdpFlags::SKB_MODE) {
             Ok(_) => {
