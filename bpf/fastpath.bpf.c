@@ -124,17 +124,25 @@ static __always_inline void count(__u32 index)
 		*c += 1;
 }
 
-static __always_inline int drop(__u32 index)
+/* What the shared part decides; the entry points turn it into their return codes. */
+enum nd_action { ND_PASS, ND_DROP, ND_ANSWER };
+
+static __always_inline int nd_drop(__u32 index)
 {
 	count(index);
-	return XDP_DROP;
+	return ND_DROP;
 }
 
-static __always_inline int pass(void)
-{
-	count(FP_PASSED);
-	return XDP_PASS;
-}
+/* The answer to build, as the shared part worked it out. */
+struct answer {
+	__u8 dst_mac[6];
+	__u8 our_mac[6];
+	__u8 src_ip[16];
+	__u8 dst_ip[16];
+	__u8 target[16];
+	__u8 flags;
+	__u64 now;
+};
 
 #define ETH_LEN 14
 #define IP6_LEN 40
@@ -203,40 +211,53 @@ static __always_inline int bucket_take(__u64 *tat, __u32 rate, __u64 now, int co
 	return 1;
 }
 
-SEC("xdp")
-int ndp_fastpath(struct xdp_md *ctx)
+/* The solicitation in [data, data_end) of `frame_len` octets (the whole frame), whose
+ * Ethernet, IPv6 and ICMPv6 type the caller checked (the first OPT_OFF octets are there):
+ * validated as the socket path does, looked up, rate limited; the answer's fields in `a`. */
+static __always_inline int ndp_decide(void *data, void *data_end, __u32 frame_len,
+				      struct answer *a)
 {
-	void *data = (void *)(long)ctx->data;
-	void *data_end = (void *)(long)ctx->data_end;
 	__u8 *p = data;
-
-	/* Only Ethernet + IPv6 + ICMPv6 type 135 is ours to look at; all else goes on. */
 	if (data + OPT_OFF > data_end)
-		goto short_frame;
-	if (p[12] != 0x86 || p[13] != 0xdd || (p[14] >> 4) != 6 || p[20] != 58 ||
-	    p[ICMP_OFF] != 135)
-		return XDP_PASS;
-	count(FP_SEEN);
+		return ND_PASS;
 
 	__u32 zero = 0;
 	__u32 *act = bpf_map_lookup_elem(&active, &zero);
 	if (!act)
-		return pass();
+		return ND_PASS;
 	__u32 set = *act & 1;
 	struct fp_config *cfg = bpf_map_lookup_elem(&config, &set);
 	if (!cfg || !cfg->enabled)
-		return pass();
+		return ND_PASS;
 
-	/* (Not data_end - data: pointer subtraction needs CAP_PERFMON, which the daemon drops.) */
-	__u32 frame_len = (__u32)bpf_xdp_get_buff_len(ctx);
+	/* The answer set first, as the socket path's kernel filter (src/link/bpf.rs) reads the
+	 * target's octets before anything is parsed: a target no rule covers is not ours to
+	 * count or drop, whatever else is wrong with the frame. Exact targets, then prefixes. */
+	__u8 *target = p + ICMP_OFF + 8;
+	__u32 verdict;
+	{
+		struct in6 key;
+		__builtin_memcpy(key.a, target, 16);
+		__u32 *found =
+			bpf_map_lookup_elem(set ? (void *)&targets1 : (void *)&targets0, &key);
+		if (!found) {
+			struct lpm_key lk = { .prefixlen = 128 };
+			__builtin_memcpy(lk.addr, target, 16);
+			found = bpf_map_lookup_elem(set ? (void *)&prefixes1 : (void *)&prefixes0,
+						    &lk);
+		}
+		if (!found)
+			return ND_PASS;
+		verdict = *found;
+	}
 	__u32 plen = ((__u32)p[18] << 8) | p[19];
 	/* The IPv6 payload is the message; bytes after it are link padding (RFC 2464). */
 	if (ICMP_OFF + plen > frame_len)
-		return drop(FP_TRUNCATED);
+		return nd_drop(FP_TRUNCATED);
 	if (plen < ND_LEN)
-		return drop(FP_TOO_SHORT);
+		return nd_drop(FP_TOO_SHORT);
 	if (plen > MAX_MSG)
-		return pass();
+		return ND_PASS;
 
 	/* RFC 4443 2.3 / RFC 4861 7.1.1: the ICMPv6 checksum over the pseudo-header. */
 	__u64 sum = sum_addr(p + 22) + sum_addr(p + 38) + plen + 58;
@@ -254,7 +275,7 @@ int ndp_fastpath(struct xdp_md *ctx)
 		sum += ((__u32)w[0] << 8) | w[1];
 	}
 	if (fold(sum) != 0xffff)
-		return drop(FP_BAD_CHECKSUM);
+		return nd_drop(FP_BAD_CHECKSUM);
 
 	/* RFC 4861 4.6, 7.1.1: every option has a non-zero length and ends inside the message. */
 	__u8 slla[6] = {};
@@ -266,22 +287,22 @@ int ndp_fastpath(struct xdp_md *ctx)
 		if (off >= msg_end)
 			break;
 		if (off + 1 >= msg_end)
-			return drop(FP_BAD_OPTION_LENGTH);
+			return nd_drop(FP_BAD_OPTION_LENGTH);
 		__u8 *o = data + (off & 0x3ff);
 		if ((void *)(o + 8) > data_end) {
 			/* The option's length octet is inside the message (checked above); an
 			 * option shorter than the frame end is fine, but read it byte-wise. */
 			if ((void *)(o + 2) > data_end)
-				return pass();
+				return ND_PASS;
 			if (o[1] == 0)
-				return drop(FP_ZERO_LENGTH_OPTION);
-			return drop(FP_BAD_OPTION_LENGTH);
+				return nd_drop(FP_ZERO_LENGTH_OPTION);
+			return nd_drop(FP_BAD_OPTION_LENGTH);
 		}
 		__u32 units = o[1];
 		if (units == 0)
-			return drop(FP_ZERO_LENGTH_OPTION);
+			return nd_drop(FP_ZERO_LENGTH_OPTION);
 		if (off + units * 8 > msg_end)
-			return drop(FP_BAD_OPTION_LENGTH);
+			return nd_drop(FP_BAD_OPTION_LENGTH);
 		if (o[0] == 1 && !has_slla) {
 			has_slla = 1;
 			__builtin_memcpy(slla, o + 2, 6);
@@ -289,22 +310,21 @@ int ndp_fastpath(struct xdp_md *ctx)
 		off += units * 8;
 	}
 	if (i == MAX_OPTIONS && off < msg_end)
-		return pass();
+		return ND_PASS;
 
 	__u8 *eth_dst = p, *eth_src = p + 6, *ip_src = p + 22, *ip_dst = p + 38;
-	__u8 *target = p + ICMP_OFF + 8;
 
 	/* RFC 4861 7.1.1 and the other checks of policy::validate, in its order. */
 	if (p[21] != 255)
-		return drop(FP_HOP_LIMIT);
+		return nd_drop(FP_HOP_LIMIT);
 	if (p[ICMP_OFF + 1] != 0)
-		return drop(FP_ICMP_CODE);
+		return nd_drop(FP_ICMP_CODE);
 	if (target[0] == 0xff)
-		return drop(FP_MULTICAST_TARGET);
+		return nd_drop(FP_MULTICAST_TARGET);
 	if (ip_src[0] == 0xff)
-		return drop(FP_MULTICAST_SOURCE);
+		return nd_drop(FP_MULTICAST_SOURCE);
 	if (mac_bad(eth_src))
-		return drop(FP_SOURCE_MAC);
+		return nd_drop(FP_SOURCE_MAC);
 	int src_unspec = is_zero6(ip_src);
 	{
 		/* ::1 (loopback) or ::ffff:0:0/96 (IPv4-mapped) */
@@ -314,14 +334,14 @@ int ndp_fastpath(struct xdp_md *ctx)
 			acc |= ip_src[k];
 		if (acc == 0) {
 			if (ip_src[10] == 0xff && ip_src[11] == 0xff)
-				return drop(FP_IMPOSSIBLE_SOURCE);
+				return nd_drop(FP_IMPOSSIBLE_SOURCE);
 			if ((ip_src[10] | ip_src[11] | ip_src[12] | ip_src[13] | ip_src[14]) == 0 &&
 			    ip_src[15] == 1)
-				return drop(FP_IMPOSSIBLE_SOURCE);
+				return nd_drop(FP_IMPOSSIBLE_SOURCE);
 		}
 	}
 	if (has_slla && mac_bad(slla))
-		return drop(FP_SOURCE_LLADDR);
+		return nd_drop(FP_SOURCE_LLADDR);
 	if (src_unspec) {
 		/* RFC 4861 7.1.1: DAD goes to a solicited-node group, ff02::1:ffXX:XXXX */
 		__u8 acc = 0;
@@ -330,16 +350,16 @@ int ndp_fastpath(struct xdp_md *ctx)
 			acc |= ip_dst[k];
 		if (ip_dst[0] != 0xff || ip_dst[1] != 0x02 || acc != 0 || ip_dst[11] != 1 ||
 		    ip_dst[12] != 0xff)
-			return drop(FP_DAD_NOT_TO_SOLICITED_NODE);
+			return nd_drop(FP_DAD_NOT_TO_SOLICITED_NODE);
 		if (has_slla)
-			return drop(FP_DAD_WITH_SOURCE_LLADDR);
+			return nd_drop(FP_DAD_WITH_SOURCE_LLADDR);
 	}
 
 	/* policy::decide, before the target is looked at. */
 	if (mac_eq(eth_src, cfg->mac))
-		return drop(FP_FROM_OURSELVES);
+		return nd_drop(FP_FROM_OURSELVES);
 	if (!(eth_dst[0] & 1) && !mac_eq(eth_dst, cfg->mac))
-		return pass();
+		return ND_PASS;
 	int dst_multicast = ip_dst[0] == 0xff;
 	if (!dst_multicast) {
 		__u8 diff = 0;
@@ -347,28 +367,17 @@ int ndp_fastpath(struct xdp_md *ctx)
 		for (int k = 0; k < 16; k++)
 			diff |= ip_dst[k] ^ target[k];
 		if (diff)
-			return pass();
+			return ND_PASS;
 	}
 
-	/* The answer set: exact targets first, then the prefixes. */
-	struct in6 key;
-	__builtin_memcpy(key.a, target, 16);
-	__u32 *verdict = bpf_map_lookup_elem(set ? (void *)&targets1 : (void *)&targets0, &key);
-	if (!verdict) {
-		struct lpm_key lk = { .prefixlen = 128 };
-		__builtin_memcpy(lk.addr, target, 16);
-		verdict = bpf_map_lookup_elem(set ? (void *)&prefixes1 : (void *)&prefixes0, &lk);
-	}
-	if (!verdict)
-		return pass();
-	__u32 v = *verdict;
+	__u32 v = verdict;
 	switch (v & FP_ACTION_MASK) {
 	case FP_ACTION_ANSWER:
 		break;
 	case FP_ACTION_DROP:
-		return drop((v >> FP_REASON_SHIFT) & 0xff);
+		return nd_drop((v >> FP_REASON_SHIFT) & 0xff);
 	default:
-		return pass();
+		return ND_PASS;
 	}
 	int live = (v & FP_LIVE) != 0;
 
@@ -379,7 +388,7 @@ int ndp_fastpath(struct xdp_md *ctx)
 	struct gw_state *gw = bpf_map_lookup_elem(&gateways, &mk);
 	if (gw) {
 		if (!bucket_take(&gw->tat[live], cfg->per_source, now, 1))
-			return drop(live ? FP_RATE_GATEWAY_LIVE : FP_RATE_GATEWAY_OTHER);
+			return nd_drop(live ? FP_RATE_GATEWAY_LIVE : FP_RATE_GATEWAY_OTHER);
 	} else {
 		__u64 *src_tat = 0;
 		struct in6 sk;
@@ -392,11 +401,11 @@ int ndp_fastpath(struct xdp_md *ctx)
 				src_tat = bpf_map_lookup_elem(&sources, &sk);
 			}
 			if (src_tat && !bucket_take(src_tat, cfg->per_source, now, 0))
-				return drop(FP_RATE_PER_SOURCE);
+				return nd_drop(FP_RATE_PER_SOURCE);
 		}
 		__u64 *tot = bpf_map_lookup_elem(&total, &zero);
 		if (tot && !bucket_take(tot, cfg->total, now, 1))
-			return drop(FP_RATE_TOTAL);
+			return nd_drop(FP_RATE_TOTAL);
 		if (src_tat)
 			bucket_take(src_tat, cfg->per_source, now, 1);
 	}
@@ -404,7 +413,7 @@ int ndp_fastpath(struct xdp_md *ctx)
 	/* policy::advert (RFC 4861 7.2.4): DAD is answered to all nodes with S=0; the rest to
 	 * the solicitor with S=1, at its SLLA or the frame's source; O on multicast
 	 * solicitations unless turned off, never on unicast NUD. */
-	__u8 dst_mac[6], dst_ip[16], tgt[16], src_ip[16];
+	__u8 *dst_mac = a->dst_mac, *dst_ip = a->dst_ip, *tgt = a->target, *src_ip = a->src_ip;
 	__builtin_memcpy(tgt, target, 16);
 	if (src_unspec) {
 		__u8 all_mac[6] = { 0x33, 0x33, 0, 0, 0, 1 };
@@ -426,20 +435,21 @@ int ndp_fastpath(struct xdp_md *ctx)
 		flags |= 0x40;
 	if ((cfg->flags & FP_CONF_OVERRIDE) && (src_unspec || dst_multicast))
 		flags |= 0x20;
-	__u8 our_mac[6];
-	__builtin_memcpy(our_mac, cfg->mac, 6);
+	__builtin_memcpy(a->our_mac, cfg->mac, 6);
+	a->flags = flags;
+	a->now = now;
+	return ND_ANSWER;
 
-	int delta = NA_LEN - (int)frame_len;
-	if (delta != 0 && bpf_xdp_adjust_tail(ctx, delta))
-		return pass();
-	data = (void *)(long)ctx->data;
-	data_end = (void *)(long)ctx->data_end;
+}
+
+/* Write the NA of `a` over the frame, which is NA_LEN octets now. */
+static __always_inline int write_na(void *data, void *data_end, struct answer *a)
+{
 	if (data + NA_LEN > data_end)
-		return pass();
-	p = data;
-
-	__builtin_memcpy(p, dst_mac, 6);
-	__builtin_memcpy(p + 6, our_mac, 6);
+		return -1;
+	__u8 *p = data;
+	__builtin_memcpy(p, a->dst_mac, 6);
+	__builtin_memcpy(p + 6, a->our_mac, 6);
 	/* IPv6: version 6, traffic class and flow label 0, 32 octets of ICMPv6, hop limit 255 */
 	p[14] = 0x60;
 	p[15] = 0;
@@ -449,36 +459,135 @@ int ndp_fastpath(struct xdp_md *ctx)
 	p[19] = 32;
 	p[20] = 58;
 	p[21] = 255;
-	__builtin_memcpy(p + 22, src_ip, 16);
-	__builtin_memcpy(p + 38, dst_ip, 16);
+	__builtin_memcpy(p + 22, a->src_ip, 16);
+	__builtin_memcpy(p + 38, a->dst_ip, 16);
 	__u8 *m = p + ICMP_OFF;
 	m[0] = 136;
 	m[1] = 0;
 	m[2] = 0;
 	m[3] = 0;
-	m[4] = flags;
+	m[4] = a->flags;
 	m[5] = 0;
 	m[6] = 0;
 	m[7] = 0;
-	__builtin_memcpy(m + 8, tgt, 16);
+	__builtin_memcpy(m + 8, a->target, 16);
 	m[24] = 2; /* target link-layer address option, 1 unit (RFC 4861 4.6.1) */
 	m[25] = 1;
-	__builtin_memcpy(m + 26, our_mac, 6);
-	__u64 s = sum_addr(src_ip) + sum_addr(dst_ip) + 32 + 58 + ((__u32)136 << 8) +
-		  ((__u32)flags << 8) + sum_addr(tgt) + (2 << 8) + 1 +
-		  (((__u32)our_mac[0] << 8) | our_mac[1]) + (((__u32)our_mac[2] << 8) | our_mac[3]) +
-		  (((__u32)our_mac[4] << 8) | our_mac[5]);
+	__builtin_memcpy(m + 26, a->our_mac, 6);
+	__u8 *mac = a->our_mac;
+	__u64 s = sum_addr(a->src_ip) + sum_addr(a->dst_ip) + 32 + 58 + ((__u32)136 << 8) +
+		  ((__u32)a->flags << 8) + sum_addr(a->target) + (2 << 8) + 1 +
+		  (((__u32)mac[0] << 8) | mac[1]) + (((__u32)mac[2] << 8) | mac[3]) +
+		  (((__u32)mac[4] << 8) | mac[5]);
 	__u16 csum = ~fold(s) & 0xffff;
 	m[2] = csum >> 8;
 	m[3] = csum & 0xff;
-
 	/* The target is in use (the daemon's status and announcer read this). */
-	bpf_map_update_elem(&answered, &tgt, &now, BPF_ANY);
+	bpf_map_update_elem(&answered, a->target, &a->now, BPF_ANY);
 	count(FP_ANSWERED);
-	return XDP_TX;
+	return 0;
+}
 
-short_frame:
-	/* Too short for an NS with its target: an NS the socket path would call truncated or
-	 * too short if it is one at all; the kernel and the socket path see it. */
-	return XDP_PASS;
+/* Is this Ethernet + IPv6 + ICMPv6 Neighbor Solicitation (with room for its target)? */
+static __always_inline int is_ns(void *data, void *data_end)
+{
+	__u8 *p = data;
+	if (data + OPT_OFF > data_end)
+		return 0;
+	return p[12] == 0x86 && p[13] == 0xdd && (p[14] >> 4) == 6 && p[20] == 58 &&
+	       p[ICMP_OFF] == 135;
+}
+
+/* XDP, native (in the driver): the uplinks with a hardware or virtio driver. */
+SEC("xdp")
+int ndp_fastpath(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	/* Frames too short for an NS with its target go on: the socket path calls them
+	 * truncated if they are NS at all. */
+	if (!is_ns(data, data_end))
+		return XDP_PASS;
+	count(FP_SEEN);
+	struct answer a = {};
+	/* (Not data_end - data: pointer subtraction needs more than the verifier gives.) */
+	__u32 frame_len = (__u32)bpf_xdp_get_buff_len(ctx);
+	switch (ndp_decide(data, data_end, frame_len, &a)) {
+	case ND_DROP:
+		return XDP_DROP;
+	case ND_ANSWER:
+		break;
+	default:
+		count(FP_PASSED);
+		return XDP_PASS;
+	}
+	int delta = NA_LEN - (int)frame_len;
+	if (delta != 0 && bpf_xdp_adjust_tail(ctx, delta)) {
+		count(FP_PASSED);
+		return XDP_PASS;
+	}
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+	if (write_na(data, data_end, &a)) {
+		count(FP_PASSED);
+		return XDP_PASS;
+	}
+	return XDP_TX;
+}
+
+#define TC_ACT_OK 0
+#define TC_ACT_SHOT 2
+#define TC_ACT_REDIRECT 7
+#define PACKET_OTHERHOST 3
+
+/* TC ingress: virtual uplinks (veth, bridge, bond, VLAN), where native XDP is missing or,
+ * like generic XDP, would see frames whose VLAN tag was taken out into the socket buffer
+ * (a tagged solicitation must not be answered on the untagged link). Here the tag and the
+ * kernel's "for another host" mark are visible: such frames go on. */
+SEC("classifier")
+int ndp_fastpath_tc(struct __sk_buff *skb)
+{
+	if (skb->vlan_present || skb->pkt_type == PACKET_OTHERHOST || skb->len > 4096)
+		return TC_ACT_OK;
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	if (data + OPT_OFF > data_end) {
+		/* The headers may be outside the linear part: pull them in. */
+		if (skb->len < OPT_OFF || bpf_skb_pull_data(skb, OPT_OFF))
+			return TC_ACT_OK;
+		data = (void *)(long)skb->data;
+		data_end = (void *)(long)skb->data_end;
+	}
+	if (!is_ns(data, data_end))
+		return TC_ACT_OK;
+	count(FP_SEEN);
+	__u32 frame_len = skb->len;
+	if (bpf_skb_pull_data(skb, frame_len)) {
+		count(FP_PASSED);
+		return TC_ACT_OK;
+	}
+	data = (void *)(long)skb->data;
+	data_end = (void *)(long)skb->data_end;
+	struct answer a = {};
+	switch (ndp_decide(data, data_end, frame_len, &a)) {
+	case ND_DROP:
+		return TC_ACT_SHOT;
+	case ND_ANSWER:
+		break;
+	default:
+		count(FP_PASSED);
+		return TC_ACT_OK;
+	}
+	if (frame_len != NA_LEN && bpf_skb_change_tail(skb, NA_LEN, 0)) {
+		count(FP_PASSED);
+		return TC_ACT_OK;
+	}
+	data = (void *)(long)skb->data;
+	data_end = (void *)(long)skb->data_end;
+	if (write_na(data, data_end, &a)) {
+		count(FP_PASSED);
+		return TC_ACT_OK;
+	}
+	/* Out of the interface it came in by. */
+	return bpf_redirect(skb->ifindex, 0);
 }

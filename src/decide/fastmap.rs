@@ -110,6 +110,11 @@ pub fn compute(
         return set;
     }
 
+    // Only what the socket's kernel filter lets through is looked at (as the socket path
+    // sees nothing else): the rest is absent, and passed up untouched.
+    let filter = snap.filter_prefixes();
+    let in_filter = |a: &Ipv6Addr| filter.iter().any(|f| f.contains(a));
+
     // Exact targets: every address the snapshot names one by one.
     let positives: Vec<Ipv6Addr> = positives.into_iter().collect();
     let points: BTreeSet<Ipv6Addr> = snap
@@ -121,7 +126,7 @@ pub fn compute(
         .chain(&positives)
         .copied()
         .collect();
-    for addr in &points {
+    for addr in points.iter().filter(|a| in_filter(a)) {
         let j = policy::judge(addr, snap);
         let v = match (&j, positives.contains(addr)) {
             // The probe cache says it answered: the socket path answers it (live).
@@ -141,6 +146,7 @@ pub fn compute(
         .iter()
         .map(|r| r.prefix.trunc())
         .chain(snap.routes.iter().map(|(net, _)| net.trunc()))
+        .chain(filter.iter().map(|net| net.trunc()))
         .collect();
     let bounds: Vec<Ipv6Net> = prefixes
         .iter()
@@ -156,6 +162,9 @@ pub fn compute(
         let Some(rep) = free_addr(*net, &inner) else {
             continue; // wholly covered by longer prefixes and exact targets
         };
+        if !in_filter(&rep) {
+            continue;
+        }
         if let Some(v) = verdict(&policy::judge(&rep, snap)) {
             set.prefixes.push((*net, v));
         }
@@ -267,6 +276,9 @@ mod tests {
 
     /// The verdict the socket path's `judge` implies for `addr`.
     fn expected(snap: &Snapshot, addr: &Ipv6Addr, positives: &[Ipv6Addr]) -> Verdict {
+        if !snap.filter_prefixes().iter().any(|f| f.contains(addr)) {
+            return Verdict::Pass;
+        }
         let j = policy::judge(addr, snap);
         if matches!(j, Judgement::Probe(..)) && positives.contains(addr) {
             return Verdict::Answer { live: true };
@@ -330,8 +342,22 @@ mod tests {
         assert_eq!(v("2001:db8:1::1"), Verdict::Pass); // the gateway
         assert_eq!(v("2001:db8:1::99"), Verdict::Pass); // not covered
         assert_eq!(v("2001:db8:2::5"), Verdict::Answer { live: true }); // docker
-        assert_eq!(v("2001:db8:2::6"), Verdict::Drop(Ignored::NotConnected));
-        assert_eq!(v("2001:db8:3::1"), Verdict::Drop(Ignored::NoRoute));
+        // Outside what the socket's kernel filter lets through (a docker rule without a
+        // prefix opens it to its containers only): not looked at.
+        assert_eq!(v("2001:db8:2::6"), Verdict::Pass);
+        assert_eq!(v("2001:db8:3::1"), Verdict::Pass);
+        // A docker rule with a prefix: the others in it are not connected.
+        snap.rules.push(Rule {
+            prefix: net("2001:db8:2::/64"),
+            mode: Mode::Docker {
+                network: "web".into(),
+            },
+        });
+        let set = compute(&snap, [], &Settings::default());
+        assert_eq!(
+            lookup(&set, &ip("2001:db8:2::6")),
+            Verdict::Drop(Ignored::NotConnected)
+        );
         assert_eq!(set.gateway_macs, vec![MacAddr([2, 0, 0, 0, 0, 1])]);
         let shape = set.shape.unwrap();
         assert_eq!(shape.source, None);

@@ -87,7 +87,7 @@ impl Responder {
             }
             let native = crate::link::fastpath::native_preferred(&self.ifname);
             let attached =
-                FastPath::load().and_then(|mut fp| fp.attach(index, native).map(|_| fp));
+                FastPath::load().and_then(|mut fp| fp.attach(&self.ifname, index, native).map(|_| fp));
             match attached {
                 Ok(fp) => {
                     info!(

@@ -1,10 +1,11 @@
 //! The in-kernel fast path: the XDP program of bpf/fastpath.bpf.c on the uplink, loaded
-//! with aya, and its maps.
+//! with aya (and its TC ingress twin), and its maps.
 //!
 //! Owns: loading the checked-in object ([`FastPath::load`]: verifier errors and missing
-//! privileges become a [`LoadError`] naming why), attaching it to the uplink (native XDP where
-//! the driver has it, generic XDP otherwise; through a bpf_link, so the program goes when the
-//! process does, even a crashed one), detaching (on drop), writing a
+//! privileges become a [`LoadError`] naming why), attaching it to the uplink (native XDP on a
+//! device with a driver that has it; TC ingress on virtual interfaces and as the fallback;
+//! generic XDP as the last resort; through bpf_links (TCX from Linux 6.6), so the program goes
+//! when the process does, even a crashed one), detaching (on drop), writing a
 //! [`FastSet`](crate::decide::fastmap::FastSet) into the maps as one atomic switch
 //! ([`FastPath::sync`]: the set the program does not read is rewritten, then the `active`
 //! index flips), and reading back its counters and the targets it answered.
@@ -20,6 +21,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 
 use aya::maps::lpm_trie::{Key, LpmTrie};
 use aya::maps::{Array, HashMap, MapData, MapError, PerCpuArray};
+use aya::programs::tc::{self, SchedClassifier, TcAttachType};
 use aya::programs::{ProgramError, Xdp, XdpFlags};
 use aya::{Ebpf, EbpfError};
 use ipnet::Ipv6Net;
@@ -30,8 +32,9 @@ use abi::{Config, SLOTS};
 
 /// Should XDP be attached in the driver on interface `ifname`? Only on a device with a
 /// driver of hardware (or virtio): virtual interfaces (veth, bridges, bonds, VLANs) either
-/// lack native XDP or, like veth, drop what XDP_TX sends unless the peer runs XDP too;
-/// generic XDP sends through the normal transmit path on all of them.
+/// lack native XDP or, like veth, drop what XDP_TX sends unless the peer runs XDP too; and
+/// on them a frame's VLAN tag may already sit in the socket buffer, out of XDP's sight (TC
+/// sees it).
 pub fn native_preferred(ifname: &str) -> bool {
     std::path::Path::new("/sys/class/net")
         .join(ifname)
@@ -46,14 +49,26 @@ static OBJECT: &Aligned<[u8]> = &Aligned(*include_bytes!("fastpath.bpf.o"));
 #[repr(C, align(8))]
 struct Aligned<B: ?Sized>(B);
 
+/// The XDP entry point and the TC ingress one (the same decisions, see bpf/fastpath.bpf.c).
 const PROGRAM: &str = "ndp_fastpath";
+const TC_PROGRAM: &str = "ndp_fastpath_tc";
+
+/// Which entry point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entry {
+    Xdp,
+    Tc,
+}
 
 /// How the program is attached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     /// In the driver, before any socket buffer is built.
     Native,
-    /// Generic (skb) XDP: the driver has no XDP; still before the kernel's own processing.
+    /// TC ingress: virtual uplinks (and drivers without XDP), where the socket buffer's VLAN
+    /// tag and packet type are visible.
+    Tc,
+    /// Generic (skb) XDP: the last resort when TC cannot be attached.
     Generic,
     /// Loaded, not attached (BPF_PROG_TEST_RUN only).
     Detached,
@@ -63,6 +78,7 @@ impl Mode {
     pub fn label(&self) -> &'static str {
         match self {
             Mode::Native => "xdp-native",
+            Mode::Tc => "tc-ingress",
             Mode::Generic => "xdp-generic",
             Mode::Detached => "loaded",
         }
@@ -77,10 +93,11 @@ pub enum LoadError {
          root, and Linux 5.18 or later): {0}"
     )]
     Load(String),
-    #[error("attaching XDP to interface index {ifindex} failed (native: {native}; generic: {generic})")]
+    #[error("attaching to interface {ifname} failed (native XDP: {native}; TC ingress: {tc}; generic XDP: {generic})")]
     Attach {
-        ifindex: u32,
+        ifname: String,
         native: String,
+        tc: String,
         generic: String,
     },
     #[error("the XDP object lacks {0}: rebuild it with bpf/build")]
@@ -134,6 +151,13 @@ fn chain(e: &dyn std::error::Error) -> String {
     s
 }
 
+fn xdp(ebpf: &mut Ebpf) -> Result<&mut Xdp, String> {
+    ebpf.program_mut(PROGRAM)
+        .ok_or_else(|| "no XDP program".to_string())?
+        .try_into()
+        .map_err(program_error)
+}
+
 fn map<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut aya::maps::Map, MapError> {
     ebpf.map_mut(name).ok_or(MapError::InvalidName {
         name: name.to_string(),
@@ -151,6 +175,12 @@ impl FastPath {
             .map_err(|e| LoadError::Load(program_error(e)))?;
         prog.load()
             .map_err(|e| LoadError::Load(program_error(e)))?;
+        let tc: &mut SchedClassifier = ebpf
+            .program_mut(TC_PROGRAM)
+            .ok_or(LoadError::Missing("its TC program"))?
+            .try_into()
+            .map_err(|e| LoadError::Load(program_error(e)))?;
+        tc.load().map_err(|e| LoadError::Load(program_error(e)))?;
         Ok(FastPath {
             ebpf,
             mode: Mode::Detached,
@@ -161,35 +191,54 @@ impl FastPath {
         })
     }
 
-    /// Attach to interface `ifindex`: native XDP when `native` is asked and the driver has
-    /// it, else generic.
-    pub fn attach(&mut self, ifindex: u32, native: bool) -> Result<Mode, LoadError> {
-        let prog: &mut Xdp = self
-            .ebpf
-            .program_mut(PROGRAM)
-            .ok_or(LoadError::Missing("its program"))?
-            .try_into()
-            .map_err(|e| LoadError::Load(program_error(e)))?;
+    /// Attach to interface `ifname` (index `ifindex`): native XDP when `native` is asked and
+    /// the driver has it, else TC ingress, else generic XDP.
+    pub fn attach(&mut self, ifname: &str, ifindex: u32, native: bool) -> Result<Mode, LoadError> {
         let native = if native {
-            match prog.attach_to_if_index(ifindex, XdpFlags::DRV_MODE) {
+            match xdp(&mut self.ebpf)
+                .and_then(|p| p.attach_to_if_index(ifindex, XdpFlags::DRV_MODE).map_err(program_error))
+            {
                 Ok(_) => {
                     self.mode = Mode::Native;
                     return Ok(Mode::Native);
                 }
-                Err(e) => program_error(e),
+                Err(e) => e,
             }
         } else {
             "not tried: a virtual interface".to_string()
         };
-        match prog.attach_to_if_index(ifindex, XdpFlags::SKB_MODE) {
+        let tc = (|| -> Result<(), String> {
+            // Only needed before Linux 6.6 (TCX links need no qdisc); there already is fine.
+            let _ = tc::qdisc_add_clsact(ifname);
+            let prog: &mut SchedClassifier = self
+                .ebpf
+                .program_mut(TC_PROGRAM)
+                .ok_or_else(|| "no TC program".to_string())?
+                .try_into()
+                .map_err(program_error)?;
+            prog.attach(ifname, TcAttachType::Ingress)
+                .map_err(program_error)?;
+            Ok(())
+        })();
+        let tc = match tc {
+            Ok(()) => {
+                self.mode = Mode::Tc;
+                return Ok(Mode::Tc);
+            }
+            Err(e) => e,
+        };
+        match xdp(&mut self.ebpf)
+            .and_then(|p| p.attach_to_if_index(ifindex, XdpFlags::SKB_MODE).map_err(program_error))
+        {
             Ok(_) => {
                 self.mode = Mode::Generic;
                 Ok(Mode::Generic)
             }
-            Err(e) => Err(LoadError::Attach {
-                ifindex,
+            Err(generic) => Err(LoadError::Attach {
+                ifname: ifname.to_string(),
                 native,
-                generic: program_error(e),
+                tc,
+                generic,
             }),
         }
     }
@@ -198,10 +247,18 @@ impl FastPath {
         self.mode
     }
 
-    /// The loaded program, for BPF_PROG_TEST_RUN.
-    pub fn program_fd(&self) -> Option<BorrowedFd<'_>> {
-        let prog: &Xdp = self.ebpf.program(PROGRAM)?.try_into().ok()?;
-        Some(prog.fd().ok()?.as_fd())
+    /// A loaded entry point, for BPF_PROG_TEST_RUN.
+    pub fn program_fd(&self, entry: Entry) -> Option<BorrowedFd<'_>> {
+        match entry {
+            Entry::Xdp => {
+                let prog: &Xdp = self.ebpf.program(PROGRAM)?.try_into().ok()?;
+                Some(prog.fd().ok()?.as_fd())
+            }
+            Entry::Tc => {
+                let prog: &SchedClassifier = self.ebpf.program(TC_PROGRAM)?.try_into().ok()?;
+                Some(prog.fd().ok()?.as_fd())
+            }
+        }
     }
 
 
