@@ -107,7 +107,11 @@ fn run(fd: BorrowedFd<'_>, frame: &[u8]) -> Option<(u32, Vec<u8>)> {
         assert_eq!(e.raw_os_error(), Some(libc::EINVAL), "test run: {e}");
         // For a SCHED_CLS program the kernel also wants the whole IPv6 header of an IPv6
         // frame (14 + 40); both programs pass anything shorter than 78 octets untouched.
-        assert!(frame.len() < 54, "test run refused a {}-octet frame", frame.len());
+        assert!(
+            frame.len() < 54,
+            "test run refused a {}-octet frame",
+            frame.len()
+        );
         return None;
     }
     out.truncate(attr.data_size_out as usize);
@@ -125,7 +129,12 @@ enum Reference {
     Silent(&'static str),
 }
 
-fn reference(frame: &[u8], snap: &Snapshot, settings: &Settings, positives: &[Ipv6Addr]) -> Reference {
+fn reference(
+    frame: &[u8],
+    snap: &Snapshot,
+    settings: &Settings,
+    positives: &[Ipv6Addr],
+) -> Reference {
     use ndp_responder::status::Reason;
     // The kernel filter reads the target's octets (62..78) before anything is parsed.
     let Some(target) = frame.get(62..78) else {
@@ -263,7 +272,8 @@ fn extra_frames() -> Vec<(String, Vec<u8>)> {
     for t in targets {
         let target = ip(t);
         let res = NeighborSolicit::resolution(router_mac(), ip("fe80::ff:fe00:101"), target);
-        let other = NeighborSolicit::resolution(MacAddr([2, 0, 0, 0, 9, 9]), ip("2001:db8:1::77"), target);
+        let other =
+            NeighborSolicit::resolution(MacAddr([2, 0, 0, 0, 9, 9]), ip("2001:db8:1::77"), target);
         let nud = NeighborSolicit {
             eth_dst: host_mac(),
             ip_dst: target,
@@ -345,7 +355,10 @@ fn seeds() -> Vec<(String, Vec<u8>)> {
         names.sort();
         for p in names {
             let bytes = std::fs::read(&p).unwrap();
-            out.push((p.display().to_string(), bytes[skip.min(bytes.len())..].to_vec()));
+            out.push((
+                p.display().to_string(),
+                bytes[skip.min(bytes.len())..].to_vec(),
+            ));
         }
     }
     assert!(out.len() >= 40, "the fuzz seeds are missing: {}", out.len());
@@ -416,7 +429,14 @@ fn differential(
     positives: &[Ipv6Addr],
 ) -> Tally {
     let set = fastmap::compute(snap, positives.iter().copied(), settings);
-    fp.sync(&set, Limits { per_source: 0, total: 0 }).unwrap();
+    fp.sync(
+        &set,
+        Limits {
+            per_source: 0,
+            total: 0,
+        },
+    )
+    .unwrap();
     let mut tally = Tally::default();
     for (what, frame) in frames {
         let before = counter_sums(fp);
@@ -459,7 +479,10 @@ fn differential(
                     otherhost || !matches!(expected, Reference::Answer(_)),
                     "{what}: the socket path answers it, the program passed it up\nframe {frame:02x?}"
                 );
-                assert!(moved.is_empty() || moved == vec![Slot::Passed], "{what}: {moved:?}");
+                assert!(
+                    moved.is_empty() || moved == vec![Slot::Passed],
+                    "{what}: {moved:?}"
+                );
             }
         }
     }
@@ -502,7 +525,12 @@ fn program_and_socket_path_agree_on_every_frame() {
     let extra = extra_frames();
     let answerable: Vec<Vec<u8>> = extra
         .iter()
-        .filter(|(_, f)| matches!(reference(f, &snap, &Settings::default(), &[]), Reference::Answer(_)))
+        .filter(|(_, f)| {
+            matches!(
+                reference(f, &snap, &Settings::default(), &[]),
+                Reference::Answer(_)
+            )
+        })
         .map(|(_, f)| f.clone())
         .collect();
     assert!(answerable.len() >= 20, "{}", answerable.len());
@@ -546,18 +574,36 @@ fn nothing_is_answered_until_the_maps_say_so() {
     // No uplink: no shape, everything passes.
     let mut snap = snapshot();
     snap.uplink = None;
-    fp.sync(&fastmap::compute(&snap, [], &Settings::default()), Limits::default())
-        .unwrap();
-    assert_eq!(run(fp.program_fd(Entry::Xdp).unwrap(), &valid).unwrap().0, XDP_PASS);
-    fp.sync(&fastmap::compute(&snapshot(), [], &Settings::default()), Limits::default())
-        .unwrap();
-    assert_eq!(run(fp.program_fd(Entry::Xdp).unwrap(), &valid).unwrap().0, XDP_TX);
+    fp.sync(
+        &fastmap::compute(&snap, [], &Settings::default()),
+        Limits::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        run(fp.program_fd(Entry::Xdp).unwrap(), &valid).unwrap().0,
+        XDP_PASS
+    );
+    fp.sync(
+        &fastmap::compute(&snapshot(), [], &Settings::default()),
+        Limits::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        run(fp.program_fd(Entry::Xdp).unwrap(), &valid).unwrap().0,
+        XDP_TX
+    );
     // A swap to a set without the rule: passed again.
     let mut snap = snapshot();
     snap.rules.clear();
-    fp.sync(&fastmap::compute(&snap, [], &Settings::default()), Limits::default())
-        .unwrap();
-    assert_eq!(run(fp.program_fd(Entry::Xdp).unwrap(), &valid).unwrap().0, XDP_PASS);
+    fp.sync(
+        &fastmap::compute(&snap, [], &Settings::default()),
+        Limits::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        run(fp.program_fd(Entry::Xdp).unwrap(), &valid).unwrap().0,
+        XDP_PASS
+    );
 }
 
 #[test]
@@ -585,7 +631,10 @@ fn rate_limits_hold_in_the_program() {
     };
     // One source: its 5 (a second's worth), then withheld.
     let c = codes(&station, 7);
-    assert_eq!(c, [XDP_TX, XDP_TX, XDP_TX, XDP_TX, XDP_TX, XDP_DROP, XDP_DROP]);
+    assert_eq!(
+        c,
+        [XDP_TX, XDP_TX, XDP_TX, XDP_TX, XDP_TX, XDP_DROP, XDP_DROP]
+    );
     // Another source: the total (8) has 3 left.
     let c = codes(&other, 5);
     assert_eq!(c, [XDP_TX, XDP_TX, XDP_TX, XDP_DROP, XDP_DROP]);
@@ -602,7 +651,10 @@ fn rate_limits_hold_in_the_program() {
     assert_eq!(by(Slot::Answered), 13);
     // The answered targets are there to be read, once.
     let answered = fp.take_answered().unwrap();
-    assert_eq!(answered.iter().map(|(a, _)| *a).collect::<Vec<_>>(), [ip("2001:db8:1::d:2")]);
+    assert_eq!(
+        answered.iter().map(|(a, _)| *a).collect::<Vec<_>>(),
+        [ip("2001:db8:1::d:2")]
+    );
     assert!(fp.take_answered().unwrap().is_empty());
 }
 
@@ -613,7 +665,9 @@ mod lab {
     use std::time::Duration;
 
     use super::common::{self, exe, topology};
-    use ndp_responder::tools::lab::{container_addr, Daemon, Topology, CONTAINER_PREFIX, GATEWAY, HOST_MAC};
+    use ndp_responder::tools::lab::{
+        container_addr, Daemon, Topology, CONTAINER_PREFIX, GATEWAY, HOST_MAC,
+    };
 
     fn fast_path(daemon: &Daemon) -> String {
         common::status(daemon).uplinks.remove(0).fast_path
@@ -684,7 +738,8 @@ mod lab {
         assert!(mode.starts_with("off"), "{mode}");
         topo.router_forget(&ct).unwrap();
         assert!(topo.ping_from_router(GATEWAY, &ct, 3).unwrap());
-        let c = common::wait_counters(&daemon, Duration::from_secs(3), |c| c.answered >= 1).unwrap();
+        let c =
+            common::wait_counters(&daemon, Duration::from_secs(3), |c| c.answered >= 1).unwrap();
         assert_eq!(c.answered_in_kernel, 0, "{c:#?}");
     }
 
@@ -711,14 +766,19 @@ mod lab {
             s.reloads == 1 && s.uplinks[0].rules.iter().any(|r| r.contains("::e:0/112"))
         }));
         let before = daemon.counters();
-        assert!(!common::host_answers(&topo, &ct), "answered after the reload removed it");
+        assert!(
+            !common::host_answers(&topo, &ct),
+            "answered after the reload removed it"
+        );
         let after = daemon.counters();
         assert_eq!(after.answered, before.answered, "{after:#?}");
 
         // Back: answered in the kernel again.
         std::fs::write(&file, config(CONTAINER_PREFIX)).unwrap();
         daemon.signal(libc::SIGHUP);
-        assert!(common::wait_status(&daemon, Duration::from_secs(5), |s| s.reloads == 2));
+        assert!(common::wait_status(&daemon, Duration::from_secs(5), |s| s
+            .reloads
+            == 2));
         reached_through_the_kernel(&topo, &daemon, &ct);
 
         // The uplink goes away and comes back (a new interface index): re-attached.

@@ -383,7 +383,12 @@ fn cap_net_admin_and_cap_bpf_are_kept_only_for_the_keepalive_and_the_fast_path()
             "0000000000002000",
         ),
         (
-            vec!["-n", CONTAINER_PREFIX, "--no-fast-path", "--gateway-keepalive=1s"],
+            vec![
+                "-n",
+                CONTAINER_PREFIX,
+                "--no-fast-path",
+                "--gateway-keepalive=1s",
+            ],
             "0000000000003000",
         ),
     ] {

@@ -20,13 +20,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{exe, topology};
 use common::battery::{battery, ip, Fate};
+use common::{exe, topology};
 use ndp_responder::ndp::{MacAddr, NeighborAdvert, NeighborSolicit};
 use ndp_responder::tools::lab::{
     self, container_addr, Topology, CONTAINER_PREFIX, HOST_MAC, ROUTER_MAC,
 };
-
 
 /// tcpdump writing a pcap file of everything on an interface (both directions).
 struct Pcap {

@@ -335,15 +335,18 @@ mod tests {
         let set = compute(&snap, [], &Settings::default());
         let v = |s: &str| lookup(&set, &ip(s));
         assert_eq!(v("2001:db8:1::d:2"), Verdict::Answer { live: true });
-        assert_eq!(v("2001:db8:1::d:3"), Verdict::Drop(Ignored::UnknownDownstream));
+        assert_eq!(
+            v("2001:db8:1::d:3"),
+            Verdict::Drop(Ignored::UnknownDownstream)
+        );
         assert_eq!(v("2001:db8:1::e:3"), Verdict::Answer { live: true });
         assert_eq!(v("2001:db8:1::f:3"), Verdict::Pass); // probed by the socket path
         assert_eq!(v("2001:db8:1::2"), Verdict::Pass); // the uplink's own
         assert_eq!(v("2001:db8:1::1"), Verdict::Pass); // the gateway
         assert_eq!(v("2001:db8:1::99"), Verdict::Pass); // not covered
         assert_eq!(v("2001:db8:2::5"), Verdict::Answer { live: true }); // docker
-        // Outside what the socket's kernel filter lets through (a docker rule without a
-        // prefix opens it to its containers only): not looked at.
+                                                                        // Outside what the socket's kernel filter lets through (a docker rule without a
+                                                                        // prefix opens it to its containers only): not looked at.
         assert_eq!(v("2001:db8:2::6"), Verdict::Pass);
         assert_eq!(v("2001:db8:3::1"), Verdict::Pass);
         // A docker rule with a prefix: the others in it are not connected.
@@ -398,7 +401,11 @@ mod tests {
     #[test]
     fn free_addr_avoids_inner_prefixes() {
         let outer = net("2001:db8::/126");
-        let inner = [net("2001:db8::/128"), net("2001:db8::1/128"), net("2001:db8::2/127")];
+        let inner = [
+            net("2001:db8::/128"),
+            net("2001:db8::1/128"),
+            net("2001:db8::2/127"),
+        ];
         assert_eq!(free_addr(outer, &inner), None);
         assert_eq!(free_addr(outer, &inner[..2]), Some(ip("2001:db8::2")));
     }

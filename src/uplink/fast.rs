@@ -71,7 +71,11 @@ fn monotonic_ns() -> u64 {
 impl Responder {
     /// Make the program (attached or not) match `snap`, the probe cache and the options.
     pub(super) fn sync_fast(&mut self, snap: &Snapshot) {
-        let wanted = if self.opts.fast_path { snap.uplink } else { None };
+        let wanted = if self.opts.fast_path {
+            snap.uplink
+        } else {
+            None
+        };
         if wanted != self.fast.index {
             self.stop_fast();
             if !self.opts.fast_path {
@@ -86,8 +90,8 @@ impl Responder {
                 return;
             }
             let native = crate::link::fastpath::native_preferred(&self.ifname);
-            let attached =
-                FastPath::load().and_then(|mut fp| fp.attach(&self.ifname, index, native).map(|_| fp));
+            let attached = FastPath::load()
+                .and_then(|mut fp| fp.attach(&self.ifname, index, native).map(|_| fp));
             match attached {
                 Ok(fp) => {
                     info!(

@@ -173,8 +173,7 @@ impl FastPath {
             .ok_or(LoadError::Missing("its program"))?
             .try_into()
             .map_err(|e| LoadError::Load(program_error(e)))?;
-        prog.load()
-            .map_err(|e| LoadError::Load(program_error(e)))?;
+        prog.load().map_err(|e| LoadError::Load(program_error(e)))?;
         let tc: &mut SchedClassifier = ebpf
             .program_mut(TC_PROGRAM)
             .ok_or(LoadError::Missing("its TC program"))?
@@ -195,9 +194,10 @@ impl FastPath {
     /// the driver has it, else TC ingress, else generic XDP.
     pub fn attach(&mut self, ifname: &str, ifindex: u32, native: bool) -> Result<Mode, LoadError> {
         let native = if native {
-            match xdp(&mut self.ebpf)
-                .and_then(|p| p.attach_to_if_index(ifindex, XdpFlags::DRV_MODE).map_err(program_error))
-            {
+            match xdp(&mut self.ebpf).and_then(|p| {
+                p.attach_to_if_index(ifindex, XdpFlags::DRV_MODE)
+                    .map_err(program_error)
+            }) {
                 Ok(_) => {
                     self.mode = Mode::Native;
                     return Ok(Mode::Native);
@@ -227,9 +227,10 @@ impl FastPath {
             }
             Err(e) => e,
         };
-        match xdp(&mut self.ebpf)
-            .and_then(|p| p.attach_to_if_index(ifindex, XdpFlags::SKB_MODE).map_err(program_error))
-        {
+        match xdp(&mut self.ebpf).and_then(|p| {
+            p.attach_to_if_index(ifindex, XdpFlags::SKB_MODE)
+                .map_err(program_error)
+        }) {
             Ok(_) => {
                 self.mode = Mode::Generic;
                 Ok(Mode::Generic)
@@ -260,7 +261,6 @@ impl FastPath {
             }
         }
     }
-
 
     /// Make the program answer as `set` says, with `limits`: the maps it does not read are
     /// rewritten, then it is switched to them in one write. Unchanged input: nothing done.
@@ -325,7 +325,8 @@ impl FastPath {
         // The exact targets.
         {
             let name = if next == 0 { "targets0" } else { "targets1" };
-            let mut map: HashMap<&mut MapData, [u8; 16], u32> = HashMap::try_from(map(&mut self.ebpf, name)?)?;
+            let mut map: HashMap<&mut MapData, [u8; 16], u32> =
+                HashMap::try_from(map(&mut self.ebpf, name)?)?;
             let keep: HashSet<[u8; 16]> = set.targets.iter().map(|(a, _)| a.octets()).collect();
             for addr in self.installed[n].targets.difference(&keep) {
                 let _ = map.remove(addr);
@@ -336,12 +337,14 @@ impl FastPath {
             self.installed[n].targets = keep;
         }
         {
-            let mut conf: Array<&mut MapData, Config> = Array::try_from(map(&mut self.ebpf, "config")?)?;
+            let mut conf: Array<&mut MapData, Config> =
+                Array::try_from(map(&mut self.ebpf, "config")?)?;
             conf.set(next, config, 0)?;
         }
         // The switch: one 4-octet write the program reads once per frame.
         {
-            let mut active: Array<&mut MapData, u32> = Array::try_from(map(&mut self.ebpf, "active")?)?;
+            let mut active: Array<&mut MapData, u32> =
+                Array::try_from(map(&mut self.ebpf, "active")?)?;
             active.set(0, next, 0)?;
         }
         self.active = next;
@@ -373,7 +376,8 @@ impl FastPath {
 
     /// The counters, summed over the CPUs, by slot of [`abi::SLOTS`].
     pub fn counters(&mut self) -> Result<[u64; SLOTS.len()], MapError> {
-        let map: PerCpuArray<&mut MapData, u64> = PerCpuArray::try_from(map(&mut self.ebpf, "counters")?)?;
+        let map: PerCpuArray<&mut MapData, u64> =
+            PerCpuArray::try_from(map(&mut self.ebpf, "counters")?)?;
         let mut out = [0u64; SLOTS.len()];
         for (i, slot) in out.iter_mut().enumerate() {
             *slot = map.get(&(i as u32), 0)?.iter().sum();
