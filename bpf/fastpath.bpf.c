@@ -482,8 +482,13 @@ static __always_inline int write_na(void *data, void *data_end, struct answer *a
 	__u16 csum = ~fold(s) & 0xffff;
 	m[2] = csum >> 8;
 	m[3] = csum & 0xff;
-	/* The target is in use (the daemon's status and announcer read this). */
-	bpf_map_update_elem(&answered, a->target, &a->now, BPF_ANY);
+	/* The target is in use (the daemon's status and announcer read this): written at most
+	 * once a second per target, an update takes the LRU's lock, a lookup does not. */
+	__u64 *last = bpf_map_lookup_elem(&answered, a->target);
+	if (!last)
+		bpf_map_update_elem(&answered, a->target, &a->now, BPF_ANY);
+	else if (a->now - *last > 1000000000ULL)
+		*last = a->now;
 	count(FP_ANSWERED);
 	return 0;
 }

@@ -23,7 +23,7 @@ use aya::maps::lpm_trie::{Key, LpmTrie};
 use aya::maps::{Array, HashMap, MapData, MapError, PerCpuArray};
 use aya::programs::tc::{self, SchedClassifier, TcAttachType};
 use aya::programs::{ProgramError, Xdp, XdpFlags};
-use aya::{Ebpf, EbpfError};
+use aya::{Ebpf, EbpfError, EbpfLoader};
 use ipnet::Ipv6Net;
 
 use crate::decide::fastmap::FastSet;
@@ -151,6 +151,16 @@ fn chain(e: &dyn std::error::Error) -> String {
     s
 }
 
+/// Loading parses the object and the kernel's BTF (megabytes, all freed by now): hand the
+/// freed pages back to the kernel, so that the idle daemon does not keep them resident.
+fn give_back_freed_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only releases free memory of the allocator; no pointers involved.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 fn xdp(ebpf: &mut Ebpf) -> Result<&mut Xdp, String> {
     ebpf.program_mut(PROGRAM)
         .ok_or_else(|| "no XDP program".to_string())?
@@ -167,7 +177,12 @@ fn map<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut aya::maps::
 impl FastPath {
     /// Load and verify the program (nothing attached, maps empty: it passes everything up).
     pub fn load() -> Result<FastPath, LoadError> {
-        let mut ebpf = Ebpf::load(&OBJECT.0).map_err(load_error)?;
+        // No kernel BTF: the program needs no CO-RE relocation (aya's loader still parses
+        // it once when created; that memory is handed back below).
+        let mut ebpf = EbpfLoader::new()
+            .btf(None)
+            .load(&OBJECT.0)
+            .map_err(load_error)?;
         let prog: &mut Xdp = ebpf
             .program_mut(PROGRAM)
             .ok_or(LoadError::Missing("its program"))?
@@ -180,6 +195,7 @@ impl FastPath {
             .try_into()
             .map_err(|e| LoadError::Load(program_error(e)))?;
         tc.load().map_err(|e| LoadError::Load(program_error(e)))?;
+        give_back_freed_memory();
         Ok(FastPath {
             ebpf,
             mode: Mode::Detached,
