@@ -113,7 +113,11 @@ struct Installed {
 
 /// The loaded (and maybe attached) program and its maps.
 pub struct FastPath {
-    ebpf: Ebpf,
+    /// The loaded object, until the program is attached: then only its link and maps are
+    /// kept (the program stays loaded, held by the link), and the rest is freed.
+    ebpf: Option<Ebpf>,
+    maps: Vec<(&'static str, aya::maps::Map)>,
+    link: Option<Link>,
     mode: Mode,
     /// The set the program reads now.
     active: u32,
@@ -161,17 +165,44 @@ fn give_back_freed_memory() {
     }
 }
 
-fn xdp(ebpf: &mut Ebpf) -> Result<&mut Xdp, String> {
-    ebpf.program_mut(PROGRAM)
+fn xdp(ebpf: &mut Option<Ebpf>) -> Result<&mut Xdp, String> {
+    ebpf.as_mut()
+        .ok_or_else(|| "already attached".to_string())?
+        .program_mut(PROGRAM)
         .ok_or_else(|| "no XDP program".to_string())?
         .try_into()
         .map_err(program_error)
 }
 
-fn map<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut aya::maps::Map, MapError> {
-    ebpf.map_mut(name).ok_or(MapError::InvalidName {
-        name: name.to_string(),
-    })
+/// The maps the daemon reads or writes, taken out of the loader's object at load.
+const MAPS: [&str; 9] = [
+    "prefixes0",
+    "prefixes1",
+    "targets0",
+    "targets1",
+    "config",
+    "active",
+    "gateways",
+    "counters",
+    "answered",
+];
+
+fn map<'a>(
+    maps: &'a mut [(&'static str, aya::maps::Map)],
+    name: &'static str,
+) -> Result<&'a mut aya::maps::Map, MapError> {
+    maps.iter_mut()
+        .find(|(n, _)| *n == name)
+        .map(|(_, m)| m)
+        .ok_or(MapError::InvalidName {
+            name: name.to_string(),
+        })
+}
+
+/// What keeps the program attached (dropping it detaches).
+enum Link {
+    Xdp(#[allow(dead_code)] aya::programs::xdp::XdpLink),
+    Tc(#[allow(dead_code)] aya::programs::tc::SchedClassifierLink),
 }
 
 impl FastPath {
@@ -195,9 +226,16 @@ impl FastPath {
             .try_into()
             .map_err(|e| LoadError::Load(program_error(e)))?;
         tc.load().map_err(|e| LoadError::Load(program_error(e)))?;
+        let mut maps = Vec::with_capacity(MAPS.len());
+        for name in MAPS {
+            let m = ebpf.take_map(name).ok_or(LoadError::Missing("one of its maps"))?;
+            maps.push((name, m));
+        }
         give_back_freed_memory();
         Ok(FastPath {
-            ebpf,
+            ebpf: Some(ebpf),
+            maps,
+            link: None,
             mode: Mode::Detached,
             active: 0,
             installed: Default::default(),
@@ -209,48 +247,51 @@ impl FastPath {
     /// Attach to interface `ifname` (index `ifindex`): native XDP when `native` is asked and
     /// the driver has it, else TC ingress, else generic XDP.
     pub fn attach(&mut self, ifname: &str, ifindex: u32, native: bool) -> Result<Mode, LoadError> {
+        let xdp_link = |ebpf: &mut Option<Ebpf>, flags: XdpFlags| -> Result<Link, String> {
+            let prog = xdp(ebpf)?;
+            let id = prog
+                .attach_to_if_index(ifindex, flags)
+                .map_err(program_error)?;
+            prog.take_link(id).map(Link::Xdp).map_err(program_error)
+        };
+        let attached = |this: &mut FastPath, link: Link, mode: Mode| {
+            this.link = Some(link);
+            this.mode = mode;
+            // Attached: the link holds the program; the loader's copy of it goes.
+            this.ebpf = None;
+            give_back_freed_memory();
+            Ok(mode)
+        };
         let native = if native {
-            match xdp(&mut self.ebpf).and_then(|p| {
-                p.attach_to_if_index(ifindex, XdpFlags::DRV_MODE)
-                    .map_err(program_error)
-            }) {
-                Ok(_) => {
-                    self.mode = Mode::Native;
-                    return Ok(Mode::Native);
-                }
+            match xdp_link(&mut self.ebpf, XdpFlags::DRV_MODE) {
+                Ok(link) => return attached(self, link, Mode::Native),
                 Err(e) => e,
             }
         } else {
             "not tried: a virtual interface".to_string()
         };
-        let tc = (|| -> Result<(), String> {
+        let tc = (|| -> Result<Link, String> {
             // Only needed before Linux 6.6 (TCX links need no qdisc); there already is fine.
             let _ = tc::qdisc_add_clsact(ifname);
             let prog: &mut SchedClassifier = self
                 .ebpf
+                .as_mut()
+                .ok_or_else(|| "already attached".to_string())?
                 .program_mut(TC_PROGRAM)
                 .ok_or_else(|| "no TC program".to_string())?
                 .try_into()
                 .map_err(program_error)?;
-            prog.attach(ifname, TcAttachType::Ingress)
+            let id = prog
+                .attach(ifname, TcAttachType::Ingress)
                 .map_err(program_error)?;
-            Ok(())
+            prog.take_link(id).map(Link::Tc).map_err(program_error)
         })();
         let tc = match tc {
-            Ok(()) => {
-                self.mode = Mode::Tc;
-                return Ok(Mode::Tc);
-            }
+            Ok(link) => return attached(self, link, Mode::Tc),
             Err(e) => e,
         };
-        match xdp(&mut self.ebpf).and_then(|p| {
-            p.attach_to_if_index(ifindex, XdpFlags::SKB_MODE)
-                .map_err(program_error)
-        }) {
-            Ok(_) => {
-                self.mode = Mode::Generic;
-                Ok(Mode::Generic)
-            }
+        match xdp_link(&mut self.ebpf, XdpFlags::SKB_MODE) {
+            Ok(link) => attached(self, link, Mode::Generic),
             Err(generic) => Err(LoadError::Attach {
                 ifname: ifname.to_string(),
                 native,
@@ -268,11 +309,12 @@ impl FastPath {
     pub fn program_fd(&self, entry: Entry) -> Option<BorrowedFd<'_>> {
         match entry {
             Entry::Xdp => {
-                let prog: &Xdp = self.ebpf.program(PROGRAM)?.try_into().ok()?;
+                let prog: &Xdp = self.ebpf.as_ref()?.program(PROGRAM)?.try_into().ok()?;
                 Some(prog.fd().ok()?.as_fd())
             }
             Entry::Tc => {
-                let prog: &SchedClassifier = self.ebpf.program(TC_PROGRAM)?.try_into().ok()?;
+                let prog: &SchedClassifier =
+                    self.ebpf.as_ref()?.program(TC_PROGRAM)?.try_into().ok()?;
                 Some(prog.fd().ok()?.as_fd())
             }
         }
@@ -328,7 +370,7 @@ impl FastPath {
         {
             let name = if next == 0 { "prefixes0" } else { "prefixes1" };
             let mut trie: LpmTrie<&mut MapData, [u8; 16], u32> =
-                LpmTrie::try_from(map(&mut self.ebpf, name)?)?;
+                LpmTrie::try_from(map(&mut self.maps, name)?)?;
             let keep: HashSet<(u32, [u8; 16])> = wanted.iter().map(|(l, a, _)| (*l, *a)).collect();
             for (len, addr) in self.installed[n].prefixes.difference(&keep) {
                 let _ = trie.remove(&Key::new(*len, *addr));
@@ -342,7 +384,7 @@ impl FastPath {
         {
             let name = if next == 0 { "targets0" } else { "targets1" };
             let mut map: HashMap<&mut MapData, [u8; 16], u32> =
-                HashMap::try_from(map(&mut self.ebpf, name)?)?;
+                HashMap::try_from(map(&mut self.maps, name)?)?;
             let keep: HashSet<[u8; 16]> = set.targets.iter().map(|(a, _)| a.octets()).collect();
             for addr in self.installed[n].targets.difference(&keep) {
                 let _ = map.remove(addr);
@@ -354,20 +396,20 @@ impl FastPath {
         }
         {
             let mut conf: Array<&mut MapData, Config> =
-                Array::try_from(map(&mut self.ebpf, "config")?)?;
+                Array::try_from(map(&mut self.maps, "config")?)?;
             conf.set(next, config, 0)?;
         }
         // The switch: one 4-octet write the program reads once per frame.
         {
             let mut active: Array<&mut MapData, u32> =
-                Array::try_from(map(&mut self.ebpf, "active")?)?;
+                Array::try_from(map(&mut self.maps, "active")?)?;
             active.set(0, next, 0)?;
         }
         self.active = next;
         // The gateways' MACs (their buckets keep their state while they stay).
         {
             let mut gw: HashMap<&mut MapData, [u8; 8], [u64; 2]> =
-                HashMap::try_from(map(&mut self.ebpf, "gateways")?)?;
+                HashMap::try_from(map(&mut self.maps, "gateways")?)?;
             let keep: HashSet<[u8; 8]> = set
                 .gateway_macs
                 .iter()
@@ -393,7 +435,7 @@ impl FastPath {
     /// The counters, summed over the CPUs, by slot of [`abi::SLOTS`].
     pub fn counters(&mut self) -> Result<[u64; SLOTS.len()], MapError> {
         let map: PerCpuArray<&mut MapData, u64> =
-            PerCpuArray::try_from(map(&mut self.ebpf, "counters")?)?;
+            PerCpuArray::try_from(map(&mut self.maps, "counters")?)?;
         let mut out = [0u64; SLOTS.len()];
         for (i, slot) in out.iter_mut().enumerate() {
             *slot = map.get(&(i as u32), 0)?.iter().sum();
@@ -405,7 +447,7 @@ impl FastPath {
     /// latest answer; read and removed, so each call costs what was answered since.
     pub fn take_answered(&mut self) -> Result<Vec<(Ipv6Addr, u64)>, MapError> {
         let mut map: HashMap<&mut MapData, [u8; 16], u64> =
-            HashMap::try_from(map(&mut self.ebpf, "answered")?)?;
+            HashMap::try_from(map(&mut self.maps, "answered")?)?;
         let seen: Vec<([u8; 16], u64)> = map.iter().filter_map(Result::ok).collect();
         for (k, _) in &seen {
             let _ = map.remove(k);
