@@ -428,12 +428,7 @@ impl FastPath {
             }
             self.gateways = keep;
         }
-        let first = self.last.is_none();
         self.last = Some((set.clone(), limits));
-        if first {
-            // The first set written after the load: what the load left is free by now.
-            give_back_freed_memory();
-        }
         Ok(())
     }
 
