@@ -1,18 +1,21 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //
-// ndp-responder's in-kernel fast path: an XDP program on the uplink that answers the Neighbor
-// Solicitations the daemon would answer, in the driver, before the kernel builds an skb.
+// ndp-responder's in-kernel fast path: one program with two entry points, XDP (native, on
+// uplinks with a hardware or virtio driver) and TC ingress (virtual uplinks), that answers the
+// Neighbor Solicitations the daemon would answer, in the kernel, before any process runs.
 //
-// Owns: the per-frame mirror of the socket path (src/ndp NeighborSolicit::parse, then
-// src/decide/policy.rs validate/decide, src/decide/ratelimit.rs, then the NA of policy::advert
-// emitted by src/ndp), reading only the maps the daemon fills (src/link/fastpath/); the per-CPU
-// counters by reason; the last-answered time per target.
-// Must-not: decide anything the maps do not say. Whatever it is unsure of (not an NS, VLAN,
-// extension headers, messages over 512 octets, more than 16 options, targets no map knows,
-// probe-mode targets, the uplink's own and the gateways' addresses) is XDP_PASSed up to the
-// kernel and the socket path, which stay the reference. It drops only what the socket path
-// drops (malformed or invalid per RFC 4861 7.1.1, or ignored for a reason the maps carry, or
-// over a rate limit), and counts each drop under the socket path's reason.
+// Owns: the per-frame mirror of the socket path: its kernel filter (src/link/bpf.rs: the
+// target's prefix, read before parsing), NeighborSolicit::parse (src/ndp), validate and
+// decide (src/decide/policy.rs, RFC 4861 7.1.1), the rate limits (src/decide/ratelimit.rs)
+// and the NA of policy::advert (RFC 4861 7.2.4), reading only the maps the daemon fills
+// (src/link/fastpath/, computed by src/decide/fastmap.rs); the per-CPU counters by reason;
+// the last-answered time per target.
+// Must-not: decide anything the maps do not say. Whatever it is unsure of (not an NS, VLAN
+// tags, extension headers, messages over 512 octets, more than 16 options, targets no map
+// knows, probe-mode targets, the uplink's own and the gateways' addresses) is passed up
+// untouched to the kernel and the socket path, which stay the reference. It drops only what
+// the socket path drops (malformed or invalid, ignored for a reason the maps carry, or over
+// a rate limit), and counts each drop under the socket path's reason.
 //
 // Rebuilt bit for bit by bpf/build (Debian clang 14, libbpf-dev); the object is checked in as
 // src/link/fastpath/fastpath.bpf.o.
