@@ -228,7 +228,9 @@ impl FastPath {
         tc.load().map_err(|e| LoadError::Load(program_error(e)))?;
         let mut maps = Vec::with_capacity(MAPS.len());
         for name in MAPS {
-            let m = ebpf.take_map(name).ok_or(LoadError::Missing("one of its maps"))?;
+            let m = ebpf
+                .take_map(name)
+                .ok_or(LoadError::Missing("one of its maps"))?;
             maps.push((name, m));
         }
         give_back_freed_memory();
