@@ -368,7 +368,11 @@ pub async fn run(opts: Options, mut control: Control) -> Result<Counters, Daemon
                 }
             }
             () = keepalive_expiry => responder.on_keepalive_expiry(),
-            () = announce_due => responder.on_announce(),
+            () = announce_due => {
+                // What the fast path answered counts as in use: read it first.
+                responder.poll_fast();
+                responder.on_announce();
+            }
             () = burst_due => responder.on_burst(),
             () = probe_due => {
                 responder.on_probe_timer();
