@@ -125,7 +125,7 @@ const CONFIGURATION: &str = r#".SH CONFIGURATION
 The file is TOML: top\-level keys (\fBcontrol_socket\fR, \fBcontrol_mode\fR, \fBmetrics\fR), then
 one \fB[[uplink]]\fR table per uplink (\fBinterface\fR, \fBsource\fR, \fBrouter\fR,
 \fBoverride\fR, \fBgateway_keepalive\fR, \fBannounce_interval\fR, \fBprobe_ttl\fR,
-\fBprobe_negative_ttl\fR, \fBrate_limit\fR, \fBrate_limit_per_source\fR), each with one or more
+\fBprobe_negative_ttl\fR, \fBrate_limit\fR, \fBrate_limit_per_source\fR, \fBfast_path\fR), each with one or more
 \fB[[uplink.rule]]\fR tables (\fBprefix\fR, \fBmode\fR, and \fBinterface\fR for probe or
 \fBnetwork\fR for docker rules). Unknown keys, bad values and a rule covering a gateway of its
 uplink are refused with the file, the line and what to
