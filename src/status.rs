@@ -111,6 +111,9 @@ pub struct UplinkStatus {
     /// The SLAAC interfaces of its slaac rules (issue 17).
     #[serde(default)]
     pub slaac: Vec<SlaacStatus>,
+    /// The in-kernel fast path: `xdp-native`, `xdp-generic`, or `off` and why.
+    #[serde(default)]
+    pub fast_path: String,
     pub counters: Counters,
 }
 
@@ -271,6 +274,10 @@ counters! {
         /// Neighbor Solicitations read from the uplink.
         ns_seen => "NS seen", "solicitations", "Neighbor Solicitations received on the uplink";
         answered => "answered", "answered", "Neighbor Advertisements sent in answer";
+        /// Of `answered`, those the XDP fast path sent from the kernel.
+        answered_in_kernel => "answered in the kernel", "answered_in_kernel", "Neighbor Advertisements the XDP fast path sent";
+        /// Solicitations the fast path passed up to the kernel and the packet socket.
+        passed_up => "passed up by the fast path", "fast_path_passed", "Solicitations the XDP fast path passed up to the packet socket";
         rate_limited => "rate-limited", "rate_limited", "Answers withheld by the rate limits";
         /// Solicitations the kernel dropped because the receive ring was full (the daemon
         /// could not keep up).
@@ -468,6 +475,7 @@ impl Status {
                     );
                 }
             }
+            let _ = writeln!(s, "  fast path: {}", u.fast_path);
             let c = &u.counters;
             let totals: Vec<String> = c
                 .totals()
@@ -729,6 +737,7 @@ mod tests {
                 }],
                 mld_groups: 5,
                 slaac: vec![],
+                fast_path: "xdp-native".into(),
                 counters: {
                     #[derive(Clone, Copy)]
                     struct NotOurs;

@@ -373,13 +373,22 @@ fn effective_caps(pid: u32) -> Vec<String> {
 }
 
 #[test]
-fn cap_net_admin_is_kept_only_for_the_keepalive() {
+fn cap_net_admin_and_cap_bpf_are_kept_only_for_the_keepalive_and_the_fast_path() {
     let topo = topology(1);
-    // CAP_NET_RAW is bit 13 (0x2000), CAP_NET_ADMIN bit 12 (0x1000).
+    // CAP_NET_RAW is bit 13 (0x2000), CAP_NET_ADMIN bit 12 (0x1000), CAP_BPF bit 39, CAP_PERFMON bit 38.
     for (args, want) in [
-        (vec!["-n", CONTAINER_PREFIX], "0000000000002000"),
+        (vec!["-n", CONTAINER_PREFIX], "000000c000003000"),
         (
-            vec!["-n", CONTAINER_PREFIX, "--gateway-keepalive=1s"],
+            vec!["-n", CONTAINER_PREFIX, "--no-fast-path"],
+            "0000000000002000",
+        ),
+        (
+            vec![
+                "-n",
+                CONTAINER_PREFIX,
+                "--no-fast-path",
+                "--gateway-keepalive=1s",
+            ],
             "0000000000003000",
         ),
     ] {

@@ -106,14 +106,16 @@ fn status_metrics_and_capabilities_of_a_running_daemon() {
     let missing = http_get_in(&topo.host(), "[::1]:9417", "/");
     assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
 
-    // Started as root without systemd and without the keepalive: only CAP_NET_RAW (13) is
-    // left, in every thread, and no_new_privs is set (tests/hostile.rs: with the keepalive,
-    // CAP_NET_ADMIN too).
+    // Started as root without systemd and without the keepalive: only what the packet socket
+    // and the fast path need is left, in every thread, and no_new_privs is set
+    // (tests/hostile.rs: with --no-fast-path, CAP_NET_RAW alone).
     let caps = capability_lines(daemon.pid());
     assert!(!caps.is_empty());
     for (key, value) in &caps {
         let want = match key.as_str() {
-            "CapPrm" | "CapEff" | "CapBnd" => "0000000000002000",
+            // CAP_NET_RAW (13), and for the fast path (on by default) CAP_NET_ADMIN (12) and
+            // CAP_BPF (39) and CAP_PERFMON (38).
+            "CapPrm" | "CapEff" | "CapBnd" => "000000c000003000",
             "CapInh" | "CapAmb" => "0000000000000000",
             "NoNewPrivs" => "1",
             _ => continue,

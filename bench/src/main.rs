@@ -94,7 +94,8 @@ struct Args {
     /// Every N-th target is asked by unicast NUD NS, the others by multicast (0: none).
     #[arg(long, value_name = "N", default_value_t = 4)]
     unicast_every: u32,
-    /// Only these responders, comma-separated: baseline, ndp-responder, ndppd, kernel
+    /// Only these responders, comma-separated: baseline, ndp-responder (fast path on),
+    /// ndp-responder-socket (--no-fast-path), ndppd, kernel
     /// (the report then lacks the others).
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     only: Option<Vec<String>>,
@@ -300,6 +301,7 @@ fn run(args: Args) -> Result<PathBuf> {
     let order = [
         Responder::Baseline,
         Responder::NdpResponder,
+        Responder::NdpResponderSocket,
         Responder::Ndppd,
         Responder::Kernel,
     ];
@@ -310,7 +312,7 @@ fn run(args: Args) -> Result<PathBuf> {
             for name in list {
                 match Responder::parse(name.trim()) {
                     Some(r) => v.push(r),
-                    None => bail!("--only: unknown responder '{name}' (baseline, ndp-responder, ndppd, kernel)"),
+                    None => bail!("--only: unknown responder '{name}' (baseline, ndp-responder, ndp-responder-socket, ndppd, kernel)"),
                 }
             }
             order.into_iter().filter(|r| v.contains(r)).collect()

@@ -24,7 +24,10 @@ use crate::topo::{self, DUT_IF, PREFIX};
 pub enum Responder {
     /// Nobody: what delivering the solicitations to the host costs by itself.
     Baseline,
+    /// ndp-responder as shipped: its in-kernel fast path on (the default).
     NdpResponder,
+    /// ndp-responder with `--no-fast-path`: the packet socket answers everything.
+    NdpResponderSocket,
     Ndppd,
     /// The kernel's proxy_ndp with one proxy entry per target.
     Kernel,
@@ -35,6 +38,7 @@ impl Responder {
         match self {
             Responder::Baseline => "no responder (baseline)",
             Responder::NdpResponder => "ndp-responder",
+            Responder::NdpResponderSocket => "ndp-responder --no-fast-path",
             Responder::Ndppd => "ndppd",
             Responder::Kernel => "kernel proxy_ndp",
         }
@@ -44,6 +48,7 @@ impl Responder {
         match s {
             "baseline" => Some(Responder::Baseline),
             "ndp-responder" => Some(Responder::NdpResponder),
+            "ndp-responder-socket" => Some(Responder::NdpResponderSocket),
             "ndppd" => Some(Responder::Ndppd),
             "kernel" => Some(Responder::Kernel),
             _ => None,

@@ -154,6 +154,11 @@ pub struct RunArgs {
     #[arg(long)]
     pub no_override_flag: bool,
 
+    /// Answer only from the packet socket: do not load the XDP fast path that answers in the
+    /// kernel (it is loaded by default where the kernel allows; see `status`)
+    #[arg(long)]
+    pub no_fast_path: bool,
+
     /// At most this many answers per second in all (0: no limit; at most 10000000)
     #[arg(long, value_name = "N", default_value_t = crate::decide::ratelimit::Limits::default().total, value_parser = parse_rate_limit)]
     pub rate_limit: u32,

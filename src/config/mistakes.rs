@@ -14,7 +14,7 @@ use super::values;
 /// The top-level keys (before any `[[uplink]]`).
 const TOP: [&str; 3] = ["control_socket", "control_mode", "metrics"];
 /// The keys of an `[[uplink]]`.
-const UPLINK: [&str; 10] = [
+const UPLINK: [&str; 11] = [
     "interface",
     "source",
     "router",
@@ -25,6 +25,7 @@ const UPLINK: [&str; 10] = [
     "probe_negative_ttl",
     "rate_limit",
     "rate_limit_per_source",
+    "fast_path",
 ];
 /// The keys of an `[[uplink.rule]]`.
 const RULE: [&str; 4] = ["prefix", "mode", "interface", "network"];

@@ -24,6 +24,7 @@
 //! probe_negative_ttl = "5s"    # optional, 1s to 1h
 //! rate_limit = 100000          # answers/s in all (0: no limit; at most 10000000)
 //! rate_limit_per_source = 10000 # answers/s to one source (0: no limit; at most 10000000)
+//! fast_path = true             # answer in the kernel (XDP) where it can; false: sockets only
 //!
 //! [[uplink.rule]]
 //! prefix = "2001:db8:1::d:0/112"
@@ -116,6 +117,8 @@ struct Uplink {
     rate_limit: Option<Spanned<i128>>,
     #[serde(default)]
     rate_limit_per_source: Option<Spanned<i128>>,
+    #[serde(default = "yes")]
+    fast_path: bool,
     #[serde(default)]
     rule: Vec<Spanned<RuleEntry>>,
 }
@@ -332,6 +335,7 @@ pub fn parse(path: &str, text: &str) -> Result<Config, ConfigError> {
                 "announce_interval",
                 &values::ANNOUNCE_INTERVAL,
             )?,
+            fast_path: up.fast_path,
         });
     }
     let control = file
@@ -415,6 +419,7 @@ pub fn from_flags(args: &args::RunArgs) -> Result<Options, String> {
         },
         keepalive: args.gateway_keepalive,
         announce: args.announce_interval,
+        fast_path: !args.no_fast_path,
     })
 }
 

@@ -12,6 +12,7 @@
 //! Must not: open sockets, read the kernel, read clocks or log. The uplink loop does all of that.
 
 pub mod advert;
+pub mod fastmap;
 pub mod gateway;
 pub mod groups;
 pub mod policy;

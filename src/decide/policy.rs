@@ -352,28 +352,51 @@ pub fn decide<'a>(ns: &NeighborSolicit, snap: &'a Snapshot, settings: &Settings)
     if !ns.ip_dst.is_multicast() && ns.ip_dst != ns.target {
         return ignore(Ignored::NotForTarget);
     }
-    if snap.rules_for(&ns.target).next().is_none() {
-        return ignore(Ignored::NotCovered);
+    match judge(&ns.target, snap) {
+        Judgement::Ours(rule) => answer(ns, kind, rule, snap, settings),
+        Judgement::Probe(rule, via) => Decision::Probe { kind, rule, via },
+        Judgement::Not(why) => ignore(why),
     }
-    if snap.is_uplink_addr(&ns.target) {
-        return ignore(Ignored::UplinkAddress);
+}
+
+/// Whose `target` is, whatever solicits it: the part of [`decide`] that depends on the
+/// target and the snapshot only (so the fast path's maps can be computed from it, see
+/// [`crate::decide::fastmap`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Judgement<'a> {
+    /// Ours: answered, `rule` says so.
+    Ours(&'a Rule),
+    /// A probe rule covers it: answered once it answers a probe on interface `via`.
+    Probe(&'a Rule, u32),
+    /// Not ours, for this reason.
+    Not(Ignored),
+}
+
+/// The responsibility rules of [`decide`] for `target`.
+pub fn judge<'a>(target: &Ipv6Addr, snap: &'a Snapshot) -> Judgement<'a> {
+    use Judgement::Not;
+    if snap.rules_for(target).next().is_none() {
+        return Not(Ignored::NotCovered);
     }
-    if snap.is_gateway(&ns.target) {
-        return ignore(Ignored::Gateway);
+    if snap.is_uplink_addr(target) {
+        return Not(Ignored::UplinkAddress);
+    }
+    if snap.is_gateway(target) {
+        return Not(Ignored::Gateway);
     }
     // We answer only for what the host forwards elsewhere: a target routed back out of the
     // uplink is another station's (or nobody's), and answering for it would loop.
     // A SLAAC prefix is the uplink's own on-link /64: its addresses route out of the uplink
     // until the SLAAC duty routes a learned guest to its interface. Until then (a guest not
     // learned yet, or not since a restart) it is probed there, never answered unseen.
-    let route = snap.route_oif(&ns.target);
+    let route = snap.route_oif(target);
     let out_of_uplink = route.is_none() || route == Some(snap.uplink);
-    if let (true, Some((rule, via))) = (out_of_uplink, slaac_route(snap, &ns.target)) {
-        return Decision::Probe { kind, rule, via };
+    if let (true, Some((rule, via))) = (out_of_uplink, slaac_route(snap, target)) {
+        return Judgement::Probe(rule, via);
     }
     let oif = match route {
-        None => return ignore(Ignored::NoRoute),
-        Some(Some(oif)) if Some(oif) == snap.uplink => return ignore(Ignored::RoutedToUplink),
+        None => return Not(Ignored::NoRoute),
+        Some(Some(oif)) if Some(oif) == snap.uplink => return Not(Ignored::RoutedToUplink),
         Some(oif) => oif,
     };
     let downstream = oif.and_then(|i| snap.downstream.get(&i));
@@ -382,16 +405,16 @@ pub fn decide<'a>(ns: &NeighborSolicit, snap: &'a Snapshot, settings: &Settings)
     // when no other rule knows the target. Otherwise the most specific rule's reason stands.
     let mut refusal = None;
     let mut probed = false;
-    for rule in snap.rules_for(&ns.target) {
+    for rule in snap.rules_for(target) {
         let knows = match &rule.mode {
             Mode::Static => Ok(()),
             Mode::Auto => match downstream {
                 // Point-to-point links (WireGuard, tun) have no neighbours: the route is enough.
                 Some(d) if !d.neighbours => Ok(()),
-                Some(_) if snap.known.contains(&ns.target) => Ok(()),
+                Some(_) if snap.known.contains(target) => Ok(()),
                 _ => Err(Ignored::UnknownDownstream),
             },
-            Mode::Docker { network } => match snap.docker.get(&ns.target) {
+            Mode::Docker { network } => match snap.docker.get(target) {
                 Some(connected) if connected == network => Ok(()),
                 _ => Err(Ignored::NotConnected),
             },
@@ -400,28 +423,26 @@ pub fn decide<'a>(ns: &NeighborSolicit, snap: &'a Snapshot, settings: &Settings)
                 Err(Ignored::NoDownstream)
             }
             // Routed to its interface (see above): our /128 says the guest was learned.
-            Mode::Slaac { .. } if snap.known.contains(&ns.target) => Ok(()),
+            Mode::Slaac { .. } if snap.known.contains(target) => Ok(()),
             // Routed elsewhere (a narrower range on another interface): not a guest's.
             Mode::Slaac { .. } => Err(Ignored::UnknownDownstream),
         };
         match knows {
-            Ok(()) => return answer(ns, kind, rule, snap, settings),
+            Ok(()) => return Judgement::Ours(rule),
             Err(why) => {
                 refusal.get_or_insert(why);
             }
         }
     }
     if probed {
-        match probe_route(snap, &ns.target) {
+        match probe_route(snap, target) {
             // Point-to-point links have no neighbour discovery to probe with.
-            Some((rule, i)) if !snap.downstream[&i].neighbours => {
-                return answer(ns, kind, rule, snap, settings)
-            }
-            Some((rule, via)) => return Decision::Probe { kind, rule, via },
+            Some((rule, i)) if !snap.downstream[&i].neighbours => return Judgement::Ours(rule),
+            Some((rule, via)) => return Judgement::Probe(rule, via),
             None => {}
         }
     }
-    ignore(refusal.unwrap_or(Ignored::NotCovered))
+    Not(refusal.unwrap_or(Ignored::NotCovered))
 }
 
 /// The answer to `ns`, which `rule` says is ours.

@@ -26,6 +26,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use crate::ndp;
 
 mod bpf;
+pub mod fastpath;
 pub mod groups;
 mod ring;
 mod tx;

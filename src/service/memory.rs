@@ -100,7 +100,7 @@ mod tests {
         let ranges = read_only_ranges();
         assert!(!ranges.is_empty(), "no read-only segment found");
         // This function's own code lies in one of them.
-        let here = finds_the_text_and_never_a_writable_or_relro_page as usize;
+        let here = finds_the_text_and_never_a_writable_or_relro_page as fn() as usize;
         assert!(
             ranges.iter().any(|&(s, e)| s <= here && here < e),
             "the text segment is not among {ranges:x?}"

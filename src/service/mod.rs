@@ -105,8 +105,11 @@ pub fn run(setup: Setup) -> ExitCode {
         },
     };
     // CAP_NET_ADMIN only where a feature writes the kernel's tables: the keepalive (the
-    // neighbour table), a slaac rule (its guests' /128 routes).
-    let keep = privileges::keep(setup.uplinks.iter().any(needs_net_admin));
+    // neighbour table), a slaac rule (its guests' /128 routes); or where the fast path runs
+    // (with CAP_BPF: loading and attaching it, also after the uplink returns).
+    let net_admin = setup.uplinks.iter().any(needs_net_admin);
+    let fast_path = setup.uplinks.iter().any(|u| u.fast_path);
+    let keep = privileges::keep(net_admin, fast_path);
     let kept: Vec<String> = keep.iter().map(|c| c.to_string()).collect();
     match privileges::drop_extra(&keep) {
         Ok(privileges::Outcome::Dropped(n)) => {
@@ -119,7 +122,9 @@ pub fn run(setup: Setup) -> ExitCode {
         Ok(privileges::Outcome::AlreadyMinimal) => {}
         Err(e) => warn!("{e}; running with the capabilities it was given"),
     }
-    let missing = privileges::missing(&keep);
+    // The fast path's capabilities are optional: without them it says why and the packet
+    // socket answers alone.
+    let missing = privileges::missing(&privileges::keep(net_admin, false));
     if !missing.is_empty() {
         let names: Vec<String> = missing.iter().map(|c| c.to_string()).collect();
         warn!(

@@ -2,6 +2,10 @@
 //!
 //! Owns: dropping every capability but CAP_NET_RAW (packet sockets) and, only when a feature
 //! needs it, CAP_NET_ADMIN (confirming the gateway's neighbour entry: `--gateway-keepalive`)
+//! and, while the in-kernel fast path is on (the default), CAP_BPF, CAP_PERFMON and
+//! CAP_NET_ADMIN (loading the XDP program: without CAP_PERFMON the verifier refuses the
+//! variable packet offsets an option walk needs; and attaching it to the uplink, again
+//! whenever the uplink comes back),
 //! from the bounding, inheritable, ambient, permitted and effective sets, and setting
 //! no_new_privs. (Without CAP_NET_ADMIN the packet sockets' receive queue is capped by
 //! net.core.rmem_max; the receive ring carries the load either way.) Under systemd the unit
@@ -15,17 +19,22 @@
 use caps::{CapSet, Capability, CapsHashSet};
 
 /// What the daemon keeps: CAP_NET_RAW always, CAP_NET_ADMIN when `net_admin` (a feature that
-/// writes the kernel's neighbour table is on).
-pub fn keep(net_admin: bool) -> Vec<Capability> {
+/// writes the kernel's neighbour table is on), CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN when `fast_path`
+/// (kept only if the process has them: without, the socket path answers alone).
+pub fn keep(net_admin: bool, fast_path: bool) -> Vec<Capability> {
     let mut keep = vec![Capability::CAP_NET_RAW];
-    if net_admin {
+    if net_admin || fast_path {
         keep.push(Capability::CAP_NET_ADMIN);
+    }
+    if fast_path {
+        keep.push(Capability::CAP_BPF);
+        keep.push(Capability::CAP_PERFMON);
     }
     keep
 }
 
 /// How to run without root, for an operator who started the daemon as root by hand.
-pub const UNPRIVILEGED_HINT: &str = "to run it without root, use the shipped systemd unit (DynamicUser, AmbientCapabilities=CAP_NET_RAW CAP_NET_ADMIN) or grant the binary what it needs: setcap cap_net_raw,cap_net_admin+ep $(command -v ndp-responder)";
+pub const UNPRIVILEGED_HINT: &str = "to run it without root, use the shipped systemd unit (DynamicUser, AmbientCapabilities=CAP_NET_RAW CAP_NET_ADMIN CAP_BPF CAP_PERFMON) or grant the binary what it needs: setcap cap_net_raw,cap_net_admin,cap_bpf,cap_perfmon+ep $(command -v ndp-responder)";
 
 /// Does the process still hold CAP_NET_ADMIN (e.g. to turn the keepalive on in a reload)?
 pub fn has_net_admin() -> bool {

@@ -12,6 +12,7 @@
 //! [`crate::decide`]. Signals, the control socket and systemd belong to [`crate::service`].
 
 mod answer;
+mod fast;
 mod probing;
 mod refresh;
 mod report;
@@ -61,6 +62,8 @@ pub struct Options {
     pub keepalive: Option<Duration>,
     /// Re-announce every address in use this often.
     pub announce: Option<Duration>,
+    /// Answer in the kernel with the XDP program where it loads (see [`fast`]).
+    pub fast_path: bool,
 }
 
 /// How the service steers a running uplink.
@@ -146,6 +149,8 @@ pub struct Responder {
     group_positives: Vec<Ipv6Addr>,
     /// SLAAC on the guests' interfaces (issue 17), see [`slaac`].
     slaac: slaac::Slaac,
+    /// The in-kernel fast path (see [`fast`]).
+    fast: fast::Fast,
 }
 
 fn open_uplink(ifname: &str, index: u32) -> Result<AsyncFd<PacketSocket>, DaemonError> {
@@ -301,10 +306,12 @@ pub async fn run(opts: Options, mut control: Control) -> Result<Counters, Daemon
         groups: None,
         group_positives: Vec::new(),
         slaac: slaac::Slaac::new(slaac_tx),
+        fast: fast::Fast::default(),
     };
     // What is known at start is announced as new: the router may have forgotten it.
     responder.note_new_addresses(&table.load());
     responder.apply_filter(&table.load());
+    responder.sync_fast(&table.load());
     // Only now, with the kernel filter in place: "answering on" means ready.
     log_start(&ifname, &opts, &table.load());
     // Before ready, so that a snooping switch has the groups reported (a rule too wide for
@@ -336,6 +343,7 @@ pub async fn run(opts: Options, mut control: Control) -> Result<Counters, Daemon
         let probe_due = at(responder.cache.next_deadline());
         let keepalive_expiry = at(responder.expected.next_expiry());
         let slaac_due = at(responder.slaac_due());
+        let fast_due = at(responder.fast.next_poll());
         tokio::select! {
             // A dropped sender (the service is gone) stops the uplink too.
             stop = control.stop.changed() => {
@@ -371,7 +379,11 @@ pub async fn run(opts: Options, mut control: Control) -> Result<Counters, Daemon
                 }
             }
             () = keepalive_expiry => responder.on_keepalive_expiry(),
-            () = announce_due => responder.on_announce(),
+            () = announce_due => {
+                // What the fast path answered counts as in use: read it first.
+                responder.poll_fast();
+                responder.on_announce();
+            }
             () = burst_due => responder.on_burst(),
             () = probe_due => {
                 responder.on_probe_timer();
@@ -380,8 +392,10 @@ pub async fn run(opts: Options, mut control: Control) -> Result<Counters, Daemon
             () = changed.notified() => responder.reconcile(),
             Some(heard) = slaac_heard.recv() => responder.on_slaac_heard(heard).await,
             () = slaac_due => responder.on_slaac_timer().await,
+            () = fast_due => responder.poll_fast(),
             request = control.requests.recv(), if requests_open => match request {
                 Some(Request::Status(reply)) => {
+                    responder.poll_fast();
                     responder.count_drops();
                     responder.count_advert_drops();
                     responder.count_slaac_drops();
@@ -419,6 +433,7 @@ pub async fn run(opts: Options, mut control: Control) -> Result<Counters, Daemon
     responder.slaac_stop().await;
     refresher.abort();
     drop(docker);
+    responder.stop_fast();
     responder.count_drops();
     responder.count_advert_drops();
     info!(
@@ -492,6 +507,7 @@ mod tests {
             rate_limit: ratelimit::Limits::default(),
             keepalive: None,
             announce: None,
+            fast_path: true,
         }
     }
 

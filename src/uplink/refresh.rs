@@ -259,6 +259,10 @@ impl Responder {
             self.announcer = new.announce.map(announcer_every);
             self.in_use_window = new.announce.unwrap_or_default().saturating_mul(2);
         }
+        // New settings or limits reach the program with the next snapshot too; the switch
+        // itself (fast_path) takes effect now.
+        let snap = self.table.load();
+        self.sync_fast(&snap);
     }
 
     /// Let the kernel drop solicitations for targets outside every rule (see
@@ -343,6 +347,7 @@ impl Responder {
         if positives != self.group_positives {
             let snap = self.table.load();
             self.sync_groups(&snap);
+            self.sync_fast(&snap);
         }
     }
 
@@ -380,6 +385,7 @@ impl Responder {
             self.gateway_reader = None;
         }
         self.sync_groups(&snap);
+        self.sync_fast(&snap);
         self.note_new_addresses(&snap);
     }
 }

@@ -133,6 +133,7 @@ impl Responder {
                 &docker.state.borrow(),
             ),
             mld_groups: self.groups.as_ref().map_or(0, |g| g.len()),
+            fast_path: self.fast.state(),
             counters: self.counters.clone(),
         }
     }

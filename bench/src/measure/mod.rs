@@ -244,6 +244,17 @@ pub fn measure(env: &Env, responder: Responder) -> Result<ResponderResult> {
                 cpu,
             )?)
         }
+        Responder::NdpResponderSocket => {
+            let mut args = env.daemon_args.clone();
+            args.push("--no-fast-path".into());
+            Some(responders::start_ndp_responder(
+                &dut,
+                &env.daemon,
+                &args,
+                &env.dir,
+                cpu,
+            )?)
+        }
         Responder::Ndppd => Some(responders::start_ndppd(&dut, &env.ndppd, &env.dir, cpu)?),
         Responder::Kernel => {
             topo::enable_kernel_proxy(&dut, &env.plan.targets())?;

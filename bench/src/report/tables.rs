@@ -225,6 +225,15 @@ impl Report {
             cols.push(("ndp-responder (static rule)".into(), ours, false));
             cols.push(("ndp-responder (Docker mode, no engine)".into(), ours, true));
         }
+        // What the fast path's loader adds to the process: the same daemon without it.
+        let socket = self.get(Responder::NdpResponderSocket);
+        if socket.is_some() {
+            cols.push((
+                "ndp-responder --no-fast-path (static rule)".into(),
+                socket,
+                false,
+            ));
+        }
         if ndppd.is_some() {
             cols.push(("ndppd".into(), ndppd, false));
         }
