@@ -23,6 +23,7 @@
 pub mod config;
 pub mod decide;
 pub mod link;
+pub mod memory;
 pub mod ndp;
 pub mod service;
 pub mod sources;

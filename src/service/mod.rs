@@ -12,7 +12,6 @@
 pub mod commands;
 pub mod control;
 pub mod logging;
-pub mod memory;
 pub mod metrics;
 pub mod privileges;
 pub mod setup;
@@ -58,6 +57,7 @@ pub struct Setup {
 
 /// Build the event loop and run the service until SIGTERM/SIGINT.
 pub fn run(setup: Setup) -> ExitCode {
+    crate::memory::fixed_thresholds();
     // Sockets that may need more than the kept capabilities are opened first, then the rest are
     // dropped while the process still has one thread.
     let mut socket_file = None;
@@ -347,7 +347,7 @@ impl Service {
         );
         info!("{summary}");
         notify(&[NotifyState::Ready, NotifyState::Status(&summary)]);
-        memory::release_startup_pages();
+        crate::memory::release_startup_pages();
     }
 }
 
@@ -481,7 +481,7 @@ async fn supervise(
         NotifyState::Status(&format!("answering on {names}")),
     ]);
     // Start-up's code and heap are not needed any more (see memory.rs).
-    let dropped = memory::release_startup_pages();
+    let dropped = crate::memory::release_startup_pages();
     tracing::debug!("start-up pages given back: {} KiB", dropped / 1024);
     // With WatchdogSec=, prove the uplinks' loops are alive at half the interval; STATUS= is
     // refreshed on the same beat (or every 30 s).

@@ -90,8 +90,7 @@ impl Responder {
                 return;
             }
             let native = crate::link::fastpath::native_preferred(&self.ifname);
-            let attached = FastPath::load()
-                .and_then(|mut fp| fp.attach(&self.ifname, index, native).map(|_| fp));
+            let attached = FastPath::load_attached(&self.ifname, index, native);
             match attached {
                 Ok(fp) => {
                     info!(

@@ -17,7 +17,7 @@ pub mod abi;
 
 use std::collections::HashSet;
 use std::net::Ipv6Addr;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use aya::maps::lpm_trie::{Key, LpmTrie};
 use aya::maps::{Array, HashMap, MapData, MapError, PerCpuArray};
@@ -155,16 +155,6 @@ fn chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-/// Loading parses the object and the kernel's BTF (megabytes, all freed by now): hand the
-/// freed pages back to the kernel, so that the idle daemon does not keep them resident.
-fn give_back_freed_memory() {
-    #[cfg(target_env = "gnu")]
-    // SAFETY: malloc_trim only releases free memory of the allocator; no pointers involved.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
 fn xdp(ebpf: &mut Option<Ebpf>) -> Result<&mut Xdp, String> {
     ebpf.as_mut()
         .ok_or_else(|| "already attached".to_string())?
@@ -197,6 +187,48 @@ fn map<'a>(
         .ok_or(MapError::InvalidName {
             name: name.to_string(),
         })
+}
+
+/// The kinds of map the program has ([`MAPS`]), to reopen one from its descriptor.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Array,
+    HashMap,
+    LruHashMap,
+    LpmTrie,
+    PerCpuArray,
+}
+
+impl Kind {
+    /// The map's kind and a descriptor of its own (the loader's copy is closed with `map`).
+    fn detach(map: aya::maps::Map) -> Result<(Kind, OwnedFd), LoadError> {
+        use aya::maps::Map;
+        let (kind, data) = match map {
+            Map::Array(d) => (Kind::Array, d),
+            Map::HashMap(d) => (Kind::HashMap, d),
+            Map::LruHashMap(d) => (Kind::LruHashMap, d),
+            Map::LpmTrie(d) => (Kind::LpmTrie, d),
+            Map::PerCpuArray(d) => (Kind::PerCpuArray, d),
+            _ => return Err(LoadError::Missing("a map of a kind it reads")),
+        };
+        let fd = data
+            .fd()
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| LoadError::Load(format!("duplicating a map's descriptor: {e}")))?;
+        Ok((kind, fd))
+    }
+
+    fn wrap(self, data: MapData) -> aya::maps::Map {
+        use aya::maps::Map;
+        match self {
+            Kind::Array => Map::Array(data),
+            Kind::HashMap => Map::HashMap(data),
+            Kind::LruHashMap => Map::LruHashMap(data),
+            Kind::LpmTrie => Map::LpmTrie(data),
+            Kind::PerCpuArray => Map::PerCpuArray(data),
+        }
+    }
 }
 
 /// What keeps the program attached (dropping it detaches).
@@ -233,12 +265,61 @@ impl FastPath {
                 .ok_or(LoadError::Missing("one of its maps"))?;
             maps.push((name, m));
         }
-        give_back_freed_memory();
+        crate::memory::trim_heap();
         Ok(FastPath {
             ebpf: Some(ebpf),
             maps,
             link: None,
             mode: Mode::Detached,
+            active: 0,
+            installed: Default::default(),
+            gateways: HashSet::new(),
+            last: None,
+        })
+    }
+
+    /// Load the program and attach it to `ifname` ([`FastPath::load`], [`FastPath::attach`])
+    /// in a thread of its own, and keep only the link and the maps' descriptors.
+    ///
+    /// Why a thread: aya's loader parses the kernel's BTF when it is created, megabytes in
+    /// many small blocks, whatever the program needs. In the daemon's own heap, the few blocks
+    /// that start-up keeps between them would pin those pages for good (fragmentation: about
+    /// 450 KiB of idle RSS). The thread's allocations go to an arena of its own, nothing
+    /// allocated there outlives it (the maps are reopened here from their descriptors, the
+    /// links hold no heap), and the freed arena is then returned to the kernel.
+    pub fn load_attached(ifname: &str, ifindex: u32, native: bool) -> Result<FastPath, LoadError> {
+        let name = ifname.to_string();
+        let loader = std::thread::Builder::new()
+            .name("fastpath-load".into())
+            .spawn(move || -> Result<_, LoadError> {
+                let mut fp = FastPath::load()?;
+                let mode = fp.attach(&name, ifindex, native)?;
+                let link = fp.link.take();
+                let mut fds: [Option<(&'static str, Kind, OwnedFd)>; MAPS.len()] =
+                    Default::default();
+                for (slot, (name, map)) in fds.iter_mut().zip(fp.maps.drain(..)) {
+                    let (kind, fd) = Kind::detach(map)?;
+                    *slot = Some((name, kind, fd));
+                }
+                Ok((mode, link, fds))
+            })
+            .map_err(|e| LoadError::Load(format!("starting the loader's thread: {e}")))?;
+        let (mode, link, fds) = loader
+            .join()
+            .map_err(|_| LoadError::Load("the loader's thread failed".into()))??;
+        let mut maps = Vec::with_capacity(MAPS.len());
+        for (name, kind, fd) in fds.into_iter().flatten() {
+            let data = MapData::from_fd(fd)
+                .map_err(|e| LoadError::Load(format!("reopening map {name}: {}", chain(&e))))?;
+            maps.push((name, kind.wrap(data)));
+        }
+        // The loader's code and heap are not needed again until the next load.
+        crate::memory::release_startup_pages();
+        Ok(FastPath {
+            ebpf: None,
+            maps,
+            link,
+            mode,
             active: 0,
             installed: Default::default(),
             gateways: HashSet::new(),
@@ -261,7 +342,7 @@ impl FastPath {
             this.mode = mode;
             // Attached: the link holds the program; the loader's copy of it goes.
             this.ebpf = None;
-            give_back_freed_memory();
+            crate::memory::trim_heap();
             Ok(mode)
         };
         let native = if native {

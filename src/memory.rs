@@ -1,6 +1,8 @@
-//! Giving back the memory that only start-up and reloads used.
+//! Giving back the memory that only start-up, reloads and the fast path's loader used.
 //!
-//! Owns: [`release_startup_pages`], called once the daemon is ready and after each reload.
+//! Owns: the allocator's settings for a long life ([`fixed_thresholds`], before anything is
+//! allocated), [`trim_heap`], and [`release_startup_pages`], called once the daemon is ready,
+//! after each reload and after the fast path is loaded.
 //! Start-up runs code that the running daemon never runs again (argument and file parsing,
 //! netlink dumps, the loader of the kernel filter, the first snapshot); the kernel keeps those
 //! pages of the binary mapped (and counted in VmRSS) until memory runs short. Dropping the
@@ -13,6 +15,28 @@
 //! any mapping but the executable's own.
 
 use std::ffi::c_void;
+
+/// Fixed allocator thresholds (mallopt(3)). glibc's defaults adapt: each large block freed
+/// raises the mmap threshold to its size and the trim threshold to twice that, so after the
+/// fast path's loader (megabytes of the kernel's BTF, parsed and freed) the heap would keep
+/// megabytes of freed memory instead of returning it. The default values, made fixed.
+pub fn fixed_thresholds() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only changes the allocator's parameters; called before other threads.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 128 * 1024);
+    }
+}
+
+/// Return the heap's free memory to the kernel (every arena's free pages, malloc_trim(3)).
+pub fn trim_heap() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only releases free memory of the allocator; no pointers involved.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
 
 /// The page-aligned ranges `[start, end)` inside the executable's read-only PT_LOAD segments,
 /// excluding anything that overlaps its PT_GNU_RELRO segment.
@@ -43,7 +67,10 @@ fn read_only_ranges() -> Vec<(usize, usize)> {
             .filter(|p| p.p_type == libc::PT_GNU_RELRO)
             .map(|p| {
                 let start = base + p.p_vaddr as usize;
-                (start & !(page - 1), (start + p.p_memsz as usize + page - 1) & !(page - 1))
+                (
+                    start & !(page - 1),
+                    (start + p.p_memsz as usize + page - 1) & !(page - 1),
+                )
             })
             .collect();
         for p in phdrs {
@@ -83,11 +110,7 @@ pub fn release_startup_pages() -> usize {
             dropped += end - start;
         }
     }
-    #[cfg(target_env = "gnu")]
-    // SAFETY: malloc_trim only returns free memory at the heap's top and in free chunks.
-    unsafe {
-        libc::malloc_trim(0);
-    }
+    trim_heap();
     dropped
 }
 
