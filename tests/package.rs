@@ -338,7 +338,7 @@ fn the_debian_package_holds_a_static_binary_unit_config_man_page_and_completions
     let checked = output(Command::new(&bin).args(["check-config", "-c"]).arg(&all));
     let text = String::from_utf8_lossy(&checked.stdout);
     problems.check(
-        checked.status.success() && text.contains(": OK, 1 uplink(s), 4 rule(s)"),
+        checked.status.success() && text.contains(": OK, 1 uplink(s), 5 rule(s)"),
         || {
             format!(
                 "check-config of the configuration with its examples switched on: {}\n{text}{}",
