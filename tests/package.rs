@@ -332,7 +332,8 @@ fn the_debian_package_holds_a_static_binary_unit_config_man_page_and_completions
             )
         },
     );
-    // Every setting and rule it shows commented out is valid too, once switched on.
+    // Every setting and rule it shows commented out is valid too, once switched on (four
+    // rules and the commented slaac rule).
     let all = scratch.0.join("all-examples.toml");
     std::fs::write(&all, uncomment_examples(&read(&config))).unwrap();
     let checked = output(Command::new(&bin).args(["check-config", "-c"]).arg(&all));
