@@ -19,8 +19,9 @@ use clap::CommandFactory;
 use ndp_responder::config::args::Cli;
 
 /// `systemd-analyze security --offline=true` of the shipped unit must not get worse than this
-/// (lower is better; what remains is what the job needs, see the unit's comments).
-const MAX_EXPOSURE: f64 = 1.8;
+/// (lower is better; what remains is what the job needs, see the unit's comments). 1.8 before
+/// the fast path, whose bpf(2) and CAP_BPF cost 0.1.
+const MAX_EXPOSURE: f64 = 1.9;
 
 /// The files of the package, and nothing else (only the daemon: no ndp-bench).
 const FILES: [&str; 9] = [
