@@ -23,15 +23,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ipnet::Ipv6Net;
-use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use super::Responder;
 use crate::decide::slaac::{self as plan, Content, Prefixes, RaDue, RaSchedule, Stations};
 use crate::decide::targets::Snapshot;
-use crate::link::{Capture, PacketSocket, RECV_BUF_LEN};
-use crate::ndp::router::{RouterAdvert, RouterSolicit};
+use crate::link::Capture;
+use crate::ndp::router::RouterSolicit;
 use crate::ndp::{self, MacAddr, NeighborSolicit};
 use crate::sources::netlink::{self, routes};
 use crate::status::SlaacStatus;
@@ -43,73 +42,10 @@ pub(super) const SLAAC_QUEUE: usize = 256;
 const TICK: Duration = Duration::from_secs(1);
 
 mod heard;
+mod reader;
 
-/// A frame heard by a SLAAC socket: on a guests' interface (its index), or on the uplink.
-pub(super) enum Heard {
-    Guests(u32, Vec<u8>),
-    Uplink(Vec<u8>),
-}
-
-/// A socket and the task that reads it.
-struct Reader {
-    socket: Arc<AsyncFd<PacketSocket>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Reader {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl Reader {
-    fn open(
-        name: &str,
-        index: u32,
-        capture: Capture,
-        tx: mpsc::Sender<Heard>,
-        dropped: Arc<AtomicU64>,
-        guests: bool,
-    ) -> Result<Reader, String> {
-        let socket = PacketSocket::open(name, index, capture).map_err(|e| e.to_string())?;
-        // SAFETY: the socket owns its descriptor, which lives as long as the AsyncFd.
-        let socket = Arc::new(unsafe { AsyncFd::register(socket) }.map_err(|e| e.to_string())?);
-        let reader = socket.clone();
-        let task = tokio::spawn(async move {
-            let mut buf = vec![0u8; RECV_BUF_LEN];
-            loop {
-                let Ok(mut guard) = reader.readable().await else {
-                    return;
-                };
-                match guard.try_io(|s| s.get_ref().recv(&mut buf).map(|f| f.map(<[u8]>::to_vec))) {
-                    Ok(Ok(Some(frame))) => {
-                        let heard = if guests {
-                            Heard::Guests(index, frame)
-                        } else {
-                            Heard::Uplink(frame)
-                        };
-                        match tx.try_send(heard) {
-                            Ok(()) => {}
-                            Err(mpsc::error::TrySendError::Full(_)) => {
-                                dropped.fetch_add(1, Ordering::Relaxed);
-                            }
-                            Err(mpsc::error::TrySendError::Closed(_)) => return,
-                        }
-                    }
-                    Ok(Ok(None)) => {}
-                    Ok(Err(e)) if e.raw_os_error() == Some(libc::ENETDOWN) => {}
-                    Ok(Err(_)) => return,
-                    Err(_would_block) => {}
-                }
-            }
-        });
-        Ok(Reader { socket, task })
-    }
-
-    fn send(&self, frame: &[u8]) -> bool {
-        self.socket.get_ref().send(frame).is_ok()
-    }
-}
+pub(super) use reader::Heard;
+use reader::{send_ra, send_small, Reader};
 
 /// One SLAAC interface.
 struct Iface {
@@ -605,20 +541,6 @@ impl Responder {
 /// own global addresses too, through the downstream links' link-locals being link-local).
 fn host_addresses(snap: &Snapshot) -> Vec<Ipv6Addr> {
     snap.uplink_addrs.clone()
-}
-
-fn send_small(
-    reader: &Reader,
-    emit: impl FnOnce(&mut [u8]) -> Result<usize, ndp::BufferTooSmall>,
-) -> bool {
-    reader.socket.get_ref().send_with(emit).is_ok()
-}
-
-fn send_ra(reader: &Reader, ra: &RouterAdvert) -> bool {
-    match ra.to_frame() {
-        Ok(frame) => reader.send(&frame),
-        Err(_) => false,
-    }
 }
 
 /// A seed for the RA jitter: differs between hosts and runs.
