@@ -449,10 +449,14 @@ mod tests {
             other_ra_senders: vec!["fe80::9 (02:00:00:00:09:09)".into()],
         }];
         status.uplinks[0].counters.ras_sent = 4;
-        status.uplinks[0]
-            .counters
-            .slaac_refused
-            .add(crate::decide::slaac::Refused::FailedDad);
+        #[derive(Clone, Copy)]
+        struct FailedDad;
+        impl Reason for FailedDad {
+            fn reason(&self) -> &'static str {
+                "failed_dad"
+            }
+        }
+        status.uplinks[0].counters.slaac_refused.add(FailedDad);
         let text = status.render();
         assert!(
             text.contains("slaac on br0: prefixes 2001:db8:1::/64 (deprecating 2001:db8:2::/64); 1 route(s); DNS none"),
