@@ -27,11 +27,13 @@ fn open_fds(pid: u32) -> usize {
         .count()
 }
 
+/// The daemon's own memory (heap, stacks), RssAnon: not VmRSS, which also counts the
+/// binary's pages, given back after start-up and mapped again as code runs (src/memory.rs).
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix("RssAnon:"))
         .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
         .unwrap()
 }
@@ -181,7 +183,9 @@ fn the_daemon_rides_out_link_bridge_signal_and_reload_faults() {
     answering_resumes(&topo, "reloads during a flood");
 
     // Idle afterwards: no spin (at most 3 ticks = 30 ms over 2 s), no descriptor leak, no
-    // growth beyond buffers settling.
+    // growth beyond buffers settling (queues and tables grown by the floods: about 1.3 MiB
+    // of heap in this debug build; at most 2 MiB, a bound as strict as the 25 % of VmRSS
+    // this test allowed before the binary's pages stopped counting).
     assert!(
         wait_until(Duration::from_secs(10), || idle_ticks(
             pid,
@@ -196,10 +200,10 @@ fn the_daemon_rides_out_link_bridge_signal_and_reload_faults() {
     );
     let rss_after = rss_kib(pid);
     assert!(
-        rss_after <= rss_before + rss_before / 4,
-        "VmRSS grew from {rss_before} KiB to {rss_after} KiB"
+        rss_after <= rss_before + 2048,
+        "RssAnon grew from {rss_before} KiB to {rss_after} KiB"
     );
-    eprintln!("descriptors {fds_before} -> {fds_after}, VmRSS {rss_before} -> {rss_after} KiB");
+    eprintln!("descriptors {fds_before} -> {fds_after}, RssAnon {rss_before} -> {rss_after} KiB");
 
     let stopped = daemon.stop().unwrap();
     assert!(stopped.status.success(), "{}", stopped.log);
