@@ -175,32 +175,7 @@ impl Topology {
     /// br0 of a SLAAC topology: no address of its own but its link-local one (the guests'
     /// router), a fixed MAC; every guest's port attached.
     pub(super) fn create_guest_bridge(&self) -> Result<(), LabError> {
-        let host = self.host();
-        ip(&[
-            "-n",
-            &host,
-            "link",
-            "add",
-            "br0",
-            "address",
-            GUEST_BRIDGE_MAC,
-            "type",
-            "bridge",
-            "mcast_snooping",
-            "0",
-        ])?;
-        ip(&["-n", &host, "link", "set", "br0", "up"])?;
-        for n in 1..=self.guests {
-            let port = format!("veth-g{n}");
-            if self
-                .try_exec(&host, &["ip", "link", "show", &port])?
-                .status
-                .success()
-            {
-                ip(&["-n", &host, "link", "set", &port, "master", "br0", "up"])?;
-            }
-        }
-        Ok(())
+        self.bridge_with_ports(Some(GUEST_BRIDGE_MAC), None, "veth-g", self.guests)
     }
 
     /// Add a guest behind br0, with temporary addresses too if `temporary`; its number. Its
