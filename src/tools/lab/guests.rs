@@ -23,6 +23,7 @@
 use std::net::Ipv6Addr;
 use std::time::Duration;
 
+use super::topology::counted_packets;
 use super::{preflight, wait_until, LabError, Topology, HOST_MAC};
 use crate::tools::netns::{self, ip};
 
@@ -341,13 +342,7 @@ impl Topology {
             &self.hypervisor(),
             &["nft", "list", "table", "bridge", "macfilter"],
         )?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        Ok(text
-            .split_whitespace()
-            .skip_while(|w| *w != "packets")
-            .nth(1)
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0))
+        Ok(counted_packets(&out.stdout))
     }
 }
 

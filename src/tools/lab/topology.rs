@@ -438,13 +438,7 @@ impl Topology {
             &self.hypervisor(),
             &["nft", "list", "table", "bridge", "antispoof"],
         )?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        Ok(text
-            .split_whitespace()
-            .skip_while(|w| *w != "packets")
-            .nth(1)
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0))
+        Ok(counted_packets(&out.stdout))
     }
 
     /// Start the daemon (`exe`) in the host namespace on eth0 with extra `args`.
@@ -489,6 +483,17 @@ impl Topology {
             let _ = netns::delete(&ns);
         }
     }
+}
+
+/// The packets of the first counter in an `nft list table` listing (0 if it has none): the
+/// drops of the hypervisor's anti-spoof and MAC filters.
+pub(super) fn counted_packets(listing: &[u8]) -> u64 {
+    String::from_utf8_lossy(listing)
+        .split_whitespace()
+        .skip_while(|w| *w != "packets")
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
 }
 
 impl Drop for Topology {
