@@ -12,32 +12,12 @@ use ndp_responder::tools::lab::{Topology, CONTAINER_PREFIX, GATEWAY};
 
 /// Run doctor on eth0 in the host namespace with `--json`; returns (exit code, report).
 fn doctor(topo: &Topology, args: &[&str]) -> (i32, serde_json::Value) {
-    doctor_on(topo, "eth0", args)
-}
-
-fn doctor_on(topo: &Topology, ifname: &str, args: &[&str]) -> (i32, serde_json::Value) {
-    let mut full = vec![EXE, "doctor", "-i", ifname, "--json"];
-    full.extend_from_slice(args);
-    let out = topo.try_exec(&topo.host(), &full).unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let report = serde_json::from_str(&text).unwrap_or_else(|e| {
-        panic!(
-            "doctor printed no JSON ({e}): {text}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    (out.status.code().unwrap_or(-1), report)
+    common::doctor_json(topo, "eth0", args)
 }
 
 /// The checks that found something (severity warning or problem).
 fn faults(report: &serde_json::Value) -> BTreeSet<String> {
-    report["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|f| f["severity"] != "ok")
-        .map(|f| f["check"].as_str().unwrap().to_string())
-        .collect()
+    common::faulty_checks(report).into_iter().collect()
 }
 
 fn set(checks: &[&str]) -> BTreeSet<String> {
@@ -68,7 +48,7 @@ fn healthy_topology_has_no_findings() {
 #[test]
 fn missing_interface() {
     let topo = topology(0);
-    let (code, report) = doctor_on(&topo, "eth9", &[]);
+    let (code, report) = common::doctor_json(&topo, "eth9", &[]);
     assert_eq!(faults(&report), set(&["interface"]), "{report:#}");
     assert_eq!(code, 1);
 }

@@ -568,39 +568,24 @@ fn nothing_is_answered_until_the_maps_say_so() {
     let valid = common::router_ns("2001:db8:1::d:2");
     let (rc, out) = run(fp.program_fd(Entry::Xdp).unwrap(), &valid).unwrap();
     assert_eq!((rc, &out), (XDP_PASS, &valid));
+    // The program's verdict on `valid` once the maps hold what `snap` computes to.
+    let verdict_with = |fp: &mut FastPath, snap: &Snapshot| {
+        fp.sync(
+            &fastmap::compute(snap, [], &Settings::default()),
+            Limits::default(),
+        )
+        .unwrap();
+        run(fp.program_fd(Entry::Xdp).unwrap(), &valid).unwrap().0
+    };
     // No uplink: no shape, everything passes.
     let mut snap = snapshot();
     snap.uplink = None;
-    fp.sync(
-        &fastmap::compute(&snap, [], &Settings::default()),
-        Limits::default(),
-    )
-    .unwrap();
-    assert_eq!(
-        run(fp.program_fd(Entry::Xdp).unwrap(), &valid).unwrap().0,
-        XDP_PASS
-    );
-    fp.sync(
-        &fastmap::compute(&snapshot(), [], &Settings::default()),
-        Limits::default(),
-    )
-    .unwrap();
-    assert_eq!(
-        run(fp.program_fd(Entry::Xdp).unwrap(), &valid).unwrap().0,
-        XDP_TX
-    );
+    assert_eq!(verdict_with(&mut fp, &snap), XDP_PASS);
+    assert_eq!(verdict_with(&mut fp, &snapshot()), XDP_TX);
     // A swap to a set without the rule: passed again.
     let mut snap = snapshot();
     snap.rules.clear();
-    fp.sync(
-        &fastmap::compute(&snap, [], &Settings::default()),
-        Limits::default(),
-    )
-    .unwrap();
-    assert_eq!(
-        run(fp.program_fd(Entry::Xdp).unwrap(), &valid).unwrap().0,
-        XDP_PASS
-    );
+    assert_eq!(verdict_with(&mut fp, &snap), XDP_PASS);
 }
 
 #[test]

@@ -369,28 +369,11 @@ fn an_uplink_configured_by_router_advertisements_shares_the_prefix_it_learned() 
     );
     // doctor is content with accept_ra=2, and says what to do without it.
     let doctor = |args: &[&str]| {
-        let mut full = vec![
-            common::EXE,
-            "doctor",
-            "-i",
-            "eth0",
-            "--json",
-            "--slaac",
-            "br0",
-        ];
+        let mut full = vec!["--slaac", "br0"];
         full.extend_from_slice(args);
-        let out = topo.try_exec(&host, &full).unwrap();
-        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+        common::doctor_json(&topo, "eth0", &full).1
     };
-    let problems = |report: &serde_json::Value| -> Vec<String> {
-        report["findings"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|f| f["severity"] != "ok")
-            .map(|f| f["check"].as_str().unwrap().to_string())
-            .collect()
-    };
+    let problems = common::faulty_checks;
     let report = doctor(&[]);
     assert_eq!(problems(&report), Vec::<String>::new(), "{report:#}");
     topo.sysctl(&host, "net/ipv6/conf/eth0/accept_ra", "1")

@@ -137,17 +137,7 @@ fn host_routes_touch_only_routes_of_our_protocol() {
 }
 
 fn doctor(topo: &Topology, args: &[&str]) -> (i32, serde_json::Value) {
-    let mut full = vec![common::EXE, "doctor", "-i", "eth0", "--json"];
-    full.extend_from_slice(args);
-    let out = topo.try_exec(&topo.host(), &full).unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let report = serde_json::from_str(&text).unwrap_or_else(|e| {
-        panic!(
-            "doctor printed no JSON ({e}): {text}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    (out.status.code().unwrap_or(-1), report)
+    common::doctor_json(topo, "eth0", args)
 }
 
 /// The findings of `check` in a report, as (severity, message).

@@ -51,35 +51,35 @@ pub fn parse_prefix(s: &str) -> Result<Ipv6Net, String> {
 }
 
 pub fn parse_probe_addr(s: &str) -> Result<std::net::Ipv6Addr, String> {
-    let addr: std::net::Ipv6Addr = s.parse().map_err(|_| {
-        format!("'{s}' is not an IPv6 address: give a global test address from your range")
-    })?;
-    if addr.is_multicast()
-        || addr.is_unspecified()
-        || addr.is_loopback()
-        || addr.is_unicast_link_local()
-    {
-        return Err(format!(
-            "'{s}' cannot be a test address: give a global unicast address from your range"
-        ));
-    }
-    Ok(addr)
+    parse_unicast(
+        s,
+        "give a global test address from your range",
+        "a test address: give a global unicast address from your range",
+    )
 }
 
 /// A DNS server advertised to SLAAC guests (RDNSS, RFC 8106): a unicast address they can
 /// reach (a link-local one is only reachable on the uplink, not on the guests' link).
 pub fn parse_dns_server(s: &str) -> Result<std::net::Ipv6Addr, String> {
-    let addr: std::net::Ipv6Addr = s.parse().map_err(|_| {
-        format!("'{s}' is not an IPv6 address: give a DNS server, e.g. 2001:db8::53")
-    })?;
+    parse_unicast(
+        s,
+        "give a DNS server, e.g. 2001:db8::53",
+        "a DNS server for the guests: give a global unicast address",
+    )
+}
+
+/// An IPv6 address that is neither multicast, unspecified, loopback nor link-local. The
+/// errors say `'{s}' is not an IPv6 address: {hint}` and `'{s}' cannot be {cannot_be}`.
+fn parse_unicast(s: &str, hint: &str, cannot_be: &str) -> Result<std::net::Ipv6Addr, String> {
+    let addr: std::net::Ipv6Addr = s
+        .parse()
+        .map_err(|_| format!("'{s}' is not an IPv6 address: {hint}"))?;
     if addr.is_multicast()
         || addr.is_unspecified()
         || addr.is_loopback()
         || addr.is_unicast_link_local()
     {
-        return Err(format!(
-            "'{s}' cannot be a DNS server for the guests: give a global unicast address"
-        ));
+        return Err(format!("'{s}' cannot be {cannot_be}"));
     }
     Ok(addr)
 }

@@ -16,6 +16,16 @@ use crate::ndp;
 
 use super::{setsockopt, PACKET_OTHERHOST, PACKET_OUTGOING, RECV_BUF_LEN};
 
+// The classic BPF opcodes and the ancillary load both programs use.
+const LD_H_ABS: u16 = (libc::BPF_LD | libc::BPF_H | libc::BPF_ABS) as u16;
+const LD_B_ABS: u16 = (libc::BPF_LD | libc::BPF_B | libc::BPF_ABS) as u16;
+const LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
+const AND_K: u16 = (libc::BPF_ALU | libc::BPF_AND | libc::BPF_K) as u16;
+const JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
+const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
+// SKF_AD_OFF + SKF_AD_PKTTYPE: the skb's packet type, an ancillary "load".
+const PKTTYPE: u32 = (libc::SKF_AD_OFF + libc::SKF_AD_PKTTYPE) as u32;
+
 /// Offset of an NS's (or NA's) target address in the frame.
 pub(super) const TARGET_OFFSET: usize = ndp::ICMPV6_TYPE_OFFSET + 8;
 /// Most prefixes the kernel matches targets against; beyond that (or with a rule that covers
@@ -29,14 +39,6 @@ pub const MAX_FILTER_PREFIXES: usize = 32;
 /// solicitations for addresses that are not ours costs no wake-up, copy or parse.
 /// (NDP with extension headers or VLAN tags never reaches us: Linux sends neither.)
 pub fn ndp_filter(icmp_type: u8, targets: &[Ipv6Net]) -> Vec<libc::sock_filter> {
-    const LD_H_ABS: u16 = (libc::BPF_LD | libc::BPF_H | libc::BPF_ABS) as u16;
-    const LD_B_ABS: u16 = (libc::BPF_LD | libc::BPF_B | libc::BPF_ABS) as u16;
-    const LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
-    const AND_K: u16 = (libc::BPF_ALU | libc::BPF_AND | libc::BPF_K) as u16;
-    const JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
-    const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
-    // SKF_AD_OFF + SKF_AD_PKTTYPE: the skb's packet type, an ancillary "load".
-    const PKTTYPE: u32 = (libc::SKF_AD_OFF + libc::SKF_AD_PKTTYPE) as u32;
     const ACCEPT: u32 = RECV_BUF_LEN as u32;
     /// Where a jump goes, resolved once the program's length is known.
     #[derive(Clone, Copy)]
@@ -137,12 +139,6 @@ pub fn ndp_filter(icmp_type: u8, targets: &[Ipv6Net]) -> Vec<libc::sock_filter> 
 /// The classic BPF program of the SLAAC sockets: like [`ndp_filter`] without targets, but
 /// for any of the ICMPv6 `types` (e.g. RS, RA, NS, NA on a guests' bridge). At most 16 types.
 pub fn icmp_types_filter(types: &[u8]) -> Vec<libc::sock_filter> {
-    const LD_H_ABS: u16 = (libc::BPF_LD | libc::BPF_H | libc::BPF_ABS) as u16;
-    const LD_B_ABS: u16 = (libc::BPF_LD | libc::BPF_B | libc::BPF_ABS) as u16;
-    const LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
-    const JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
-    const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
-    const PKTTYPE: u32 = (libc::SKF_AD_OFF + libc::SKF_AD_PKTTYPE) as u32;
     let types = &types[..types.len().min(16)];
     let n = types.len() as u8;
     let ins = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };

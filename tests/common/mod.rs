@@ -581,3 +581,31 @@ pub fn steady_stream(
     let sender = std::thread::spawn(move || send_paced_in(&router, "r0", &frames, gap));
     (capture, sender)
 }
+
+/// Run `ndp-responder doctor -i IFNAME --json ARGS` in the host namespace; (exit code,
+/// report). Panics, with what doctor printed, if the report is not JSON.
+pub fn doctor_json(topo: &Topology, ifname: &str, args: &[&str]) -> (i32, serde_json::Value) {
+    let mut full = vec![EXE, "doctor", "-i", ifname, "--json"];
+    full.extend_from_slice(args);
+    let out = topo.try_exec(&topo.host(), &full).unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let report = serde_json::from_str(&text).unwrap_or_else(|e| {
+        panic!(
+            "doctor printed no JSON ({e}): {text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code().unwrap_or(-1), report)
+}
+
+/// The checks of a doctor report that found something (severity warning or problem), in
+/// the report's order.
+pub fn faulty_checks(report: &serde_json::Value) -> Vec<String> {
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["severity"] != "ok")
+        .map(|f| f["check"].as_str().unwrap().to_string())
+        .collect()
+}

@@ -22,6 +22,7 @@ use neli::router::asynchronous::NlRouterReceiverHandle;
 use neli::rtnl::{RtattrBuilder, Rtmsg, RtmsgBuilder};
 use neli::types::{Buffer, RtBuffer};
 
+use super::view::route_dump_request;
 use super::*;
 
 /// The routing protocol number (`rtm_protocol`, `ip route ... proto N`) of every route this
@@ -133,21 +134,8 @@ pub async fn own_routes(h: &Handle) -> Result<Vec<(Ipv6Addr, u32)>, Error> {
 }
 
 async fn read_own_routes(h: &Handle) -> Result<Vec<(Ipv6Addr, u32)>, Error> {
-    let request = || {
-        RtmsgBuilder::default()
-            .rtm_family(RtAddrFamily::Inet6)
-            .rtm_dst_len(0)
-            .rtm_src_len(0)
-            .rtm_tos(0)
-            .rtm_table(RtTable::Unspec)
-            .rtm_protocol(Rtprot::Unspec)
-            .rtm_scope(RtScope::Universe)
-            .rtm_type(Rtn::Unspec)
-            .build()
-            .map_err(error)
-    };
     let mut found = Vec::new();
-    dump(h, Rtm::Getroute, request, |route: &Rtmsg| {
+    dump(h, Rtm::Getroute, route_dump_request, |route: &Rtmsg| {
         found.extend(own_route(route));
     })
     .await?;

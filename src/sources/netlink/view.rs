@@ -1,7 +1,8 @@
 //! Reading the kernel's whole view in one go: links, addresses, routes (one per hop of
 //! multipath ones), neighbours and bridge forwarding entries, decoded from the dumps.
 //!
-//! Owns: [`read_view`] and the decoding of the attributes it reads.
+//! Owns: [`read_view`], the decoding of the attributes it reads, and the route dump request
+//! ([`route_dump_request`], which [`super::routes`] sends too).
 //!
 //! Must not: subscribe to changes or write anything (that is [`super`]).
 
@@ -99,22 +100,14 @@ pub(super) async fn read_view(handle: &Handle) -> Result<KernelView, Error> {
     })
     .await?;
 
-    let request = || {
-        RtmsgBuilder::default()
-            .rtm_family(RtAddrFamily::Inet6)
-            .rtm_dst_len(0)
-            .rtm_src_len(0)
-            .rtm_tos(0)
-            .rtm_table(RtTable::Unspec)
-            .rtm_protocol(Rtprot::Unspec)
-            .rtm_scope(RtScope::Universe)
-            .rtm_type(Rtn::Unspec)
-            .build()
-            .map_err(error)
-    };
-    dump(handle, Rtm::Getroute, request, |route: &Rtmsg| {
-        view.routes.extend(parse_route(route));
-    })
+    dump(
+        handle,
+        Rtm::Getroute,
+        route_dump_request,
+        |route: &Rtmsg| {
+            view.routes.extend(parse_route(route));
+        },
+    )
     .await?;
 
     neighbours(handle, RtAddrFamily::Inet6, Ntf::empty(), |n| {
@@ -218,6 +211,22 @@ fn first_hop(payload: &[u8]) -> Option<((u32, Option<Ipv6Addr>), usize)> {
             .and_then(|a| attr_ipv6(a.rta_payload().as_ref()))
     });
     Some(((ifindex, gateway), len))
+}
+
+/// The request for a dump of every IPv6 route in every table (the tables are told apart
+/// by each answer's own attributes). Also what [`super::routes`] reads its own routes from.
+pub(super) fn route_dump_request() -> Result<Rtmsg, Error> {
+    RtmsgBuilder::default()
+        .rtm_family(RtAddrFamily::Inet6)
+        .rtm_dst_len(0)
+        .rtm_src_len(0)
+        .rtm_tos(0)
+        .rtm_table(RtTable::Unspec)
+        .rtm_protocol(Rtprot::Unspec)
+        .rtm_scope(RtScope::Universe)
+        .rtm_type(Rtn::Unspec)
+        .build()
+        .map_err(error)
 }
 
 /// A route of the main table; a multipath route as one [`Route`] per hop, in order (so every

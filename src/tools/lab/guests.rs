@@ -23,6 +23,7 @@
 use std::net::Ipv6Addr;
 use std::time::Duration;
 
+use super::topology::counted_packets;
 use super::{preflight, wait_until, LabError, Topology, HOST_MAC};
 use crate::tools::netns::{self, ip};
 
@@ -175,32 +176,7 @@ impl Topology {
     /// br0 of a SLAAC topology: no address of its own but its link-local one (the guests'
     /// router), a fixed MAC; every guest's port attached.
     pub(super) fn create_guest_bridge(&self) -> Result<(), LabError> {
-        let host = self.host();
-        ip(&[
-            "-n",
-            &host,
-            "link",
-            "add",
-            "br0",
-            "address",
-            GUEST_BRIDGE_MAC,
-            "type",
-            "bridge",
-            "mcast_snooping",
-            "0",
-        ])?;
-        ip(&["-n", &host, "link", "set", "br0", "up"])?;
-        for n in 1..=self.guests {
-            let port = format!("veth-g{n}");
-            if self
-                .try_exec(&host, &["ip", "link", "show", &port])?
-                .status
-                .success()
-            {
-                ip(&["-n", &host, "link", "set", &port, "master", "br0", "up"])?;
-            }
-        }
-        Ok(())
+        self.bridge_with_ports(Some(GUEST_BRIDGE_MAC), None, "veth-g", self.guests)
     }
 
     /// Add a guest behind br0, with temporary addresses too if `temporary`; its number. Its
@@ -366,13 +342,7 @@ impl Topology {
             &self.hypervisor(),
             &["nft", "list", "table", "bridge", "macfilter"],
         )?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        Ok(text
-            .split_whitespace()
-            .skip_while(|w| *w != "packets")
-            .nth(1)
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0))
+        Ok(counted_packets(&out.stdout))
     }
 }
 

@@ -250,32 +250,37 @@ impl Topology {
         if self.slaac {
             return self.create_guest_bridge();
         }
+        self.bridge_with_ports(
+            None,
+            Some("2001:db8:1::d:1/112"),
+            "veth-ct",
+            self.containers,
+        )
+    }
+
+    /// The host's br0 (snooping off), with a fixed MAC and an address if given, up, and the
+    /// ports `{port_prefix}1..={ports}` that still exist attached to it (a removed container
+    /// or guest has no port any more). One bridge set-up for both topologies.
+    pub(super) fn bridge_with_ports(
+        &self,
+        mac: Option<&str>,
+        addr: Option<&str>,
+        port_prefix: &str,
+        ports: usize,
+    ) -> Result<(), LabError> {
         let host = self.host();
-        ip(&[
-            "-n",
-            &host,
-            "link",
-            "add",
-            "br0",
-            "type",
-            "bridge",
-            "mcast_snooping",
-            "0",
-        ])?;
-        ip(&[
-            "-n",
-            &host,
-            "addr",
-            "add",
-            "2001:db8:1::d:1/112",
-            "dev",
-            "br0",
-            "nodad",
-        ])?;
+        let mut add = vec!["-n", &host, "link", "add", "br0"];
+        if let Some(mac) = mac {
+            add.extend(["address", mac]);
+        }
+        add.extend(["type", "bridge", "mcast_snooping", "0"]);
+        ip(&add)?;
+        if let Some(addr) = addr {
+            ip(&["-n", &host, "addr", "add", addr, "dev", "br0", "nodad"])?;
+        }
         ip(&["-n", &host, "link", "set", "br0", "up"])?;
-        for n in 1..=self.containers {
-            let port = format!("veth-ct{n}");
-            // A removed container has no port any more.
+        for n in 1..=ports {
+            let port = format!("{port_prefix}{n}");
             if self
                 .try_exec(&host, &["ip", "link", "show", &port])?
                 .status
@@ -433,13 +438,7 @@ impl Topology {
             &self.hypervisor(),
             &["nft", "list", "table", "bridge", "antispoof"],
         )?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        Ok(text
-            .split_whitespace()
-            .skip_while(|w| *w != "packets")
-            .nth(1)
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0))
+        Ok(counted_packets(&out.stdout))
     }
 
     /// Start the daemon (`exe`) in the host namespace on eth0 with extra `args`.
@@ -484,6 +483,17 @@ impl Topology {
             let _ = netns::delete(&ns);
         }
     }
+}
+
+/// The packets of the first counter in an `nft list table` listing (0 if it has none): the
+/// drops of the hypervisor's anti-spoof and MAC filters.
+pub(super) fn counted_packets(listing: &[u8]) -> u64 {
+    String::from_utf8_lossy(listing)
+        .split_whitespace()
+        .skip_while(|w| *w != "packets")
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
 }
 
 impl Drop for Topology {
