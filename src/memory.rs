@@ -19,13 +19,17 @@ use std::ffi::c_void;
 /// Fixed allocator thresholds (mallopt(3)). glibc's defaults adapt: each large block freed
 /// raises the mmap threshold to its size and the trim threshold to twice that, so after the
 /// fast path's loader (megabytes of the kernel's BTF, parsed and freed) the heap would keep
-/// megabytes of freed memory instead of returning it. The default values, made fixed.
+/// megabytes of freed memory instead of returning it. The default values, made fixed, and no
+/// padding kept at a heap's top.
 pub fn fixed_thresholds() {
     #[cfg(target_env = "gnu")]
     // SAFETY: mallopt only changes the allocator's parameters; called before other threads.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 128 * 1024);
+        // Nothing kept beyond the top chunk when a heap is trimmed (128 KiB by default): the
+        // fast path's loader thread leaves an arena that nothing uses again.
+        libc::mallopt(libc::M_TOP_PAD, 0);
     }
 }
 
