@@ -497,7 +497,7 @@ fn object_is_rebuilt_bit_for_bit_from_the_source() {
     let status = std::process::Command::new(root.join("bpf/build"))
         .arg(&out)
         .status()
-        .expect("bpf/build runs (it needs clang, llvm and libbpf-dev: ./test installs them)");
+        .expect("bpf/build runs (it needs clang-14, llvm-14 and libbpf-dev: ./test installs them)");
     assert!(status.success(), "bpf/build failed: {status}");
     let built = std::fs::read(&out).unwrap();
     let _ = std::fs::remove_file(&out);
