@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use common::engine::{docker_answered, followed, wait_docker, IMAGE, NETWORK};
+use common::engine::{docker_answered, followed, run_args, wait_docker, NETWORK};
 use common::{exe, host_answers, topology};
 use ndp_responder::decide::policy::Ignored;
 use ndp_responder::status::Status;
@@ -133,19 +133,7 @@ impl Engine {
 
     /// Start container `name` on the network with address `addr`, sleeping.
     fn run_on_network(&self, name: &str, addr: &str) {
-        self.docker(&[
-            "run",
-            "-d",
-            "--name",
-            name,
-            "--network",
-            NETWORK,
-            "--ip6",
-            addr,
-            IMAGE,
-            "sleep",
-            "600",
-        ]);
+        self.docker(&run_args(name, addr));
     }
 
     /// An image with busybox only, built from Debian's busybox-static.

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use common::engine::{docker_answered, followed, wait_docker, IMAGE, NETWORK};
+use common::engine::{docker_answered, followed, run_args, wait_docker, IMAGE, NETWORK};
 use common::{exe, host_answers, never_answered, topology};
 use ndp_responder::decide::policy::Ignored;
 use ndp_responder::tools::lab::{
@@ -206,19 +206,7 @@ impl Podman {
 
     /// Start container `name` on the network with address `addr`, sleeping.
     fn run_on_network(&self, name: &str, addr: &str) {
-        self.remote(&[
-            "run",
-            "-d",
-            "--name",
-            name,
-            "--network",
-            NETWORK,
-            "--ip6",
-            addr,
-            IMAGE,
-            "sleep",
-            "600",
-        ]);
+        self.remote(&run_args(name, addr));
     }
 
     /// The IPv6 addresses of the running containers on the network, as the engine reports

@@ -15,6 +15,24 @@ pub const NETWORK: &str = "ipv6exposed";
 /// The image the tests import (busybox only).
 pub const IMAGE: &str = "ndpt-busybox";
 
+/// The engine command line (`docker` or `podman --remote`, after the program) that runs a
+/// container `name` with address `addr` on the followed network, idle for 10 minutes.
+pub fn run_args<'a>(name: &'a str, addr: &'a str) -> [&'a str; 11] {
+    [
+        "run",
+        "-d",
+        "--name",
+        name,
+        "--network",
+        NETWORK,
+        "--ip6",
+        addr,
+        IMAGE,
+        "sleep",
+        "600",
+    ]
+}
+
 /// The entry of the followed network in an uplink's status.
 pub fn followed(u: &UplinkStatus) -> Option<&DockerNetwork> {
     u.docker.iter().find(|d| d.name == NETWORK)

@@ -239,9 +239,11 @@ enum Link {
 
 impl FastPath {
     /// Load and verify the program (nothing attached, maps empty: it passes everything up).
+    /// The daemon calls it through [`FastPath::load_attached`], which keeps the loader's memory
+    /// out of the daemon's heap.
     pub fn load() -> Result<FastPath, LoadError> {
         // No kernel BTF: the program needs no CO-RE relocation (aya's loader still parses
-        // it once when created; that memory is handed back below).
+        // it once when created).
         let mut ebpf = EbpfLoader::new()
             .btf(None)
             .load(&OBJECT.0)
@@ -265,7 +267,6 @@ impl FastPath {
                 .ok_or(LoadError::Missing("one of its maps"))?;
             maps.push((name, m));
         }
-        crate::memory::trim_heap();
         Ok(FastPath {
             ebpf: Some(ebpf),
             maps,
@@ -342,7 +343,6 @@ impl FastPath {
             this.mode = mode;
             // Attached: the link holds the program; the loader's copy of it goes.
             this.ebpf = None;
-            crate::memory::trim_heap();
             Ok(mode)
         };
         let native = if native {
