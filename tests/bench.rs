@@ -148,12 +148,66 @@ fn responder<'a>(json: &'a serde_json::Value, name: &str) -> &'a serde_json::Val
         .unwrap_or_else(|| panic!("the results have no entry for {name}"))
 }
 
+/// Which CPUs each kernel thread may run on (/proc/PID/status), kworkers left out (the
+/// kernel re-creates and re-masks those itself). What a run must give back as it found it.
+fn kernel_thread_cpus() -> std::collections::BTreeMap<u32, String> {
+    let mut out = std::collections::BTreeMap::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+            continue;
+        };
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(|v| v.trim().to_string())
+        };
+        let kernel = field("Kthread:").as_deref() == Some("1")
+            || (field("PPid:").as_deref() == Some("2") || pid == 2);
+        let name = field("Name:").unwrap_or_default();
+        if kernel && !name.starts_with("kworker") {
+            if let Some(cpus) = field("Cpus_allowed_list:") {
+                out.insert(pid, cpus);
+            }
+        }
+    }
+    out
+}
+
+/// Kernel threads whose CPU set differs from `before` (threads that ended are ignored).
+fn changed_cpus(before: &std::collections::BTreeMap<u32, String>) -> Vec<String> {
+    let now = kernel_thread_cpus();
+    before
+        .iter()
+        .filter_map(|(pid, cpus)| {
+            let n = now.get(pid)?;
+            (n != cpus).then(|| format!("pid {pid}: {cpus} -> {n}"))
+        })
+        .collect()
+}
+
+fn workqueue_mask() -> String {
+    std::fs::read_to_string("/sys/devices/virtual/workqueue/cpumask").unwrap_or_default()
+}
+
+fn two_cpus() -> bool {
+    std::thread::available_parallelism().map_or(false, |n| n.get() >= 2)
+}
+
 #[test]
 fn smoke_run_measures_every_responder_and_writes_the_report() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     require_root_and_ndppd();
     let dir = scratch("smoke");
     let (md, json) = (dir.join("report.md"), dir.join("report.json"));
+    let (threads_before, workqueues_before) = (kernel_thread_cpus(), workqueue_mask());
     let started = Instant::now();
     let child = Command::new(bench())
         .arg("--smoke")
@@ -188,9 +242,28 @@ fn smoke_run_measures_every_responder_and_writes_the_report() {
         assert!(report.contains(name), "the report never names {name}");
     }
     assert!(report.contains("Smoke run"), "a smoke report must say so");
+    // The host CPU was kept to the host's work, and the machine got its threads back.
+    let changed = changed_cpus(&threads_before);
+    assert!(
+        changed.is_empty(),
+        "kernel threads not put back after the run: {changed:?}"
+    );
+    assert_eq!(
+        workqueue_mask(),
+        workqueues_before,
+        "the unbound workqueues' CPU set after the run"
+    );
 
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).expect("the JSON results")).unwrap();
+    if two_cpus() {
+        let moved = json["quieted"]["threads"].as_array().map_or(0, |a| a.len());
+        assert!(moved > 0, "no kernel thread was moved off the host CPU");
+        assert!(
+            report.contains("Host CPU kept to the host's work"),
+            "the report does not say the host CPU was kept clear"
+        );
+    }
     assert!(!responder(&json, "baseline")["rates"][0].is_null());
     for name in ["ndp-responder", "ndppd", "kernel"] {
         let r = responder(&json, name);
@@ -279,6 +352,7 @@ fn ctrl_c_stops_the_responders_and_removes_the_namespaces() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     require_root_and_ndppd();
     let dir = scratch("interrupt");
+    let (threads_before, workqueues_before) = (kernel_thread_cpus(), workqueue_mask());
     let mut child = Command::new(bench())
         .args(["--smoke", "--only", "ndp-responder", "--stage", "30"])
         .args(["--daemon", DAEMON])
@@ -307,6 +381,15 @@ fn ctrl_c_stops_the_responders_and_removes_the_namespaces() {
         !responders.is_empty() && namespaces_of(pid).len() == 2,
         "ndp-bench did not start a responder in its namespaces within 20 s"
     );
+    if two_cpus() {
+        // kthreadd (pid 2) may run anywhere: the run has moved it off the host CPU.
+        assert!(
+            changed_cpus(&threads_before)
+                .iter()
+                .any(|c| c.starts_with("pid 2:")),
+            "kthreadd still runs on every CPU during the run"
+        );
+    }
     // SAFETY: kill has no memory-safety preconditions; pid is our child.
     unsafe { libc::kill(pid as libc::pid_t, libc::SIGINT) };
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -321,6 +404,16 @@ fn ctrl_c_stops_the_responders_and_removes_the_namespaces() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(status.code(), Some(130), "exit status after Ctrl-C");
+    let changed = changed_cpus(&threads_before);
+    assert!(
+        changed.is_empty(),
+        "kernel threads not put back after Ctrl-C: {changed:?}"
+    );
+    assert_eq!(
+        workqueue_mask(),
+        workqueues_before,
+        "the unbound workqueues' CPU set after Ctrl-C"
+    );
     assert!(
         namespaces_of(pid).is_empty(),
         "namespaces left after Ctrl-C"

@@ -7,7 +7,8 @@
 //! cargo run --release -p ndp-bench -- --smoke            # a few seconds (as root)
 //! ```
 //!
-//! Modules: [`topo`] the namespaces and their cleanup, [`traffic`] the load generator and the
+//! Modules: [`topo`] the namespaces and their cleanup, [`quiet`] the host CPU kept to the
+//! host's work, [`traffic`] the load generator and the
 //! receiver, [`responders`] the processes under test, [`measure`] the stages, [`report`] the
 //! Markdown and JSON, [`sys`] system helpers. The frames, the checksum, the receiver's BPF
 //! program and the packet-socket helpers are the daemon's own (`ndp_responder::ndp`, `link`).
@@ -18,6 +19,7 @@
 //! format figures itself (that is `measure` and `report`).
 
 mod measure;
+mod quiet;
 mod report;
 mod responders;
 mod sys;
@@ -150,12 +152,14 @@ fn handle_signals() {
         unsafe { libc::sigwait(&set, &mut sig) };
         eprintln!("\nndp-bench: interrupted: stopping the responders and removing the namespaces");
         topo::interrupted_cleanup();
+        quiet::restore();
         remove_temp_dir();
         std::process::exit(130);
     });
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         topo::emergency_cleanup();
+        quiet::restore();
         remove_temp_dir();
         default(info);
     }));
@@ -327,6 +331,8 @@ fn run(args: Args) -> Result<PathBuf> {
     };
 
     let _lock = topo::lock()?;
+    // Held for the whole run: NAs are stamped when they reach the generator's interface.
+    let _stamps = sys::stamp_arrivals()?;
     let stale = topo::remove_stale()?;
     if stale > 0 {
         eprintln!("ndp-bench: removed {stale} namespace(s) left by a run that died");
@@ -341,6 +347,8 @@ fn run(args: Args) -> Result<PathBuf> {
         unicast_every: args.unicast_every,
     };
     let cpus = pick_cpus(args.no_pin);
+    // Put back by main() when the run ends, by the signal thread, or by the panic hook.
+    let quieted = cpus.map(|c| quiet::host_cpu(c.host));
     let env = Env {
         plan,
         valid: traffic::valid_frames(&plan),
@@ -385,6 +393,7 @@ fn run(args: Args) -> Result<PathBuf> {
         plan,
         settings,
         cpus,
+        quieted,
         results,
         targets: Vec::new(),
     };
@@ -429,6 +438,7 @@ fn main() -> ExitCode {
     let args = Args::parse();
     handle_signals();
     let result = run(args);
+    quiet::restore();
     topo::emergency_cleanup();
     remove_temp_dir();
     match result {

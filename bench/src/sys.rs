@@ -184,6 +184,45 @@ pub fn pin_current_thread(cpu: usize) -> Result<()> {
     Ok(())
 }
 
+/// Make the kernel stamp every frame when it enters an interface's input queue (`netif_rx`),
+/// system-wide, for as long as the returned socket is open.
+///
+/// Without it a packet socket's ring stamps a frame only when the receiving CPU gets round to
+/// it, so an NA's receive time would include the generator CPU's own delays (waking from idle,
+/// or finishing a batch of sends first). Any socket with SO_TIMESTAMPNS turns on the kernel's
+/// `netstamp_needed` key; TPACKET rings then prefer that earlier stamp (net/packet/af_packet.c,
+/// `tpacket_get_timestamp`). The key is switched on by a deferred work item, so this runs once,
+/// well before the first stage.
+pub fn stamp_arrivals() -> Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: plain socket and setsockopt calls; the descriptor is owned at once.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET6, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            bail!(
+                "opening the socket that turns on receive timestamps: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+        let fd = std::os::fd::OwnedFd::from_raw_fd(fd);
+        let on: libc::c_int = 1;
+        let rc = libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+        if rc != 0 {
+            bail!(
+                "turning on receive timestamps (SO_TIMESTAMPNS): {}",
+                std::io::Error::last_os_error()
+            );
+        }
+        Ok(fd)
+    }
+}
+
 /// Timer slack of 1 ns for the calling thread, so that paced sleeps wake on time.
 pub fn precise_timers() {
     // SAFETY: prctl with an integer argument.

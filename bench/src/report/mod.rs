@@ -33,6 +33,8 @@ pub struct Report {
     pub plan: Plan,
     pub settings: Settings,
     pub cpus: Option<Cpus>,
+    /// The kernel threads moved off the host CPU for the run.
+    pub quieted: Option<crate::quiet::Quieted>,
     pub results: Vec<ResponderResult>,
     pub targets: Vec<Target>,
 }

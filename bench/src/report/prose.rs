@@ -77,6 +77,29 @@ impl Report {
                 "- **CPUs**: one CPU only, nothing pinned; \"host CPU\" is the whole machine."
             )?,
         }
+        if let (Some(c), Some(q)) = (self.cpus, &self.quieted) {
+            let threads = if q.threads.is_empty() {
+                "no kernel thread could be moved".to_string()
+            } else {
+                format!("kernel threads moved: {}", q.threads.join(", "))
+            };
+            writeln!(
+                o,
+                "- **Host CPU kept to the host's work**: for the run, the machine's kernel \
+                 threads that may run on any CPU are moved off CPU {}{}, and put back at the end \
+                 ({threads}). Packet work that overflows a softirq round continues in \
+                 `ksoftirqd`, an ordinary thread; a memory scanner that runs there for \
+                 milliseconds (DAMON's `kdamond` on the development VM) would make every \
+                 responder's NS wait in the input queue. Per-CPU threads and user processes \
+                 stay where they are.",
+                c.host,
+                if q.workqueues {
+                    " (so are the unbound workqueues)"
+                } else {
+                    ""
+                },
+            )?;
+        }
         writeln!(
             o,
             "- **Responders**: ndp-responder `{}`; ndppd `-c FILE` in the \
@@ -104,12 +127,14 @@ impl Report {
             o,
             "- **Generator**: Rust, in ndp-bench: frames built with `ndp_responder::ndp` (the \
              flood's broken ones rewritten in place with `ndp::packet::Packet`), sent with \
-             `sendmmsg` on an AF_PACKET socket (qdisc bypassed), paced against the clock: it wakes at most every {} µs and sends what fell due in one call (at most {} \
-             frames; \"max\" is unpaced). A frame the host's input \
+             `sendmmsg` on an AF_PACKET socket (qdisc bypassed), paced against the clock: it wakes at most every {} µs and sends what fell due in calls \
+             of at most {} frames, each stamped just before it (\"max\" is unpaced, {} frames a \
+             call). A frame the host's input \
              queue refuses (veth tells the sender at once) is lost and counts as sent, as on a \
              link whose receiver cannot keep up, so the offered rate never depends on the \
              responder. Rate stages last {} s each: {}.",
             traffic::PACE_MIN.as_micros(),
+            traffic::PACED_BATCH,
             traffic::BATCH,
             s.stage_secs,
             s.rates
@@ -126,7 +151,9 @@ impl Report {
             "- **Receiver and latency**: a separate thread reads a TPACKET_V3 ring on the \
              generator's interface (BPF: the daemon's own program, `link::ndp_filter`, for incoming \
              NAs) and takes the **kernel's receive timestamp** \
-             of each NA; the send time is user space's CLOCK_REALTIME just before the \
+             of each NA, stamped as the NA enters the generator's interface (`netif_rx`, on the \
+             CPU that sent it: a socket with SO_TIMESTAMPNS is held open for the run, so the \
+             generator CPU's own delays in getting to the frame are not counted); the send time is user space's CLOCK_REALTIME just before the \
              `sendmmsg` that carried the NS. Latency = NA received - NS sent; percentiles come \
              from a fixed histogram (1 µs buckets below 1 ms). NAs still arriving after a stage's \
              senders stop (answers to queued NS) count for that stage."

@@ -17,8 +17,9 @@
 //! Timestamps: the send time of an NS is CLOCK_REALTIME read just before the `sendmmsg` call
 //! that carries it (stamped into its slot before the call, so an NA can never beat its stamp);
 //! the receive time of an NA is the kernel's software timestamp of the frame on the
-//! generator's interface (TPACKET_V3 ring, CLOCK_REALTIME). Latency therefore includes at most
-//! one batch of send time (batches are small below saturation).
+//! generator's interface (TPACKET_V3 ring, CLOCK_REALTIME), taken as the frame enters that
+//! interface's input queue ([`crate::sys::stamp_arrivals`]). Latency therefore includes at most
+//! one call's worth of send time ([`send::PACED_BATCH`] frames when paced).
 //!
 //! Memory is fixed once built: the frames, the slots and the latency histogram are allocated
 //! before the first packet and never grow.
@@ -38,7 +39,9 @@ use crate::sys::{bail, Result};
 pub use histogram::Histogram;
 pub use plan::{flood_frames, valid_frames, Answered, FrameSet, Plan, FLOOD_MIX};
 pub use ring::{receive, Ring, RING_RETIRE_MS};
-pub use send::{send_flood, send_one, send_valid, Mixed, ThreadSetup, TxSocket, BATCH, PACE_MIN};
+pub use send::{
+    send_flood, send_one, send_valid, Mixed, ThreadSetup, TxSocket, BATCH, PACED_BATCH, PACE_MIN,
+};
 
 /// What the receiver has seen since the last reset.
 #[derive(Clone, Default)]
