@@ -259,6 +259,18 @@ fn smoke_run_measures_every_responder_and_writes_the_report() {
     if two_cpus() {
         let moved = json["quieted"]["threads"].as_array().map_or(0, |a| a.len());
         assert!(moved > 0, "no kernel thread was moved off the host CPU");
+        for name in ["baseline", "ndp-responder", "ndppd", "kernel"] {
+            let probe = &responder(&json, name)["probe"];
+            assert!(
+                probe["host"]["seconds"].as_f64().unwrap_or(0.0) > 0.0
+                    && probe["generator"]["seconds"].as_f64().unwrap_or(0.0) > 0.0,
+                "{name}: no stall probe of both CPUs before its stages: {probe}"
+            );
+        }
+        assert!(
+            report.contains("What the machine itself took"),
+            "the report does not give the stall probes"
+        );
         assert!(
             report.contains("Host CPU kept to the host's work"),
             "the report does not say the host CPU was kept clear"

@@ -87,6 +87,11 @@ struct Args {
     /// reached on one core); 0 skips that flood.
     #[arg(long, value_name = "RATE", default_value_t = 190_000)]
     flood_reference_rate: u64,
+    /// Before each responder's stages, wait up to this long for a quiet machine: a probe
+    /// spins on both measured CPUs for a second and looks for stalls (a virtual machine's
+    /// vCPU stopped by its hypervisor) [default: 300; --smoke: 0, one short probe].
+    #[arg(long, value_name = "SECONDS")]
+    quiet_wait: Option<f64>,
     /// Number of target addresses (each gets a kernel proxy entry).
     #[arg(long, value_name = "N", default_value_t = 256)]
     targets: u32,
@@ -272,6 +277,8 @@ fn run(args: Args) -> Result<PathBuf> {
         idle_secs: pick(args.idle, 3.0, 0.3),
         flood_valid_rate: args.flood_valid_rate,
         flood_reference_rate: args.flood_reference_rate,
+        quiet_wait_secs: pick(args.quiet_wait, 300.0, 0.0),
+        probe_secs: if smoke { 0.2 } else { 1.0 },
         baseline_rates: if smoke {
             vec![1000]
         } else {
@@ -286,6 +293,12 @@ fn run(args: Args) -> Result<PathBuf> {
         if !(v > 0.0 && v <= 86_400.0) {
             bail!("{name} {v}: give a number of seconds above 0");
         }
+    }
+    if !(0.0..=86_400.0).contains(&settings.quiet_wait_secs) {
+        bail!(
+            "--quiet-wait {}: give a number of seconds (0: one probe, no waiting)",
+            settings.quiet_wait_secs
+        );
     }
     if !(0.0..=86_400.0).contains(&settings.soak_secs) {
         bail!(

@@ -9,12 +9,21 @@
 //! threads (`ksoftirqd/N`, `migration/N`, bound kworkers) and user processes stay where they
 //! are; the responder and the generator are pinned by the run itself.
 //!
+//! It also measures what the machine itself takes from the measured CPUs ([`probe`]): on a
+//! virtual machine the hypervisor can stop a vCPU for milliseconds at a time, which no
+//! responder can answer through. Each responder's stages wait (up to a bound) until a probe
+//! finds the machine quiet, and the report gives every probe.
+//!
 //! Owns: which threads were moved and their original CPU sets, and putting them back (at the
-//! end of the run, on Ctrl-C, on a panic). Must not: touch a thread that is not a kernel
-//! thread, or one bound to a single CPU.
+//! end of the run, on Ctrl-C, on a panic); the stall probe and the wait for a quiet machine.
+//! Must not: touch a thread that is not a kernel thread, or one bound to a single CPU.
 
 use std::fs;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::sys;
+use crate::topo::Cpus;
 
 /// PF_KTHREAD in /proc/PID/stat's flags field (include/linux/sched.h).
 const PF_KTHREAD: u64 = 0x0020_0000;
@@ -103,6 +112,100 @@ pub fn restore() {
         if let Some(mask) = moved.workqueue {
             let _ = fs::write(WORKQUEUE_MASK, mask);
         }
+    }
+}
+
+/// What one CPU lost in a probe: a thread pinned to it read the clock in a loop, and every gap
+/// over [`STALL_US`] between two reads is time the machine gave to something else (the
+/// hypervisor, interrupts, other threads).
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct Stalls {
+    pub seconds: f64,
+    /// Gaps over STALL_US, and over 1 ms.
+    pub stalls: u64,
+    pub over_1ms: u64,
+    pub longest_us: f64,
+    /// The gaps' total over the probe's length.
+    pub lost_fraction: f64,
+}
+
+/// A gap in a spinning thread's clock reads that counts as a stall, µs. Timer ticks and other
+/// short interrupts stay below it.
+pub const STALL_US: u64 = 100;
+
+impl Stalls {
+    /// Quiet enough to measure: no stall over 1 ms, and under 0.5 % of the time lost.
+    pub fn quiet(&self) -> bool {
+        self.over_1ms == 0 && self.lost_fraction < 0.005
+    }
+}
+
+/// The probes before one responder's stages: the host CPU's and the generator CPU's stalls
+/// (measured at the same time), how many probes were taken, and how long it waited.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct Probe {
+    pub host: Stalls,
+    pub generator: Stalls,
+    pub probes: u32,
+    pub waited_secs: f64,
+    pub quiet: bool,
+}
+
+/// Spin on both CPUs for `secs` at once; what each lost.
+pub fn probe(cpus: Cpus, secs: f64) -> (Stalls, Stalls) {
+    let spin = |cpu: usize| {
+        std::thread::spawn(move || {
+            let _ = sys::pin_current_thread(cpu);
+            let length = Duration::from_secs_f64(secs);
+            let start = Instant::now();
+            let mut last = start;
+            let mut out = Stalls::default();
+            let mut lost = Duration::ZERO;
+            loop {
+                let now = Instant::now();
+                let gap = now - last;
+                last = now;
+                if gap > Duration::from_micros(STALL_US) {
+                    out.stalls += 1;
+                    out.over_1ms += u64::from(gap > Duration::from_millis(1));
+                    out.longest_us = out.longest_us.max(gap.as_secs_f64() * 1e6);
+                    lost += gap;
+                }
+                if now - start >= length {
+                    out.seconds = (now - start).as_secs_f64();
+                    out.lost_fraction = lost.as_secs_f64() / out.seconds;
+                    return out;
+                }
+            }
+        })
+    };
+    let (host, generator) = (spin(cpus.host), spin(cpus.generator));
+    (
+        host.join().unwrap_or_default(),
+        generator.join().unwrap_or_default(),
+    )
+}
+
+/// Probe for `secs` until both CPUs are quiet or `wait_secs` have passed (4 s between probes);
+/// the last probe, and whether it was quiet.
+pub fn wait_for_quiet(cpus: Cpus, secs: f64, wait_secs: f64) -> Probe {
+    let start = Instant::now();
+    let mut probes = 0;
+    loop {
+        let (host, generator) = probe(cpus, secs);
+        probes += 1;
+        let quiet = host.quiet() && generator.quiet();
+        let waited_secs = start.elapsed().as_secs_f64();
+        if quiet || waited_secs + 4.0 + secs > wait_secs {
+            return Probe {
+                host,
+                generator,
+                probes,
+                waited_secs,
+                quiet,
+            };
+        }
+        std::thread::sleep(Duration::from_secs(4));
     }
 }
 

@@ -11,6 +11,7 @@ mod session;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::quiet;
 use crate::responders::{self, Responder};
 use crate::sys::{self, bail, Memory, Result};
 use crate::topo::{self, Cpus, DUT_IF};
@@ -35,6 +36,9 @@ pub struct Settings {
     pub flood_reference_rate: u64,
     /// Rates of the baseline (no responder) stages.
     pub baseline_rates: Vec<u64>,
+    /// How long to wait for a quiet machine before each responder, and one probe's length.
+    pub quiet_wait_secs: f64,
+    pub probe_secs: f64,
 }
 
 /// Everything the measurements share.
@@ -167,6 +171,8 @@ pub struct ResponderResult {
     /// How busy the host and generator CPUs were with no traffic at all (other work on the
     /// machine, which every CPU figure then includes).
     pub background: Option<(CpuShare, CpuShare)>,
+    /// What the machine took from the measured CPUs before the stages (None: nothing pinned).
+    pub probe: Option<quiet::Probe>,
 }
 
 fn progress(text: &str) {
@@ -185,6 +191,18 @@ fn rate_label(rate: Option<u64>) -> String {
 pub fn measure(env: &Env, responder: Responder) -> Result<ResponderResult> {
     progress(&format!("measuring {}", responder.name()));
     let s = &env.settings;
+    let probe = env
+        .cpus
+        .map(|c| quiet::wait_for_quiet(c, s.probe_secs, s.quiet_wait_secs));
+    if let Some(p) = probe.filter(|p| !p.quiet && s.quiet_wait_secs > 0.0) {
+        progress(&format!(
+            "  the machine is not quiet (after {:.0} s: host CPU lost {:.1} % to stalls, \
+             longest {:.0} µs); measuring anyway",
+            p.waited_secs,
+            p.host.lost_fraction * 100.0,
+            p.host.longest_us
+        ));
+    }
     let mut session = Session::open(env)?;
     let mut result = ResponderResult {
         responder,
@@ -207,6 +225,7 @@ pub fn measure(env: &Env, responder: Responder) -> Result<ResponderResult> {
         }),
         notes: Vec::new(),
         background: None,
+        probe,
     };
     let cpu = session.host_cpu();
     let dut = session.topo.dut.clone();

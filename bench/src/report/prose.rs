@@ -231,6 +231,50 @@ impl Report {
                 loads.join("; ")
             )?;
         }
+        let probes: Vec<String> = self
+            .results
+            .iter()
+            .filter_map(|r| {
+                let p = r.probe?;
+                let one = |s: &crate::quiet::Stalls| {
+                    format!(
+                        "{} ({} over 1 ms), longest {} µs, {:.2} % lost",
+                        s.stalls,
+                        s.over_1ms,
+                        thousands(s.longest_us),
+                        s.lost_fraction * 100.0
+                    )
+                };
+                Some(format!(
+                    "{}: host {}; generator {}{}",
+                    r.name,
+                    one(&p.host),
+                    one(&p.generator),
+                    match (p.quiet, p.probes) {
+                        (true, 1) => String::new(),
+                        (true, n) => format!(" (quiet at probe {n}, after {:.0} s)", p.waited_secs),
+                        (false, n) => format!(
+                            " (**not quiet** after {n} probes and {:.0} s: measured anyway)",
+                            p.waited_secs
+                        ),
+                    }
+                ))
+            })
+            .collect();
+        if !probes.is_empty() {
+            writeln!(
+                o,
+                "- What the machine itself took from the measured CPUs, right before each \
+                 responder's stages: a thread spinning on each CPU for {} s counts the gaps \
+                 over {} µs between its clock reads (a vCPU stopped by the hypervisor, \
+                 interrupts). A responder's stages start once both CPUs are quiet (no gap over \
+                 1 ms, under 0.5 % of the time lost), or after {} s of waiting. {}.",
+                self.settings.probe_secs,
+                crate::quiet::STALL_US,
+                self.settings.quiet_wait_secs,
+                probes.join("; ")
+            )?;
+        }
         if self.results.iter().any(|r| {
             r.background
                 .is_some_and(|(h, g)| h.busy_fraction > 0.05 || g.busy_fraction > 0.05)
