@@ -198,7 +198,7 @@ fn workqueue_mask() -> String {
 }
 
 fn two_cpus() -> bool {
-    std::thread::available_parallelism().map_or(false, |n| n.get() >= 2)
+    std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2)
 }
 
 #[test]
