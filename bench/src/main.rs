@@ -87,9 +87,9 @@ struct Args {
     /// reached on one core); 0 skips that flood.
     #[arg(long, value_name = "RATE", default_value_t = 190_000)]
     flood_reference_rate: u64,
-    /// Before each responder's stages, wait up to this long for a quiet machine: a probe
-    /// spins on both measured CPUs for a second and looks for stalls (a virtual machine's
-    /// vCPU stopped by its hypervisor) [default: 300; --smoke: 0, one short probe].
+    /// Before each responder's stages, wait up to this long for a quiet host CPU: a probe
+    /// spins on both measured CPUs for a second and counts stalls (a virtual machine's vCPU
+    /// stopped by its hypervisor) [default: 300; --smoke: 0, one short probe].
     #[arg(long, value_name = "SECONDS")]
     quiet_wait: Option<f64>,
     /// Number of target addresses (each gets a kernel proxy entry).

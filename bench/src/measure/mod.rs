@@ -196,7 +196,7 @@ pub fn measure(env: &Env, responder: Responder) -> Result<ResponderResult> {
         .map(|c| quiet::wait_for_quiet(c, s.probe_secs, s.quiet_wait_secs));
     if let Some(p) = probe.filter(|p| !p.quiet && s.quiet_wait_secs > 0.0) {
         progress(&format!(
-            "  the machine is not quiet (after {:.0} s: host CPU lost {:.1} % to stalls, \
+            "  the host CPU is not quiet (after {:.0} s: it lost {:.1} % to stalls, \
              longest {:.0} µs); measuring anyway",
             p.waited_secs,
             p.host.lost_fraction * 100.0,

@@ -267,8 +267,9 @@ impl Report {
                 "- What the machine itself took from the measured CPUs, right before each \
                  responder's stages: a thread spinning on each CPU for {} s counts the gaps \
                  over {} µs between its clock reads (a vCPU stopped by the hypervisor, \
-                 interrupts). A responder's stages start once both CPUs are quiet (no gap over \
-                 1 ms, under 0.5 % of the time lost), or after {} s of waiting. {}.",
+                 interrupts). A responder's stages start once the host CPU is quiet (no gap over \
+                 1 ms, under 0.5 % of the time lost), or after {} s of waiting; the generator's \
+                 CPU also runs the kernel threads moved off the host's. {}.",
                 self.settings.probe_secs,
                 crate::quiet::STALL_US,
                 self.settings.quiet_wait_secs,
