@@ -338,6 +338,28 @@ fn smoke_run_measures_every_responder_and_writes_the_report() {
             .is_none_or(Vec::is_empty),
         "ndp-responder: no memory samples during the soak"
     );
+    // Answers and refusals per interval of the soak: as many intervals of each, and the
+    // answers add up to the soak's own count.
+    let per = |key: &str| -> Vec<u64> {
+        ours["soak"][key]
+            .as_array()
+            .map(|a| a.iter().filter_map(|v| v.as_u64()).collect())
+            .unwrap_or_default()
+    };
+    let (answered, refused) = (per("interval_answered"), per("interval_refused"));
+    assert!(
+        !answered.is_empty() && answered.len() == refused.len(),
+        "ndp-responder: no answers and refusals per interval of the soak: {answered:?} {refused:?}"
+    );
+    assert_eq!(
+        answered.iter().sum::<u64>(),
+        ours["soak"]["answered"].as_u64().unwrap_or(0),
+        "the soak's answers per interval do not add up to its count"
+    );
+    assert!(
+        report.contains("Answered/refused:"),
+        "the report does not give the soak's intervals"
+    );
     assert_eq!(
         ours["soak"]["flood_answers"].as_u64(),
         Some(0),

@@ -112,6 +112,10 @@ pub struct StageResult {
     pub memory_end: Option<Memory>,
     /// VmRSS samples (soak only), KiB.
     pub rss_samples_kib: Vec<u64>,
+    /// Per sampling interval (soak only): valid NS answered, and frames the host's input queue
+    /// refused. Shows whether losses are spread evenly or come in bursts.
+    pub interval_answered: Vec<u64>,
+    pub interval_refused: Vec<u64>,
 }
 
 impl StageResult {

@@ -237,9 +237,19 @@ impl<'e> Session<'e> {
         let (shared, tx, tx_flood) = (&*self.shared, &self.tx, &self.tx_flood);
         let mut seq = self.seq;
         let mut samples: Vec<u64> = Vec::new();
+        let (mut answered_at, mut refused_at): (Vec<u64>, Vec<u64>) = (Vec::new(), Vec::new());
         if let Some(every) = spec.sample_every {
-            samples.reserve_exact((spec.secs / every).ceil() as usize + 2);
+            let n = (spec.secs / every).ceil() as usize + 2;
+            samples.reserve_exact(n);
+            answered_at.reserve_exact(n);
+            refused_at.reserve_exact(n);
         }
+        let topo = &self.topo;
+        let refused_now = || {
+            let gen = sys::dev_stats(&topo.gen, GEN_IF).map_or(0, |d| d.tx_dropped);
+            let dut = sys::dev_stats(&topo.dut, DUT_IF).map_or(0, |d| d.rx_dropped);
+            gen + dut
+        };
         let gen = |nice| ThreadSetup { cpu: gen_cpu, nice };
         let result = std::thread::scope(|scope| {
             let seq = &mut seq;
@@ -286,6 +296,10 @@ impl<'e> Session<'e> {
                                 samples.push(m.vm_rss_kib);
                             }
                         }
+                        if answered_at.len() < answered_at.capacity() {
+                            answered_at.push(shared.answered());
+                            refused_at.push(refused_now());
+                        }
                         next += Duration::from_secs_f64(every);
                     }
                     std::thread::sleep(Duration::from_millis(20));
@@ -314,6 +328,18 @@ impl<'e> Session<'e> {
                 samples.push(m.vm_rss_kib);
             }
         }
+        // The stage's last interval ends where the stage's own counts end.
+        if spec.sample_every.is_some() && !answered_at.is_empty() {
+            answered_at.push(rx.answered[0] + rx.answered[1]);
+            refused_at.push(refused_now());
+        }
+        // The receiver's counts start at 0 with the stage (reset above), whenever the first
+        // sample was taken.
+        if let Some(first) = answered_at.first_mut() {
+            *first = 0;
+        }
+        let deltas = |v: &[u64]| v.windows(2).map(|w| w[1].saturating_sub(w[0])).collect();
+        let (interval_answered, interval_refused) = (deltas(&answered_at), deltas(&refused_at));
         let host_cpus = if self.env.cpus.is_some() {
             1
         } else {
@@ -384,6 +410,8 @@ impl<'e> Session<'e> {
             first_send_error: out.first_error,
             memory_end,
             rss_samples_kib: samples,
+            interval_answered,
+            interval_refused,
         })
     }
 

@@ -419,6 +419,33 @@ impl Report {
             thousands(s.flood_answers as f64)
         )?;
         let shown: Vec<String> = samples.iter().map(|v| v.to_string()).collect();
-        writeln!(o, "VmRSS samples, KiB: {}\n", shown.join(" "))
+        writeln!(o, "VmRSS samples, KiB: {}\n", shown.join(" "))?;
+        let (answered, refused) = (&s.interval_answered, &s.interval_refused);
+        if answered.is_empty() {
+            return Ok(());
+        }
+        let expected = (self.settings.flood_valid_rate as f64 * r.soak_interval_secs).round();
+        let total: u64 = refused.iter().sum();
+        let mut sorted = refused.clone();
+        sorted.sort_unstable_by(|a, b| b.cmp(a));
+        let worst = 3.min(sorted.len());
+        let worst_sum: u64 = sorted[..worst].iter().sum();
+        writeln!(
+            o,
+            "Per {:.0} s interval (about {} valid NS sent in each): valid NS answered, and flood \
+             frames the host's input queue refused. The {worst} worst of {} intervals hold {} of \
+             the {} refused frames.\n",
+            r.soak_interval_secs,
+            thousands(expected),
+            refused.len(),
+            pct((total > 0).then(|| worst_sum as f64 / total as f64)),
+            thousands(total as f64)
+        )?;
+        let pairs: Vec<String> = answered
+            .iter()
+            .zip(refused)
+            .map(|(a, f)| format!("{a}/{f}"))
+            .collect();
+        writeln!(o, "Answered/refused: {}\n", pairs.join(" "))
     }
 }
