@@ -100,18 +100,20 @@ fn namespaces_of(pid: u32) -> Vec<String> {
         .collect()
 }
 
+/// Every process id in /proc now.
+fn proc_pids() -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
 /// ndp-responder processes whose parent is `pid`, with their start times (to tell a reused
 /// pid apart).
 fn responders_of(pid: u32) -> Vec<(u32, String)> {
     let mut out = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(child) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
+    for child in proc_pids() {
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
             continue;
         };
@@ -152,14 +154,7 @@ fn responder<'a>(json: &'a serde_json::Value, name: &str) -> &'a serde_json::Val
 /// kernel re-creates and re-masks those itself). What a run must give back as it found it.
 fn kernel_thread_cpus() -> std::collections::BTreeMap<u32, String> {
     let mut out = std::collections::BTreeMap::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
+    for pid in proc_pids() {
         let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
             continue;
         };
@@ -191,6 +186,24 @@ fn changed_cpus(before: &std::collections::BTreeMap<u32, String>) -> Vec<String>
             (n != cpus).then(|| format!("pid {pid}: {cpus} -> {n}"))
         })
         .collect()
+}
+
+/// Every kernel thread's CPU set and the unbound workqueues' are as before `when`.
+fn assert_cpus_given_back(
+    threads_before: &std::collections::BTreeMap<u32, String>,
+    workqueues_before: &str,
+    when: &str,
+) {
+    let changed = changed_cpus(threads_before);
+    assert!(
+        changed.is_empty(),
+        "kernel threads not put back after {when}: {changed:?}"
+    );
+    assert_eq!(
+        workqueue_mask(),
+        workqueues_before,
+        "the unbound workqueues' CPU set after {when}"
+    );
 }
 
 fn workqueue_mask() -> String {
@@ -243,16 +256,7 @@ fn smoke_run_measures_every_responder_and_writes_the_report() {
     }
     assert!(report.contains("Smoke run"), "a smoke report must say so");
     // The host CPU was kept to the host's work, and the machine got its threads back.
-    let changed = changed_cpus(&threads_before);
-    assert!(
-        changed.is_empty(),
-        "kernel threads not put back after the run: {changed:?}"
-    );
-    assert_eq!(
-        workqueue_mask(),
-        workqueues_before,
-        "the unbound workqueues' CPU set after the run"
-    );
+    assert_cpus_given_back(&threads_before, &workqueues_before, "the run");
 
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).expect("the JSON results")).unwrap();
@@ -438,16 +442,7 @@ fn ctrl_c_stops_the_responders_and_removes_the_namespaces() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(status.code(), Some(130), "exit status after Ctrl-C");
-    let changed = changed_cpus(&threads_before);
-    assert!(
-        changed.is_empty(),
-        "kernel threads not put back after Ctrl-C: {changed:?}"
-    );
-    assert_eq!(
-        workqueue_mask(),
-        workqueues_before,
-        "the unbound workqueues' CPU set after Ctrl-C"
-    );
+    assert_cpus_given_back(&threads_before, &workqueues_before, "Ctrl-C");
     assert!(
         namespaces_of(pid).is_empty(),
         "namespaces left after Ctrl-C"
