@@ -14,6 +14,10 @@
 //! responder can answer through. Each responder's stages wait (up to a bound) until a probe
 //! finds the machine quiet, and the report gives every probe.
 //!
+//! A run killed with SIGKILL cannot put them back: the threads then stay off the host CPU until
+//! reboot, or until `taskset -p ALL-CPUS-MASK PID` for each (harmless, but the machine has one
+//! CPU less for them).
+//!
 //! Owns: which threads were moved and their original CPU sets, and putting them back (at the
 //! end of the run, on Ctrl-C, on a panic); the stall probe and the wait for a quiet machine.
 //! Must not: touch a thread that is not a kernel thread, or one bound to a single CPU.
