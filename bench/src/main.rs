@@ -2,7 +2,7 @@
 //! run, in network namespaces it creates itself, and writes a Markdown report (issue 7).
 //!
 //! ```text
-//! bench/run                          # the full run (~13 min): static daemon, docs/benchmark.md
+//! bench/run                          # the full run (20-35 min): static daemon, docs/benchmark.md
 //! cargo build --release && cargo run --release -p ndp-bench -- --out docs/benchmark.md
 //! cargo run --release -p ndp-bench -- --smoke            # a few seconds (as root)
 //! ```
