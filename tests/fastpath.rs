@@ -19,7 +19,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::Ipv6Addr;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
-use common::battery::{self, battery, ip};
+use common::battery::{battery, ip};
 use ndp_responder::decide::fastmap;
 use ndp_responder::decide::policy::{self, Decision, Settings, SourcePolicy};
 use ndp_responder::decide::ratelimit::Limits;
@@ -639,6 +639,3 @@ fn rate_limits_hold_in_the_program() {
     );
     assert!(fp.take_answered().unwrap().is_empty());
 }
-
-#[allow(dead_code)]
-fn _uses(_: battery::Fate) {}

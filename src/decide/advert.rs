@@ -158,11 +158,8 @@ pub fn probe_answer(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decide::testing::ip;
     use crate::ndp::MacAddr;
-
-    fn ip(s: &str) -> Ipv6Addr {
-        s.parse().unwrap()
-    }
 
     #[test]
     fn advertisements_are_validated_before_anything_is_learned() {

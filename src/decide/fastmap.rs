@@ -218,21 +218,7 @@ mod tests {
 
     use super::*;
     use crate::decide::targets::{Downstream, Rule};
-
-    fn ip(s: &str) -> Ipv6Addr {
-        s.parse().unwrap()
-    }
-
-    fn net(s: &str) -> Ipv6Net {
-        s.parse().unwrap()
-    }
-
-    fn rule(prefix: &str, mode: Mode) -> Rule {
-        Rule {
-            prefix: net(prefix),
-            mode,
-        }
-    }
+    use crate::decide::testing::{ip, net, rule};
 
     /// Uplink 2 on 2001:db8:1::/64; br0 (3) holds ::d:0/112 with one known container; wg0
     /// (4) holds ::e:0/112; a probe rule on ::f:0/112 via br0; a docker network.

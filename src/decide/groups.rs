@@ -74,17 +74,7 @@ pub fn wanted(snap: &Snapshot, positives: impl IntoIterator<Item = Ipv6Addr>) ->
 mod tests {
     use super::*;
     use crate::decide::targets::Rule;
-
-    fn ip(s: &str) -> Ipv6Addr {
-        s.parse().unwrap()
-    }
-
-    fn rule(prefix: &str, mode: Mode) -> Rule {
-        Rule {
-            prefix: prefix.parse().unwrap(),
-            mode,
-        }
-    }
+    use crate::decide::testing::{ip, rule};
 
     fn docker(network: &str) -> Mode {
         Mode::Docker {

@@ -21,3 +21,5 @@ pub mod ratelimit;
 pub mod schedule;
 pub mod slaac;
 pub mod targets;
+#[cfg(test)]
+pub(crate) mod testing;

@@ -581,29 +581,13 @@ pub fn advert(
 mod tests {
     use std::collections::{HashMap, HashSet};
 
-    use ipnet::Ipv6Net;
-
     use super::*;
     use crate::decide::targets::Downstream;
+    use crate::decide::testing::{ip, net, rule};
     use crate::ndp::MacAddr;
 
     const HOST_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x02]);
     const ROUTER_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x01]);
-
-    fn ip(s: &str) -> Ipv6Addr {
-        s.parse().unwrap()
-    }
-
-    fn net(s: &str) -> Ipv6Net {
-        s.parse().unwrap()
-    }
-
-    fn rule(prefix: &str, mode: Mode) -> Rule {
-        Rule {
-            prefix: net(prefix),
-            mode,
-        }
-    }
 
     /// Uplink eth0 (index 2) on 2001:db8:1::/64; br0 (3) holds 2001:db8:1::d:0/112 with one
     /// known container (::d:2); wg0 (4, no MAC) holds 2001:db8:1::e:0/112.

@@ -458,14 +458,9 @@ impl TargetTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decide::testing::{ip, net};
     use crate::sources::netlink::{Link, Neighbour, Route};
 
-    fn net(s: &str) -> Ipv6Net {
-        s.parse().unwrap()
-    }
-    fn ip(s: &str) -> Ipv6Addr {
-        s.parse().unwrap()
-    }
     const UPLINK_MAC: MacAddr = MacAddr([2, 0, 0, 0, 2, 1]);
     const CT_MAC: MacAddr = MacAddr([2, 0, 0, 0, 3, 2]);
 

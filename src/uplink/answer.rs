@@ -291,7 +291,7 @@ impl Responder {
             );
             return;
         }
-        self.note_in_use(advert.target);
+        self.note_in_use(advert.target, self.now);
         // A target's first answer, and an answer to a new solicitor, at INFO (within the log
         // budget); the repeats (every re-probe of every router) only at DEBUG: at scale they
         // are noise, and formatting them costs CPU.
@@ -336,8 +336,7 @@ impl Responder {
         true
     }
 
-    pub(super) fn note_in_use(&mut self, addr: Ipv6Addr) {
-        let now = self.now;
+    pub(super) fn note_in_use(&mut self, addr: Ipv6Addr, now: Instant) {
         if self.in_use.len() >= MAX_IN_USE && !self.in_use.contains_key(&addr) {
             let window = self.in_use_window.max(IN_USE_KEEP);
             self.in_use

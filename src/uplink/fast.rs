@@ -55,19 +55,6 @@ impl Fast {
     }
 }
 
-/// CLOCK_MONOTONIC now, in nanoseconds (the program's bpf_ktime_get_ns).
-fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: ts is a valid timespec to write.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    (ts.tv_sec as u64)
-        .saturating_mul(1_000_000_000)
-        .saturating_add(ts.tv_nsec as u64)
-}
-
 impl Responder {
     /// Make the program (attached or not) match `snap`, the probe cache and the options.
     pub(super) fn sync_fast(&mut self, snap: &Snapshot) {
@@ -149,20 +136,17 @@ impl Responder {
         let Some(fp) = self.fast.path.as_mut() else {
             return;
         };
-        self.fast.next_poll = Some(Instant::now() + POLL);
-        let now_ns = monotonic_ns();
+        let now = Instant::now();
+        self.fast.next_poll = Some(now + POLL);
         let answered = fp.take_answered().unwrap_or_default();
         let Ok(counts) = fp.counters() else {
             return;
         };
-        let mut delta = [0u64; SLOTS.len()];
-        for (i, d) in delta.iter_mut().enumerate() {
-            *d = counts[i].saturating_sub(self.fast.seen[i]);
-        }
-        self.fast.seen = counts;
+        let last = std::mem::replace(&mut self.fast.seen, counts);
         let c = &mut self.counters;
         let (mut seen, mut passed) = (0, 0);
-        for (slot, n) in SLOTS.iter().zip(delta) {
+        for ((slot, count), last) in SLOTS.iter().zip(counts).zip(last) {
+            let n = count.saturating_sub(last);
             if n == 0 {
                 continue;
             }
@@ -185,12 +169,8 @@ impl Responder {
         // Those passed up are counted again by the socket path when they reach it.
         c.ns_seen += seen.saturating_sub(passed);
         c.passed_up += passed;
-        let now = Instant::now();
-        for (addr, t) in answered {
-            let ago = Duration::from_nanos(now_ns.saturating_sub(t));
-            self.now = now.checked_sub(ago).unwrap_or(now);
-            self.note_in_use(addr);
+        for (addr, ago) in answered {
+            self.note_in_use(addr, now.checked_sub(ago).unwrap_or(now));
         }
-        self.now = now;
     }
 }

@@ -14,6 +14,7 @@
 mod answer;
 mod fast;
 mod probing;
+mod reader;
 mod refresh;
 mod report;
 mod slaac;
@@ -43,7 +44,8 @@ use crate::sources::docker::{DockerTargets, EngineState};
 use crate::sources::netlink::{self};
 use crate::status::{list, Counters, UplinkStatus};
 use answer::LogBudget;
-use probing::{Prober, ADVERT_QUEUE};
+use probing::ADVERT_QUEUE;
+use reader::Reader;
 use refresh::{describe, docker_networks, refresh_task, warn_unrouted, DockerFeed, Sources};
 pub use upstream::Withheld;
 
@@ -111,7 +113,7 @@ pub struct Responder {
     table: Arc<TargetTable>,
     settings: Settings,
     cache: probe::Cache<NeighborSolicit>,
-    probers: HashMap<u32, Prober>,
+    probers: HashMap<u32, Reader>,
     adverts: mpsc::Sender<(u32, NeighborAdvert)>,
     /// Advertisements the readers dropped because [`ADVERT_QUEUE`] was full.
     adverts_dropped: Arc<AtomicU64>,
@@ -126,7 +128,7 @@ pub struct Responder {
     handle: netlink::Handle,
     keepalive: Option<schedule::Keepalive>,
     /// Reads the gateway's advertisements on the uplink (only with the keepalive).
-    gateway_reader: Option<(u32, Prober)>,
+    gateway_reader: Option<(u32, Reader)>,
     /// Keepalive solicitations waiting for the gateway's answer.
     expected: gateway::Expected,
     gateway_macs: HashMap<Ipv6Addr, ndp::MacAddr>,

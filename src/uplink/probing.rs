@@ -1,7 +1,7 @@
 //! Probing: asking a downstream interface whether a target of a probe rule is there, and
 //! reading the answers (and the gateway's, for the keepalive) off its socket.
 //!
-//! Owns: the probe sockets and their reader tasks ([`Prober`]), the bounded queue of
+//! Owns: the probe sockets (each a [`super::reader::Reader`]), the bounded queue of
 //! advertisements from the readers to the loop, sending probes, and checking a downstream
 //! answer before it confirms a probe (RFC 4861 7.1.2, [`crate::decide::advert::probe_answer`]).
 //!
@@ -9,38 +9,24 @@
 
 use std::net::Ipv6Addr;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::io::unix::AsyncFd;
-use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use super::answer::Why;
+use super::reader::Reader;
 use super::Responder;
 use crate::decide::targets::Snapshot;
 use crate::decide::{
     advert::{self, AdvertRefused},
     policy,
 };
-use crate::link::{self, Capture, PacketSocket};
+use crate::link::Capture;
 use crate::ndp::{NeighborAdvert, NeighborSolicit};
 
 /// Advertisements queued from the socket readers to the loop; more are dropped (counted), so
 /// a flood of them cannot grow memory.
 pub(super) const ADVERT_QUEUE: usize = 256;
-
-/// A downstream interface being probed: its socket, and the task that reads its answers.
-pub(super) struct Prober {
-    socket: Arc<AsyncFd<PacketSocket>>,
-    reader: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Prober {
-    fn drop(&mut self) {
-        self.reader.abort();
-    }
-}
 
 impl Responder {
     /// Ask downstream interface `via` whether `target` is there.
@@ -67,11 +53,7 @@ impl Responder {
             }
         }
         let ns = NeighborSolicit::resolution(mac, source, target);
-        match self.probers[&via]
-            .socket
-            .get_ref()
-            .send_with(|buf| ns.emit(buf))
-        {
+        match self.probers[&via].socket().send_with(|buf| ns.emit(buf)) {
             Ok(()) => {
                 self.counters.probes_sent += 1;
                 debug!("probing {target} on {}", down.name);
@@ -82,41 +64,15 @@ impl Responder {
 
     /// Open a socket that reads advertisements on interface `index` and forwards them to the
     /// loop; it also sends our solicitations there.
-    pub(super) fn open_advert_reader(&self, name: &str, index: u32) -> Result<Prober, String> {
-        let socket =
-            PacketSocket::open(name, index, Capture::Advertisements).map_err(|e| e.to_string())?;
-        // SAFETY: the socket owns its descriptor, which lives as long as the AsyncFd.
-        let socket = Arc::new(unsafe { AsyncFd::register(socket) }.map_err(|e| e.to_string())?);
-        let reader_socket = socket.clone();
-        let adverts = self.adverts.clone();
-        let dropped = self.adverts_dropped.clone();
-        let reader = tokio::spawn(async move {
-            let mut buf = [0u8; link::RECV_BUF_LEN];
-            loop {
-                let Ok(mut guard) = reader_socket.readable().await else {
-                    return;
-                };
-                match guard.try_io(|s| {
-                    s.get_ref()
-                        .recv(&mut buf)
-                        .map(|f| f.map(NeighborAdvert::parse))
-                }) {
-                    Ok(Ok(Some(Ok(na)))) => match adverts.try_send((index, na)) {
-                        Ok(()) => {}
-                        Err(mpsc::error::TrySendError::Full(_)) => {
-                            dropped.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Err(mpsc::error::TrySendError::Closed(_)) => return,
-                    },
-                    Ok(Ok(_)) => {}
-                    Ok(Err(e)) if e.raw_os_error() == Some(libc::ENETDOWN) => {}
-                    // The interface went away: the next snapshot drops this prober.
-                    Ok(Err(_)) => return,
-                    Err(_would_block) => {}
-                }
-            }
-        });
-        Ok(Prober { socket, reader })
+    pub(super) fn open_advert_reader(&self, name: &str, index: u32) -> Result<Reader, String> {
+        Reader::open(
+            name,
+            index,
+            Capture::Advertisements,
+            self.adverts.clone(),
+            self.adverts_dropped.clone(),
+            move |frame| NeighborAdvert::parse(frame).ok().map(|na| (index, na)),
+        )
     }
 
     /// An advertisement arrived on interface `index`.

@@ -44,8 +44,9 @@ const TICK: Duration = Duration::from_secs(1);
 mod heard;
 mod reader;
 
+use super::reader::Reader;
 pub(super) use reader::Heard;
-use reader::{send_ra, send_small, Reader};
+use reader::{send_ra, send_small};
 
 /// One SLAAC interface.
 struct Iface {
@@ -265,7 +266,7 @@ impl Responder {
                 }
                 continue;
             };
-            let reader = match Reader::open(
+            let reader = match reader::open(
                 name,
                 index,
                 Capture::Guests,
@@ -370,7 +371,7 @@ impl Responder {
             .flatten();
         if self.slaac.uplink.as_ref().map(|(i, _)| *i) != want {
             self.slaac.uplink = want.and_then(|index| {
-                Reader::open(
+                reader::open(
                     &self.ifname,
                     index,
                     Capture::UplinkRouter,

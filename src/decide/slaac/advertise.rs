@@ -287,13 +287,10 @@ pub fn relayable_dns(ra: &RouterAdvert) -> Option<(Vec<Ipv6Addr>, Vec<String>, D
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decide::testing::ip;
 
     const A: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xa]);
     const B: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xb]);
-
-    fn ip(s: &str) -> Ipv6Addr {
-        s.parse().unwrap()
-    }
 
     #[test]
     fn advertisements_start_fast_then_slow_and_solicitations_are_answered_within_a_second() {

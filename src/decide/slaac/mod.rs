@@ -406,13 +406,10 @@ impl Stations {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decide::testing::ip;
 
     const A: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xa]);
     const B: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xb]);
-
-    fn ip(s: &str) -> Ipv6Addr {
-        s.parse().unwrap()
-    }
 
     struct World {
         prefixes: Vec<Ipv6Net>,

@@ -18,6 +18,7 @@ pub mod abi;
 use std::collections::HashSet;
 use std::net::Ipv6Addr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::Duration;
 
 use aya::maps::lpm_trie::{Key, LpmTrie};
 use aya::maps::{Array, HashMap, MapData, MapError, PerCpuArray};
@@ -526,18 +527,38 @@ impl FastPath {
         Ok(out)
     }
 
-    /// The targets answered since the last call, with the CLOCK_MONOTONIC time (ns) of their
-    /// latest answer; read and removed, so each call costs what was answered since.
-    pub fn take_answered(&mut self) -> Result<Vec<(Ipv6Addr, u64)>, MapError> {
+    /// The targets answered since the last call, with how long ago their latest answer was
+    /// (the program stamps it with bpf_ktime_get_ns, CLOCK_MONOTONIC); read and removed, so
+    /// each call costs what was answered since.
+    pub fn take_answered(&mut self) -> Result<Vec<(Ipv6Addr, Duration)>, MapError> {
         let mut map: HashMap<&mut MapData, [u8; 16], u64> =
             HashMap::try_from(map(&mut self.maps, "answered")?)?;
         let seen: Vec<([u8; 16], u64)> = map.iter().filter_map(Result::ok).collect();
         for (k, _) in &seen {
             let _ = map.remove(k);
         }
+        let now = monotonic_ns();
         Ok(seen
             .into_iter()
-            .map(|(k, t)| (Ipv6Addr::from(k), t))
+            .map(|(k, t)| {
+                (
+                    Ipv6Addr::from(k),
+                    Duration::from_nanos(now.saturating_sub(t)),
+                )
+            })
             .collect())
     }
+}
+
+/// CLOCK_MONOTONIC now, in nanoseconds (the clock of the program's bpf_ktime_get_ns).
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid timespec to write.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(ts.tv_nsec as u64)
 }

@@ -266,14 +266,8 @@ async fn run_probe(
 mod tests {
     use super::diagnose::probe_address;
     use super::*;
+    use crate::decide::testing::{ip, net};
     use crate::ndp::MacAddr;
-
-    fn ip(s: &str) -> Ipv6Addr {
-        s.parse().unwrap()
-    }
-    fn net(s: &str) -> Ipv6Net {
-        s.parse().unwrap()
-    }
 
     fn healthy() -> Observed {
         Observed {

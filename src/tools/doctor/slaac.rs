@@ -306,10 +306,7 @@ pub fn stray_routes(
 mod tests {
     use super::super::diagnose::DefaultRoute;
     use super::*;
-
-    fn net(s: &str) -> Ipv6Net {
-        s.parse().unwrap()
-    }
+    use crate::decide::testing::net;
 
     fn host() -> Observed {
         Observed {
