@@ -129,8 +129,11 @@ pub fn compute(
     for addr in points.iter().filter(|a| in_filter(a)) {
         let j = policy::judge(addr, snap);
         let v = match (&j, positives.contains(addr)) {
-            // The probe cache says it answered: the socket path answers it (live).
-            (Judgement::Probe(..), true) => Some(Verdict::Answer { live: true }),
+            // The probe cache says it answered: the socket path answers it (live), unless it
+            // is a SLAAC guest's address still being verified.
+            (Judgement::Probe(..), true) if !policy::awaits_route(snap, addr) => {
+                Some(Verdict::Answer { live: true })
+            }
             _ => verdict(&j),
         };
         if let Some(v) = v {
@@ -266,7 +269,10 @@ mod tests {
             return Verdict::Pass;
         }
         let j = policy::judge(addr, snap);
-        if matches!(j, Judgement::Probe(..)) && positives.contains(addr) {
+        if matches!(j, Judgement::Probe(..))
+            && positives.contains(addr)
+            && !policy::awaits_route(snap, addr)
+        {
             return Verdict::Answer { live: true };
         }
         verdict(&j).unwrap_or(Verdict::Pass)
@@ -351,6 +357,30 @@ mod tests {
         let shape = set.shape.unwrap();
         assert_eq!(shape.source, None);
         assert!(shape.router && shape.override_flag);
+    }
+
+    #[test]
+    fn a_slaac_guest_that_answered_a_probe_is_not_answered_before_it_is_learned() {
+        // A guest's address on a SLAAC interface: probed there to make the guest speak, and
+        // answered only once the SLAAC duty has verified and routed it (policy::awaits_route),
+        // even when the probe cache already holds its answer.
+        let mut snap = snapshot();
+        snap.rules = vec![Rule {
+            prefix: net("2001:db8:1::/64"),
+            mode: Mode::Slaac {
+                interface: "br0".into(),
+                dns: Vec::new(),
+            },
+        }];
+        let guest = ip("2001:db8:1::99");
+        let set = compute(&snap, [guest], &Settings::default());
+        assert_eq!(lookup(&set, &guest), Verdict::Pass);
+        assert_eq!(lookup(&set, &guest), expected(&snap, &guest, &[guest]));
+        // Learned (its /128 routed to br0): answered.
+        snap.known.insert(guest);
+        snap.routes.push((net("2001:db8:1::99/128"), Some(3)));
+        let set = compute(&snap, [guest], &Settings::default());
+        assert_eq!(lookup(&set, &guest), Verdict::Answer { live: true });
     }
 
     #[test]
