@@ -246,9 +246,9 @@ impl<'e> Session<'e> {
         }
         let topo = &self.topo;
         let refused_now = || {
-            let gen = sys::dev_stats(&topo.gen, GEN_IF).map_or(0, |d| d.tx_dropped);
-            let dut = sys::dev_stats(&topo.dut, DUT_IF).map_or(0, |d| d.rx_dropped);
-            gen + dut
+            let gen = sys::dev_stats(&topo.gen, GEN_IF).unwrap_or_default();
+            let dut = sys::dev_stats(&topo.dut, DUT_IF).unwrap_or_default();
+            refused(&gen, &dut)
         };
         let gen = |nice| ThreadSetup { cpu: gen_cpu, nice };
         let result = std::thread::scope(|scope| {
@@ -331,7 +331,7 @@ impl<'e> Session<'e> {
         // The stage's last interval ends where the stage's own counts end.
         if spec.sample_every.is_some() && !answered_at.is_empty() {
             answered_at.push(rx.answered[0] + rx.answered[1]);
-            refused_at.push(refused_now());
+            refused_at.push(refused(&after.gen_dev, &after.dut_dev));
         }
         // The receiver's counts start at 0 with the stage (reset above), whenever the first
         // sample was taken.
@@ -359,14 +359,8 @@ impl<'e> Session<'e> {
                 .dut_dev
                 .rx_packets
                 .saturating_sub(before.dut_dev.rx_packets),
-            dropped_before_host: after
-                .gen_dev
-                .tx_dropped
-                .saturating_sub(before.gen_dev.tx_dropped)
-                + after
-                    .dut_dev
-                    .rx_dropped
-                    .saturating_sub(before.dut_dev.rx_dropped),
+            dropped_before_host: refused(&after.gen_dev, &after.dut_dev)
+                .saturating_sub(refused(&before.gen_dev, &before.dut_dev)),
             answers_lost: after
                 .dut_dev
                 .tx_dropped
@@ -433,4 +427,10 @@ impl<'e> Session<'e> {
             }
         }
     }
+}
+
+/// Frames the host's input queue refused, so far: the generator's veth counts them as its
+/// transmit drops, the host's as its receive drops.
+fn refused(gen: &DevStats, dut: &DevStats) -> u64 {
+    gen.tx_dropped + dut.rx_dropped
 }
