@@ -360,6 +360,23 @@ fn smoke_run_measures_every_responder_and_writes_the_report() {
         ours["soak"]["answered"].as_u64().unwrap_or(0),
         "the soak's answers per interval do not add up to its count"
     );
+    assert_eq!(
+        refused.iter().sum::<u64>(),
+        ours["soak"]["dropped_before_host"]
+            .as_u64()
+            .unwrap_or(u64::MAX),
+        "the soak's refusals per interval do not add up to its count"
+    );
+    // The host's refusals counted from its devices match the sender's own count: each
+    // refused frame once (veth counts it at both ends).
+    for stage in ["flood", "soak"] {
+        let s = &ours[stage];
+        assert_eq!(
+            s["dropped_before_host"].as_u64(),
+            s["refused"].as_u64(),
+            "ndp-responder, {stage}: refusals counted by the devices and by the sender differ"
+        );
+    }
     assert!(
         report.contains("Answered/refused:"),
         "the report does not give the soak's intervals"

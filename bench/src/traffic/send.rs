@@ -35,6 +35,8 @@ pub const PACE_MIN: Duration = Duration::from_micros(50);
 /// sending of those before it (about 1.7 µs each here). When the sender falls behind, what
 /// fell due goes out in several calls, back to back.
 pub const PACED_BATCH: usize = 16;
+/// At most this many valid NS in one flood batch, one per quarter.
+const VALID_PER_BATCH: usize = 4;
 
 /// A packet socket that sends whole frames out of the generator's interface, bypassing the
 /// qdisc.
@@ -286,10 +288,15 @@ pub fn send_flood(
     let end = start + duration;
     let mut next = 0usize;
     let total = frames.len();
-    let mut valid_sent: u64 = 0;
+    // Frames offered so far (sent or refused): the stream position of `next`.
+    let mut offered: u64 = 0;
     let mut rng: u64 = 0x9e37_79b9_7f4a_7c15;
-    // Positions in the batch that carry a valid NS this time: (position, slot, stamp).
-    let mut valid_at: [(usize, usize, u64); 4] = [(usize::MAX, 0, 0); 4];
+    // Valid NS placed in the stream and not yet offered, in stream order: (stream position,
+    // slot). A placed NS keeps its place until a call reaches it, exactly like the flood
+    // frame it replaces, so a full input queue refuses valid and flood frames alike: a
+    // frame's fate never depends on what it carries.
+    let mut pending: Vec<(u64, usize)> = Vec::with_capacity(VALID_PER_BATCH);
+    let mut placed: u64 = 0;
     while Instant::now() < end && !shared.stop.load(Ordering::Relaxed) {
         if let Some(r) = rate {
             // Paced like the valid stages: whole batches, each once it is due.
@@ -308,52 +315,73 @@ pub fn send_flood(
         for (j, r) in refs.iter_mut().enumerate() {
             *r = frames.get((next + j) % total);
         }
+        let mut in_batch: [(usize, usize); VALID_PER_BATCH] = [(0, 0); VALID_PER_BATCH];
         let mut n_valid = 0;
         if let Some(m) = mixed.as_mut() {
-            let due = (start.elapsed().as_nanos() * m.rate as u128 / 1_000_000_000) as u64;
-            n_valid = due.saturating_sub(valid_sent).min(valid_at.len() as u64) as usize;
-            let t0 = sys::realtime_ns();
-            let quarter = BATCH / valid_at.len();
-            for (i, at) in valid_at.iter_mut().enumerate().take(n_valid) {
-                // xorshift64: a position in this batch's quarter i, so positions differ.
+            let now_ns = start.elapsed().as_nanos() as u64;
+            let period = 1_000_000_000 / m.rate.max(1);
+            while pending.len() < VALID_PER_BATCH {
+                // NS n falls due at a pseudo-random moment of its period [n, n+1): a stream
+                // in step with the host's timer tick would meet the same moment of the tick
+                // every time.
+                let jitter = splitmix(placed) % period;
+                if now_ns < placed * period + jitter {
+                    break;
+                }
+                // xorshift64: a position in quarter i of this batch, after any NS still
+                // waiting, so positions grow in stream order.
                 rng ^= rng << 13;
                 rng ^= rng >> 7;
                 rng ^= rng << 17;
-                let pos = i * quarter + (rng % quarter as u64) as usize;
-                let slot = ((*m.seq + i as u64) % m.plan.slots() as u64) as usize;
-                let stamp = t0 << 1 | m.plan.kind(slot) as u64;
-                shared.slots[slot].store(stamp, Ordering::Release);
+                let mut at = offered + rng % BATCH as u64;
+                if let Some(&(last, _)) = pending.last() {
+                    at = at.max(last + 1);
+                }
+                pending.push((at, (*m.seq % m.plan.slots() as u64) as usize));
+                *m.seq += 1;
+                placed += 1;
+            }
+            let t0 = sys::realtime_ns();
+            for &(at, slot) in &pending {
+                let pos = (at - offered) as usize;
+                if pos >= BATCH {
+                    break;
+                }
+                // Stamped just before the call that offers it.
+                shared.slots[slot].store(t0 << 1 | m.plan.kind(slot) as u64, Ordering::Release);
                 refs[pos] = m.frames.get(slot);
-                *at = (pos, slot, stamp);
+                in_batch[n_valid] = (pos, slot);
+                n_valid += 1;
             }
         }
         let went = consumed(tx.send(&refs, &mut batch), BATCH, &mut out);
-        // Positions grow with i, so the valid NS that went out are a prefix of valid_at.
         let mut valid_went = 0;
-        for &(pos, slot, stamp) in &valid_at[..n_valid] {
+        for &(pos, slot) in &in_batch[..n_valid] {
             if pos < went {
+                // Sent, or refused like the flood frame at its place would have been.
                 valid_went += 1;
                 out.sent[shared_kind(&mixed, slot)] += 1;
             } else {
-                // Not sent: nothing will answer it; the slot goes out again in a later batch.
-                let _ = shared.slots[slot].compare_exchange(
-                    stamp,
-                    0,
-                    Ordering::AcqRel,
-                    Ordering::Relaxed,
-                );
+                // Not offered yet: keeps its place; no stamp until the call that offers it.
+                shared.slots[slot].store(0, Ordering::Release);
             }
         }
-        if let Some(m) = mixed.as_mut() {
-            *m.seq += valid_went as u64;
-        }
-        valid_sent += valid_went as u64;
+        pending.drain(..valid_went);
         out.flood_sent += (went - valid_went) as u64;
+        offered += went as u64;
         next = (next + went) % total;
     }
     out.elapsed = start.elapsed();
     out.cpu_ns = sys::thread_cpu_ns().saturating_sub(cpu_start);
     out
+}
+
+/// A well-mixed pseudo-random number for `x` (splitmix64's finaliser).
+fn splitmix(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 fn shared_kind(mixed: &Option<Mixed<'_>>, slot: usize) -> usize {
