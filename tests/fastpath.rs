@@ -424,8 +424,9 @@ fn differential(
     snap: &Snapshot,
     settings: &Settings,
     positives: &[Ipv6Addr],
+    uncovered: fastmap::Uncovered,
 ) -> Tally {
-    let set = fastmap::compute(snap, positives.iter().copied(), settings);
+    let set = fastmap::compute(snap, positives.iter().copied(), settings, uncovered);
     fp.sync(
         &set,
         Limits {
@@ -459,6 +460,27 @@ fn differential(
             Did::Dropped => {
                 tally.dropped += 1;
                 assert_eq!(moved.len(), 1, "{what}: {moved:?}");
+                let not_covered = moved[0] == Slot::Ignored(policy::Ignored::NotCovered);
+                if uncovered == fastmap::Uncovered::Drop
+                    && (not_covered || expected == Reference::Filtered)
+                {
+                    // Dropped in the kernel as nobody here answers its target (or as invalid,
+                    // where the socket path's filter would not have let it up): the socket
+                    // path never saw it or ignored it as not covered, and it is none of the
+                    // kernel's own.
+                    if not_covered {
+                        assert!(
+                            matches!(expected, Reference::Filtered | Reference::Silent("not_covered")),
+                            "{what}: dropped as not covered, the socket path says {expected:?}\nframe {frame:02x?}"
+                        );
+                        let target = Ipv6Addr::from(<[u8; 16]>::try_from(&frame[62..78]).unwrap());
+                        assert!(
+                            !snap.uplink_addrs.contains(&target),
+                            "{what}: the uplink's own"
+                        );
+                    }
+                    continue;
+                }
                 assert_eq!(
                     Reference::Silent(moved[0].label()),
                     expected,
@@ -537,9 +559,16 @@ fn program_and_socket_path_agree_on_every_frame() {
     let positives = [ip("2001:db8:1::f:3")];
     for entry in [Entry::Xdp, Entry::Tc] {
         for (name, settings) in settings_variants() {
-            let t = differential(&mut fp, entry, &frames, &snap, &settings, &positives);
-            eprintln!("{entry:?}, {name}: {t:?} of {}", frames.len());
-            assert!(t.answered >= 100 && t.dropped >= 100, "{name}: {t:?}");
+            for uncovered in [fastmap::Uncovered::Pass, fastmap::Uncovered::Drop] {
+                let t = differential(
+                    &mut fp, entry, &frames, &snap, &settings, &positives, uncovered,
+                );
+                eprintln!(
+                    "{entry:?}, {name}, {uncovered:?}: {t:?} of {}",
+                    frames.len()
+                );
+                assert!(t.answered >= 100 && t.dropped >= 100, "{name}: {t:?}");
+            }
         }
     }
     // With the seeds' own addresses covered (they solicit fe80:: and 2001:db8:: targets of
@@ -556,7 +585,15 @@ fn program_and_socket_path_agree_on_every_frame() {
     wide.uplink_addrs.clear();
     wide.gateways.clear();
     for entry in [Entry::Xdp, Entry::Tc] {
-        let t = differential(&mut fp, entry, &seeds(), &wide, &Settings::default(), &[]);
+        let t = differential(
+            &mut fp,
+            entry,
+            &seeds(),
+            &wide,
+            &Settings::default(),
+            &[],
+            fastmap::Uncovered::Pass,
+        );
         eprintln!("{entry:?}, seeds, everything ours: {t:?}");
         assert!(t.answered >= 10, "{t:?}");
     }
@@ -571,7 +608,7 @@ fn nothing_is_answered_until_the_maps_say_so() {
     // The program's verdict on `valid` once the maps hold what `snap` computes to.
     let verdict_with = |fp: &mut FastPath, snap: &Snapshot| {
         fp.sync(
-            &fastmap::compute(snap, [], &Settings::default()),
+            &fastmap::compute(snap, [], &Settings::default(), fastmap::Uncovered::Pass),
             Limits::default(),
         )
         .unwrap();
@@ -589,6 +626,48 @@ fn nothing_is_answered_until_the_maps_say_so() {
 }
 
 #[test]
+fn drop_uncovered_drops_only_what_nobody_here_answers() {
+    let mut fp = load();
+    let snap = snapshot();
+    let own = snap.uplink_addrs[0];
+    let cases = [
+        ("2001:db8:1::d:2".to_string(), Did::Answered, Did::Answered),
+        ("2001:db8:1::99".to_string(), Did::Passed, Did::Dropped),
+        ("2001:db8:3::1".to_string(), Did::Passed, Did::Dropped),
+        (own.to_string(), Did::Passed, Did::Passed),
+    ];
+    for entry in [Entry::Xdp, Entry::Tc] {
+        for (uncovered, drop) in [
+            (fastmap::Uncovered::Pass, false),
+            (fastmap::Uncovered::Drop, true),
+        ] {
+            fp.sync(
+                &fastmap::compute(&snap, [], &Settings::default(), uncovered),
+                Limits::default(),
+            )
+            .unwrap();
+            for (target, passing, dropping) in &cases {
+                let before = counter_sums(&mut fp);
+                let (rc, _) =
+                    run(fp.program_fd(entry).unwrap(), &common::router_ns(target)).unwrap();
+                let want = if drop { *dropping } else { *passing };
+                assert_eq!(did(entry, rc), want, "{entry:?}, {uncovered:?}: {target}");
+                let after = counter_sums(&mut fp);
+                let i = SLOTS
+                    .iter()
+                    .position(|s| *s == Slot::Ignored(policy::Ignored::NotCovered))
+                    .unwrap();
+                assert_eq!(
+                    after[i] - before[i],
+                    u64::from(want == Did::Dropped),
+                    "{entry:?}, {uncovered:?}: {target}: the not-covered counter"
+                );
+            }
+        }
+    }
+}
+
+#[test]
 fn rate_limits_hold_in_the_program() {
     let mut fp = load();
     let snap = snapshot();
@@ -596,8 +675,11 @@ fn rate_limits_hold_in_the_program() {
         per_source: 5,
         total: 8,
     };
-    fp.sync(&fastmap::compute(&snap, [], &Settings::default()), limits)
-        .unwrap();
+    fp.sync(
+        &fastmap::compute(&snap, [], &Settings::default(), fastmap::Uncovered::Pass),
+        limits,
+    )
+    .unwrap();
     let from = |src: &str, mac: MacAddr| {
         let ns = NeighborSolicit::resolution(mac, ip(src), ip("2001:db8:1::d:2"));
         let mut buf = [0u8; ndp::MAX_EMIT_LEN];

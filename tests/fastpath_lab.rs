@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::{exe, topology};
 use ndp_responder::tools::lab::{
-    container_addr, Daemon, Topology, CONTAINER_PREFIX, GATEWAY, HOST_MAC,
+    container_addr, Daemon, Topology, CONTAINER_PREFIX, GATEWAY, HOST_ADDR, HOST_MAC,
 };
 
 fn fast_path(daemon: &Daemon) -> String {
@@ -66,6 +66,38 @@ fn the_kernel_answers_by_default_and_status_counts_it() {
     assert_eq!(common::send_frames_in(&topo.router(), "r0", &[bad]), 1);
     let c = common::wait_counters(&daemon, Duration::from_secs(3), |c| {
         c.invalid.get("hop_limit") == Some(&1)
+    });
+    assert!(c.is_ok(), "{c:#?}");
+    let stopped = daemon.stop().unwrap();
+    assert!(stopped.status.success(), "{}", stopped.log);
+}
+
+#[test]
+fn drop_uncovered_keeps_the_kernels_own_and_drops_what_nobody_answers() {
+    let topo = topology(1);
+    let ct = container_addr(1);
+    let daemon = topo
+        .start_daemon(exe(), &["-n", CONTAINER_PREFIX, "--drop-uncovered"])
+        .unwrap();
+    assert_eq!(fast_path(&daemon), "tc-ingress", "{}", daemon.log());
+    reached_through_the_kernel(&topo, &daemon, &ct);
+    // The host's own address: the kernel still gets the router's solicitation and answers.
+    topo.router_forget(HOST_ADDR).unwrap();
+    assert!(
+        topo.ping_from_router(GATEWAY, HOST_ADDR, 3).unwrap(),
+        "the host's own address is unreachable; daemon log:\n{}",
+        daemon.log()
+    );
+    let entry = topo
+        .router_neighbour(HOST_ADDR)
+        .unwrap()
+        .unwrap_or_default();
+    assert!(entry.contains(HOST_MAC), "router's entry: {entry}");
+    // A target of the /64 that no rule covers: dropped in the kernel, counted.
+    let frame = common::router_ns("2001:db8:1::e:5");
+    assert_eq!(common::send_frames_in(&topo.router(), "r0", &[frame]), 1);
+    let c = common::wait_counters(&daemon, Duration::from_secs(3), |c| {
+        c.ignored.get("not_covered") == Some(&1)
     });
     assert!(c.is_ok(), "{c:#?}");
     let stopped = daemon.stop().unwrap();

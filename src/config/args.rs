@@ -159,6 +159,13 @@ pub struct RunArgs {
     #[arg(long)]
     pub no_fast_path: bool,
 
+    /// With the fast path: drop, in the kernel, solicitations for targets that no rule covers
+    /// and the uplink does not hold (its own addresses and their subnet-router anycast still
+    /// reach the kernel). Saves the host's receive path under a flood; leave it off if other
+    /// software on this host answers solicitations on the uplink (ndppd, proxy entries)
+    #[arg(long)]
+    pub drop_uncovered: bool,
+
     /// At most this many answers per second in all (0: no limit; at most 10000000)
     #[arg(long, value_name = "N", default_value_t = crate::decide::ratelimit::Limits::default().total, value_parser = parse_rate_limit)]
     pub rate_limit: u32,

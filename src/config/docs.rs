@@ -129,7 +129,8 @@ const CONFIGURATION: &str = r#".SH CONFIGURATION
 The file is TOML: top\-level keys (\fBcontrol_socket\fR, \fBcontrol_mode\fR, \fBmetrics\fR), then
 one \fB[[uplink]]\fR table per uplink (\fBinterface\fR, \fBsource\fR, \fBrouter\fR,
 \fBoverride\fR, \fBgateway_keepalive\fR, \fBannounce_interval\fR, \fBprobe_ttl\fR,
-\fBprobe_negative_ttl\fR, \fBrate_limit\fR, \fBrate_limit_per_source\fR, \fBfast_path\fR), each with one or more
+\fBprobe_negative_ttl\fR, \fBrate_limit\fR, \fBrate_limit_per_source\fR, \fBfast_path\fR,
+\fBdrop_uncovered\fR), each with one or more
 \fB[[uplink.rule]]\fR tables (\fBprefix\fR, \fBmode\fR, and \fBinterface\fR for probe or
 \fBnetwork\fR for docker rules; a slaac rule has \fBinterface\fR, an optional /64 \fBprefix\fR
 (default: the uplink's global /64s, followed) and optional \fBdns\fR servers). Unknown keys, bad values and a rule covering a gateway of its

@@ -14,7 +14,7 @@ use super::values;
 /// The top-level keys (before any `[[uplink]]`).
 const TOP: [&str; 3] = ["control_socket", "control_mode", "metrics"];
 /// The keys of an `[[uplink]]`.
-const UPLINK: [&str; 11] = [
+const UPLINK: [&str; 12] = [
     "interface",
     "source",
     "router",
@@ -26,6 +26,7 @@ const UPLINK: [&str; 11] = [
     "rate_limit",
     "rate_limit_per_source",
     "fast_path",
+    "drop_uncovered",
 ];
 /// The keys of an `[[uplink.rule]]`.
 const RULE: [&str; 4] = ["prefix", "mode", "interface", "network"];

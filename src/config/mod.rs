@@ -25,6 +25,7 @@
 //! rate_limit = 100000          # answers/s in all (0: no limit; at most 10000000)
 //! rate_limit_per_source = 10000 # answers/s to one source (0: no limit; at most 10000000)
 //! fast_path = true             # answer in the kernel (XDP) where it can; false: sockets only
+//! drop_uncovered = false       # fast path: drop NS for targets nobody here answers (floods)
 //!
 //! [[uplink.rule]]
 //! prefix = "2001:db8:1::d:0/112"
@@ -119,6 +120,8 @@ struct Uplink {
     rate_limit_per_source: Option<Spanned<i128>>,
     #[serde(default = "yes")]
     fast_path: bool,
+    #[serde(default)]
+    drop_uncovered: bool,
     #[serde(default)]
     rule: Vec<Spanned<RuleEntry>>,
 }
@@ -336,6 +339,7 @@ pub fn parse(path: &str, text: &str) -> Result<Config, ConfigError> {
                 &values::ANNOUNCE_INTERVAL,
             )?,
             fast_path: up.fast_path,
+            drop_uncovered: up.drop_uncovered,
         });
     }
     let control = file
@@ -420,6 +424,7 @@ pub fn from_flags(args: &args::RunArgs) -> Result<Options, String> {
         keepalive: args.gateway_keepalive,
         announce: args.announce_interval,
         fast_path: !args.no_fast_path,
+        drop_uncovered: args.drop_uncovered,
     })
 }
 

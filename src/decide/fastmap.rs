@@ -79,11 +79,28 @@ fn verdict(j: &Judgement<'_>) -> Option<Verdict> {
     })
 }
 
+/// What the program does with a solicitation whose target no map entry holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Uncovered {
+    /// Pass it up: the kernel and every packet socket on the uplink see it (the default).
+    #[default]
+    Pass,
+    /// Drop it, counted as not covered (`drop_uncovered`): under a flood of solicitations
+    /// for addresses nobody here answers, the kernel's receive path never spends time on
+    /// them. The kernel's own targets still pass, by exact entries: the uplink's addresses
+    /// (tentative ones too: RFC 4862 5.4.3) and the subnet-router anycast address of each
+    /// of their /64s (RFC 4291 2.6.1; the kernel answers it when forwarding). Solicitations
+    /// that software other than the kernel and us answers (ndppd, `ip -6 neigh add proxy`
+    /// entries) are dropped too: the option is for hosts where nothing else answers.
+    Drop,
+}
+
 /// The map contents for `snap` and the probe cache's `positives`.
 pub fn compute(
     snap: &Snapshot,
     positives: impl IntoIterator<Item = Ipv6Addr>,
     settings: &Settings,
+    uncovered: Uncovered,
 ) -> FastSet {
     let source = match settings.source {
         SourcePolicy::Target => Some(None),
@@ -172,7 +189,27 @@ pub fn compute(
             set.prefixes.push((*net, v));
         }
     }
+    if uncovered == Uncovered::Drop {
+        let kernel: BTreeSet<Ipv6Addr> = snap
+            .uplink_addrs
+            .iter()
+            .flat_map(|a| [*a, subnet_router(a)])
+            .collect();
+        for addr in kernel {
+            if !set.targets.iter().any(|(t, _)| *t == addr) {
+                set.targets.push((addr, Verdict::Pass));
+            }
+        }
+        set.targets.sort_by_key(|(a, _)| *a);
+        set.prefixes
+            .push((Ipv6Net::default(), Verdict::Drop(Ignored::NotCovered)));
+    }
     set
+}
+
+/// The subnet-router anycast address of `addr`'s /64.
+fn subnet_router(addr: &Ipv6Addr) -> Ipv6Addr {
+    Ipv6Addr::from(u128::from(*addr) & (u128::MAX << 64))
 }
 
 /// An address of `net` inside none of `inner` (prefixes strictly inside `net`), if any.
@@ -282,7 +319,7 @@ mod tests {
     fn every_address_gets_the_verdict_of_judge() {
         let snap = snapshot();
         let positives = [ip("2001:db8:1::f:7")];
-        let set = compute(&snap, positives, &Settings::default());
+        let set = compute(&snap, positives, &Settings::default(), Uncovered::Pass);
         let probes = [
             "2001:db8:1::d:2",
             "2001:db8:1::d:3",
@@ -320,11 +357,59 @@ mod tests {
     }
 
     #[test]
+    fn drop_uncovered_drops_only_what_nobody_here_answers() {
+        let mut snap = snapshot();
+        // Without the static /64, so that some of it is covered by no rule.
+        snap.rules.retain(|r| r.mode != Mode::Static);
+        let pass = compute(&snap, [], &Settings::default(), Uncovered::Pass);
+        let drop = compute(&snap, [], &Settings::default(), Uncovered::Drop);
+        // The kernel's own: the uplink's addresses and their /64s' subnet-router anycast.
+        let kernel = ["2001:db8:1::2", "fe80::2", "2001:db8:1::", "fe80::"].map(ip);
+        for a in kernel {
+            assert_eq!(lookup(&drop, &a), Verdict::Pass, "{a}");
+        }
+        for a in [
+            "2001:db8:1::99",
+            "2001:db8:3::1",
+            "fe80::77",
+            "2001:db8:2::6",
+        ] {
+            assert_eq!(
+                lookup(&drop, &ip(a)),
+                Verdict::Drop(Ignored::NotCovered),
+                "{a}"
+            );
+        }
+        // Probe-mode targets still go up to the socket path; answers stay answers.
+        assert_eq!(lookup(&drop, &ip("2001:db8:1::f:3")), Verdict::Pass);
+        assert_eq!(
+            lookup(&drop, &ip("2001:db8:1::d:2")),
+            Verdict::Answer { live: true }
+        );
+        // Nothing else changes: only what passed by having no entry is now dropped.
+        let mut x: u128 = 7;
+        for i in 0..20_000u128 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407 + i);
+            let a = Ipv6Addr::from(0x2001_0db8_0001_0000_0000_0000_0000_0000u128 | (x & 0xf_ffff));
+            let (p, d) = (lookup(&pass, &a), lookup(&drop, &a));
+            if p != d {
+                assert!(
+                    p == Verdict::Pass && d == Verdict::Drop(Ignored::NotCovered),
+                    "{a}: {p:?} became {d:?}"
+                );
+                assert!(!kernel.contains(&a) && !snap.gateways.contains(&a), "{a}");
+            }
+        }
+    }
+
+    #[test]
     fn verdicts_by_case() {
         let mut snap = snapshot();
         // Without the static /64 (which answers all it holds that is routed elsewhere).
         snap.rules.retain(|r| r.mode != Mode::Static);
-        let set = compute(&snap, [], &Settings::default());
+        let set = compute(&snap, [], &Settings::default(), Uncovered::Pass);
         let v = |s: &str| lookup(&set, &ip(s));
         assert_eq!(v("2001:db8:1::d:2"), Verdict::Answer { live: true });
         assert_eq!(
@@ -348,7 +433,7 @@ mod tests {
                 network: "web".into(),
             },
         });
-        let set = compute(&snap, [], &Settings::default());
+        let set = compute(&snap, [], &Settings::default(), Uncovered::Pass);
         assert_eq!(
             lookup(&set, &ip("2001:db8:2::6")),
             Verdict::Drop(Ignored::NotConnected)
@@ -373,13 +458,13 @@ mod tests {
             },
         }];
         let guest = ip("2001:db8:1::99");
-        let set = compute(&snap, [guest], &Settings::default());
+        let set = compute(&snap, [guest], &Settings::default(), Uncovered::Pass);
         assert_eq!(lookup(&set, &guest), Verdict::Pass);
         assert_eq!(lookup(&set, &guest), expected(&snap, &guest, &[guest]));
         // Learned (its /128 routed to br0): answered.
         snap.known.insert(guest);
         snap.routes.push((net("2001:db8:1::99/128"), Some(3)));
-        let set = compute(&snap, [guest], &Settings::default());
+        let set = compute(&snap, [guest], &Settings::default(), Uncovered::Pass);
         assert_eq!(lookup(&set, &guest), Verdict::Answer { live: true });
     }
 
@@ -387,7 +472,7 @@ mod tests {
     fn static_prefix_answers_not_live() {
         let mut snap = snapshot();
         snap.rules = vec![rule("2001:db8:1::d:0/112", Mode::Static)];
-        let set = compute(&snap, [], &Settings::default());
+        let set = compute(&snap, [], &Settings::default(), Uncovered::Pass);
         assert_eq!(
             lookup(&set, &ip("2001:db8:1::d:9")),
             Verdict::Answer { live: false }
@@ -403,15 +488,20 @@ mod tests {
             ..Settings::default()
         };
         assert_eq!(
-            compute(&snap, [], &ll).shape.unwrap().source,
+            compute(&snap, [], &ll, Uncovered::Pass)
+                .shape
+                .unwrap()
+                .source,
             Some(ip("fe80::2"))
         );
         snap.link_local = None;
-        let set = compute(&snap, [], &ll);
+        let set = compute(&snap, [], &ll, Uncovered::Pass);
         assert!(set.shape.is_none() && set.prefixes.is_empty() && set.targets.is_empty());
         let mut snap = snapshot();
         snap.uplink = None;
-        assert!(compute(&snap, [], &Settings::default()).shape.is_none());
+        assert!(compute(&snap, [], &Settings::default(), Uncovered::Pass)
+            .shape
+            .is_none());
     }
 
     #[test]

@@ -105,7 +105,12 @@ impl Responder {
             }
         }
         let positives: Vec<Ipv6Addr> = self.cache.positives().collect();
-        let set = fastmap::compute(snap, positives, &self.settings);
+        let uncovered = if self.opts.drop_uncovered {
+            fastmap::Uncovered::Drop
+        } else {
+            fastmap::Uncovered::Pass
+        };
+        let set = fastmap::compute(snap, positives, &self.settings, uncovered);
         let limits = self.opts.rate_limit;
         if let Some(fp) = self.fast.path.as_mut() {
             if let Err(e) = fp.sync(&set, limits) {

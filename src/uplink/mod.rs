@@ -66,6 +66,8 @@ pub struct Options {
     pub announce: Option<Duration>,
     /// Answer in the kernel with the XDP program where it loads (see [`fast`]).
     pub fast_path: bool,
+    /// The fast path drops solicitations nobody here answers (see [`fastmap::Uncovered`]).
+    pub drop_uncovered: bool,
 }
 
 /// How the service steers a running uplink.
@@ -510,6 +512,7 @@ mod tests {
             keepalive: None,
             announce: None,
             fast_path: true,
+            drop_uncovered: false,
         }
     }
 

@@ -56,7 +56,7 @@ pub enum Slot {
 }
 
 /// `enum fp_counter`, in order.
-pub const SLOTS: [Slot; 27] = [
+pub const SLOTS: [Slot; 28] = [
     Slot::Seen,
     Slot::Answered,
     Slot::Passed,
@@ -84,6 +84,7 @@ pub const SLOTS: [Slot; 27] = [
     Slot::Limited(Limited::Total),
     Slot::Limited(Limited::GatewayLive),
     Slot::Limited(Limited::GatewayOther),
+    Slot::Ignored(Ignored::NotCovered),
 ];
 
 impl Slot {
@@ -125,6 +126,7 @@ mod tests {
             Ignored::NotConnected,
             Ignored::NoRoute,
             Ignored::NoDownstream,
+            Ignored::NotCovered,
         ] {
             assert_eq!(encode(Verdict::Drop(why)) & 3, ACTION_DROP, "{why:?}");
         }
