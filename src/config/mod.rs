@@ -753,6 +753,26 @@ mode = "auto"
     }
 
     #[test]
+    fn fast_path_switches_from_the_file_and_the_flags() {
+        let up =
+            |setting: &str| parse("x.toml", &with_setting(setting)).unwrap().uplinks[0].clone();
+        let default = up("");
+        assert!(default.fast_path && !default.drop_uncovered);
+        assert!(up("drop_uncovered = true").drop_uncovered);
+        assert!(!up("fast_path = false").fast_path);
+        let err = parse("x.toml", &with_setting("drop_uncovered = 1")).unwrap_err();
+        assert!(err.to_string().contains("x.toml:3"), "{err}");
+        let flags = |extra: &[&str]| {
+            let mut argv = vec!["ndp-responder", "-i", "eth0", "-n", "2001:db8::/64"];
+            argv.extend(extra);
+            let cli = <args::Cli as clap::Parser>::try_parse_from(argv).unwrap();
+            from_flags(&cli.run).unwrap()
+        };
+        assert!(!flags(&[]).drop_uncovered);
+        assert!(flags(&["--drop-uncovered"]).drop_uncovered);
+    }
+
+    #[test]
     fn durations_and_rate_limits_are_bounded_naming_key_line_and_range() {
         const D1H: &str = "give 1s to 1h";
         const D1D: &str = "give 1s to 1d";

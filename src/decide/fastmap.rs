@@ -8,6 +8,9 @@
 //! [`policy::decide`] uses, so both paths agree by construction; the unit tests below check
 //! that any address's longest match gives `judge`'s verdict.
 //!
+//! With [`Uncovered::Drop`] (the `drop_uncovered` option) a catch-all `::/0` drops what no
+//! other entry holds, and the kernel's own targets get exact entries that pass.
+//!
 //! Must not: touch maps or the kernel (that is `crate::link::fastpath`), or decide on its
 //! own: where it is not sure it says [`Verdict::Pass`] and the socket path decides.
 

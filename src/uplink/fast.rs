@@ -81,9 +81,14 @@ impl Responder {
             match attached {
                 Ok(fp) => {
                     info!(
-                        "{}: fast path attached ({}): solicitations the maps cover are answered in the kernel",
+                        "{}: fast path attached ({}): solicitations the maps cover are answered in the kernel{}",
                         self.ifname,
-                        fp.mode().label()
+                        fp.mode().label(),
+                        if self.opts.drop_uncovered {
+                            "; those for targets nobody here answers are dropped there (drop_uncovered)"
+                        } else {
+                            ""
+                        }
                     );
                     self.fast.state = fp.mode().label().to_string();
                     self.fast.path = Some(fp);

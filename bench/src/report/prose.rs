@@ -180,9 +180,12 @@ impl Report {
         writeln!(
             o,
             "- **Flood**: {} for {} s, as fast as one generator thread can send, with a valid \
-             stream of {} NS/s mixed in by the same thread at pseudo-random positions of its \
-             batches (a separate thread would pause the flood right before every valid NS and \
-             let the host catch up, which favours the valid stream).{}{}",
+             stream of {} NS/s mixed in by the same thread: each valid NS falls due at a \
+             pseudo-random moment of its period and takes a pseudo-random place among the next \
+             64 frames of the stream, which it keeps until sent, so the host's full queue \
+             refuses valid and flood frames alike (a separate thread would pause the flood \
+             right before every valid NS and let the host catch up, which favours the valid \
+             stream).{}{}",
             traffic::FLOOD_MIX,
             s.flood_secs,
             thousands(s.flood_valid_rate as f64),

@@ -266,8 +266,8 @@ pub struct Mixed<'a> {
 }
 
 /// Send the flood frames round-robin for `duration`, as fast as possible or at `rate` frames
-/// per second, with the valid NS of `mixed` (if any) placed at pseudo-random positions inside
-/// the flood's batches. One thread
+/// per second, with the valid NS of `mixed` (if any) each placed at a pseudo-random position
+/// among the next batch's frames, which it keeps until a call reaches it. One thread
 /// sends both, so a valid NS meets the host in exactly the state a flood frame does (a second
 /// sender thread would interrupt the flood just before each valid NS, which lets the host
 /// catch up and favours the valid stream).
