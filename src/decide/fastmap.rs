@@ -135,6 +135,16 @@ pub fn compute(
     let filter = snap.filter_prefixes();
     let in_filter = |a: &Ipv6Addr| filter.iter().any(|f| f.contains(a));
 
+    // The kernel's own targets, which pass whatever the filter when the rest is dropped.
+    let kernel: BTreeSet<Ipv6Addr> = match uncovered {
+        Uncovered::Pass => BTreeSet::new(),
+        Uncovered::Drop => snap
+            .uplink_addrs
+            .iter()
+            .flat_map(|a| [*a, subnet_router(a)])
+            .collect(),
+    };
+
     // Exact targets: every address the snapshot names one by one.
     let positives: Vec<Ipv6Addr> = positives.into_iter().collect();
     let points: BTreeSet<Ipv6Addr> = snap
@@ -144,9 +154,15 @@ pub fn compute(
         .chain(&snap.known)
         .chain(snap.docker.keys())
         .chain(&positives)
+        .chain(&kernel)
         .copied()
         .collect();
-    for addr in points.iter().filter(|a| in_filter(a)) {
+    for addr in points.iter().filter(|a| in_filter(a) || kernel.contains(a)) {
+        if kernel.contains(addr) {
+            // The kernel answers for them itself, whatever covers them.
+            set.targets.push((*addr, Verdict::Pass));
+            continue;
+        }
         let j = policy::judge(addr, snap);
         let v = match (&j, positives.contains(addr)) {
             // The probe cache says it answered: the socket path answers it (live), unless it
@@ -193,17 +209,6 @@ pub fn compute(
         }
     }
     if uncovered == Uncovered::Drop {
-        let kernel: BTreeSet<Ipv6Addr> = snap
-            .uplink_addrs
-            .iter()
-            .flat_map(|a| [*a, subnet_router(a)])
-            .collect();
-        for addr in kernel {
-            if !set.targets.iter().any(|(t, _)| *t == addr) {
-                set.targets.push((addr, Verdict::Pass));
-            }
-        }
-        set.targets.sort_by_key(|(a, _)| *a);
         set.prefixes
             .push((Ipv6Net::default(), Verdict::Drop(Ignored::NotCovered)));
     }
