@@ -128,7 +128,7 @@ pub fn ifindex(ifname: &str) -> Result<u32> {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DevStats {
     pub rx_packets: u64,
-    pub rx_dropped: u64,
+    /// Frames this end could not hand to its peer (veth: the peer's input queue was full).
     pub tx_dropped: u64,
 }
 
@@ -153,7 +153,6 @@ pub fn dev_stats(ns: &str, ifname: &str) -> Result<DevStats> {
             }
             return Ok(DevStats {
                 rx_packets: v[1],
-                rx_dropped: v[3],
                 tx_dropped: v[11],
             });
         }

@@ -245,11 +245,7 @@ impl<'e> Session<'e> {
             refused_at.reserve_exact(n);
         }
         let topo = &self.topo;
-        let refused_now = || {
-            let gen = sys::dev_stats(&topo.gen, GEN_IF).unwrap_or_default();
-            let dut = sys::dev_stats(&topo.dut, DUT_IF).unwrap_or_default();
-            refused(&gen, &dut)
-        };
+        let refused_now = || refused(&sys::dev_stats(&topo.gen, GEN_IF).unwrap_or_default());
         let gen = |nice| ThreadSetup { cpu: gen_cpu, nice };
         let result = std::thread::scope(|scope| {
             let seq = &mut seq;
@@ -331,7 +327,7 @@ impl<'e> Session<'e> {
         // The stage's last interval ends where the stage's own counts end.
         if spec.sample_every.is_some() && !answered_at.is_empty() {
             answered_at.push(rx.answered[0] + rx.answered[1]);
-            refused_at.push(refused(&after.gen_dev, &after.dut_dev));
+            refused_at.push(refused(&after.gen_dev));
         }
         // The receiver's counts start at 0 with the stage (reset above), whenever the first
         // sample was taken.
@@ -359,11 +355,9 @@ impl<'e> Session<'e> {
                 .dut_dev
                 .rx_packets
                 .saturating_sub(before.dut_dev.rx_packets),
-            dropped_before_host: refused(&after.gen_dev, &after.dut_dev)
-                .saturating_sub(refused(&before.gen_dev, &before.dut_dev)),
+            dropped_before_host: refused(&after.gen_dev).saturating_sub(refused(&before.gen_dev)),
             // The same count in the other direction: NAs the generator's queue refused.
-            answers_lost: refused(&after.dut_dev, &after.gen_dev)
-                .saturating_sub(refused(&before.dut_dev, &before.gen_dev)),
+            answers_lost: refused(&after.dut_dev).saturating_sub(refused(&before.dut_dev)),
             answered,
             answered_multicast: ans_m,
             answered_unicast: ans_u,
@@ -424,9 +418,9 @@ impl<'e> Session<'e> {
     }
 }
 
-/// Frames the host's input queue refused, so far. veth counts each refused frame twice: as a
-/// transmit drop of the sending end and as a receive drop of the receiving end (the input
-/// queue's own counter); the sender's count alone is the number of frames.
-fn refused(gen: &DevStats, _dut: &DevStats) -> u64 {
-    gen.tx_dropped
+/// Frames the receiving end's input queue refused, so far, counted at the sending end. veth
+/// counts each refused frame twice: as a transmit drop of the sending end and as a receive
+/// drop of the receiving end (the input queue's own counter); one of the two is the number.
+fn refused(sender: &DevStats) -> u64 {
+    sender.tx_dropped
 }
