@@ -354,14 +354,20 @@ mod tests {
             assert_eq!(lookup(&set, &a), expected(&snap, &a, &positives), "{a}");
         }
         // A walk through the /64's edges and a pseudo-random sample.
-        let mut x: u128 = 0x2001_0db8_0001_0000_0000_0000_000d_0000;
-        for i in 0..20_000u128 {
+        for a in sample(0x2001_0db8_0001_0000_0000_0000_000d_0000) {
+            assert_eq!(lookup(&set, &a), expected(&snap, &a, &positives), "{a}");
+        }
+    }
+
+    /// 20,000 pseudo-random addresses of 2001:db8:1::/64's low 20 bits, from `seed`.
+    fn sample(seed: u128) -> impl Iterator<Item = Ipv6Addr> {
+        let mut x = seed;
+        (0..20_000u128).map(move |i| {
             x = x
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407 + i);
-            let a = Ipv6Addr::from(0x2001_0db8_0001_0000_0000_0000_0000_0000u128 | (x & 0xf_ffff));
-            assert_eq!(lookup(&set, &a), expected(&snap, &a, &positives), "{a}");
-        }
+            Ipv6Addr::from(0x2001_0db8_0001_0000_0000_0000_0000_0000u128 | (x & 0xf_ffff))
+        })
     }
 
     #[test]
@@ -395,12 +401,7 @@ mod tests {
             Verdict::Answer { live: true }
         );
         // Nothing else changes: only what passed by having no entry is now dropped.
-        let mut x: u128 = 7;
-        for i in 0..20_000u128 {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407 + i);
-            let a = Ipv6Addr::from(0x2001_0db8_0001_0000_0000_0000_0000_0000u128 | (x & 0xf_ffff));
+        for a in sample(7) {
             let (p, d) = (lookup(&pass, &a), lookup(&drop, &a));
             if p != d {
                 assert!(
