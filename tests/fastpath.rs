@@ -630,6 +630,10 @@ fn drop_uncovered_drops_only_what_nobody_here_answers() {
     let mut fp = load();
     let snap = snapshot();
     let own = snap.uplink_addrs[0];
+    let i = SLOTS
+        .iter()
+        .position(|s| *s == Slot::Ignored(policy::Ignored::NotCovered))
+        .unwrap();
     let cases = [
         ("2001:db8:1::d:2".to_string(), Did::Answered, Did::Answered),
         ("2001:db8:1::99".to_string(), Did::Passed, Did::Dropped),
@@ -637,10 +641,7 @@ fn drop_uncovered_drops_only_what_nobody_here_answers() {
         (own.to_string(), Did::Passed, Did::Passed),
     ];
     for entry in [Entry::Xdp, Entry::Tc] {
-        for (uncovered, drop) in [
-            (fastmap::Uncovered::Pass, false),
-            (fastmap::Uncovered::Drop, true),
-        ] {
+        for uncovered in [fastmap::Uncovered::Pass, fastmap::Uncovered::Drop] {
             fp.sync(
                 &fastmap::compute(&snap, [], &Settings::default(), uncovered),
                 Limits::default(),
@@ -650,13 +651,12 @@ fn drop_uncovered_drops_only_what_nobody_here_answers() {
                 let before = counter_sums(&mut fp);
                 let (rc, _) =
                     run(fp.program_fd(entry).unwrap(), &common::router_ns(target)).unwrap();
-                let want = if drop { *dropping } else { *passing };
+                let want = match uncovered {
+                    fastmap::Uncovered::Pass => *passing,
+                    fastmap::Uncovered::Drop => *dropping,
+                };
                 assert_eq!(did(entry, rc), want, "{entry:?}, {uncovered:?}: {target}");
                 let after = counter_sums(&mut fp);
-                let i = SLOTS
-                    .iter()
-                    .position(|s| *s == Slot::Ignored(policy::Ignored::NotCovered))
-                    .unwrap();
                 assert_eq!(
                     after[i] - before[i],
                     u64::from(want == Did::Dropped),

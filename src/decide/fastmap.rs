@@ -157,10 +157,13 @@ pub fn compute(
         .chain(&kernel)
         .copied()
         .collect();
-    for addr in points.iter().filter(|a| in_filter(a) || kernel.contains(a)) {
+    for addr in &points {
         if kernel.contains(addr) {
             // The kernel answers for them itself, whatever covers them.
             set.targets.push((*addr, Verdict::Pass));
+            continue;
+        }
+        if !in_filter(addr) {
             continue;
         }
         let j = policy::judge(addr, snap);

@@ -35,7 +35,7 @@ pub const PACE_MIN: Duration = Duration::from_micros(50);
 /// sending of those before it (about 1.7 µs each here). When the sender falls behind, what
 /// fell due goes out in several calls, back to back.
 pub const PACED_BATCH: usize = 16;
-/// At most this many valid NS in one flood batch, one per quarter.
+/// At most this many valid NS waiting for their place in the flood's stream.
 const VALID_PER_BATCH: usize = 4;
 
 /// A packet socket that sends whole frames out of the generator's interface, bypassing the
@@ -290,7 +290,6 @@ pub fn send_flood(
     let total = frames.len();
     // Frames offered so far (sent or refused): the stream position of `next`.
     let mut offered: u64 = 0;
-    let mut rng: u64 = 0x9e37_79b9_7f4a_7c15;
     // Valid NS placed in the stream and not yet offered, in stream order: (stream position,
     // slot). A placed NS keeps its place until a call reaches it, exactly like the flood
     // frame it replaces, so a full input queue refuses valid and flood frames alike: a
@@ -315,7 +314,7 @@ pub fn send_flood(
         for (j, r) in refs.iter_mut().enumerate() {
             *r = frames.get((next + j) % total);
         }
-        let mut in_batch: [(usize, usize); VALID_PER_BATCH] = [(0, 0); VALID_PER_BATCH];
+        // The first `n_valid` of `pending` are in this batch.
         let mut n_valid = 0;
         if let Some(m) = mixed.as_mut() {
             let now_ns = start.elapsed().as_nanos() as u64;
@@ -328,12 +327,9 @@ pub fn send_flood(
                 if now_ns < placed * period + jitter {
                     break;
                 }
-                // xorshift64: a position in quarter i of this batch, after any NS still
-                // waiting, so positions grow in stream order.
-                rng ^= rng << 13;
-                rng ^= rng >> 7;
-                rng ^= rng << 17;
-                let mut at = offered + rng % BATCH as u64;
+                // A place among the next batch's frames, after any NS still waiting, so
+                // places grow in stream order.
+                let mut at = offered + splitmix(!placed) % BATCH as u64;
                 if let Some(&(last, _)) = pending.last() {
                     at = at.max(last + 1);
                 }
@@ -350,14 +346,13 @@ pub fn send_flood(
                 // Stamped just before the call that offers it.
                 shared.slots[slot].store(t0 << 1 | m.plan.kind(slot) as u64, Ordering::Release);
                 refs[pos] = m.frames.get(slot);
-                in_batch[n_valid] = (pos, slot);
                 n_valid += 1;
             }
         }
         let went = consumed(tx.send(&refs, &mut batch), BATCH, &mut out);
         let mut valid_went = 0;
-        for &(pos, slot) in &in_batch[..n_valid] {
-            if pos < went {
+        for &(at, slot) in &pending[..n_valid] {
+            if ((at - offered) as usize) < went {
                 // Sent, or refused like the flood frame at its place would have been.
                 valid_went += 1;
                 out.sent[shared_kind(&mixed, slot)] += 1;
